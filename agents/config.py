@@ -1,0 +1,71 @@
+"""Command-line overrides for configuration dataclasses, and step counts such as ``10M``."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, get_type_hints
+
+_SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+
+
+def parse_steps(text: str | int) -> int:
+    """``"10M" -> 10_000_000``, ``"250k" -> 250_000``, ``"1e6" -> 1_000_000``, ``"5000" -> 5000``."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmg]?)\s*", str(text).lower())
+    if match is None:
+        raise ValueError(f"cannot read a step count from {text!r}; use e.g. 5000, 250k, 10M or 1e7")
+    value = float(match.group(1)) * _SUFFIXES[match.group(2)]
+    if value != int(value) or value < 0:
+        raise ValueError(f"a step count must be a whole non-negative number, got {text!r}")
+    return int(value)
+
+
+def apply_overrides(config: Any, overrides: list[str]) -> None:
+    """Apply ``key=value`` strings to a (nested) dataclass in place: ``a2c.n_envs=8``.
+
+    Values are converted to the field's declared type; unknown keys raise ``ValueError`` listing
+    the accepted ones.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"an override must look like key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        *parents, name = key.strip().split(".")
+        target = config
+        for parent in parents:
+            target = getattr(target, parent, None)
+            if not dataclasses.is_dataclass(target):
+                raise ValueError(f"unknown setting {key!r}; settings are: {', '.join(setting_names(config))}")
+        hints = get_type_hints(type(target))
+        if name not in {field.name for field in dataclasses.fields(target)} or dataclasses.is_dataclass(getattr(target, name)):
+            raise ValueError(f"unknown setting {key!r}; settings are: {', '.join(setting_names(config))}")
+        setattr(target, name, _convert(value.strip(), hints[name], key))
+
+
+def setting_names(config: Any, prefix: str = "") -> list[str]:
+    """Every overridable dotted key of a (nested) dataclass."""
+    names = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            names += setting_names(value, f"{prefix}{field.name}.")
+        else:
+            names.append(prefix + field.name)
+    return names
+
+
+def _convert(value: str, type_hint: Any, key: str) -> Any:
+    try:
+        if type_hint is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return value.lower() in ("true", "1")
+        if type_hint is int:
+            return parse_steps(value)
+        if type_hint is float:
+            return float(value)
+        return value
+    except ValueError:
+        raise ValueError(f"{key}={value!r} is not a valid {getattr(type_hint, '__name__', type_hint)}") from None

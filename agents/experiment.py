@@ -1,0 +1,281 @@
+"""Run one experiment: build the env and the agent, train with callbacks and checkpoints, evaluate.
+
+This is the one place that joins an agent to an environment. Every script and sweep calls
+:func:`run_experiment` rather than re-assembling it. A run lives in its own directory::
+
+    <runs>/<game>/<agent>-<arch>/seed<k>/
+        config.json        every resolved setting, package versions, git commit
+        tb/                TensorBoard events: SB3's scalars + episode/score per game
+        checkpoints/       model_<steps>_steps.zip, the latest one resumes the run
+        evaluation.json    final evaluation over full games
+
+An existing non-empty run directory is refused unless ``resume=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
+from stable_baselines3.common.utils import get_device
+
+from agents.a2c import A2CConfig, make_a2c
+from envs import BACKENDS, get_game, make_atari_vec_env
+from rl_coordconv.extractors import ARCHS
+
+AGENTS = ("a2c",)
+CHECKPOINT_PREFIX = "model"
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines one run. Defaults: A2C on Ms. Pac-Man for 10M agent steps."""
+
+    game: str = "MsPacman"
+    agent: str = "a2c"
+    arch: str = "conv"
+    seed: int = 0
+    timesteps: int = 10_000_000  # agent steps (4 emulator frames each), summed over envs
+    device: str = "auto"
+    backend: str = "ale_vector"
+    checkpoint_every: int = 500_000  # agent steps
+    eval_episodes: int = 10  # full games in the final evaluation; 0 skips it
+    a2c: A2CConfig = field(default_factory=A2CConfig)
+
+    def validate(self) -> None:
+        get_game(self.game)
+        if self.agent not in AGENTS:
+            raise ValueError(f"unknown agent {self.agent!r}; choose one of {AGENTS}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; choose one of {sorted(ARCHS)}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
+        for name in ("timesteps", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.eval_episodes < 0:
+            raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes}")
+        try:
+            get_device(self.device)
+        except RuntimeError as error:
+            raise ValueError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:<index> ({error})") from None
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(
+                f"device {self.device!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
+                "use --device auto or cpu"
+            )
+
+    @property
+    def n_envs(self) -> int:
+        return self.a2c.n_envs
+
+
+def run_directory(runs: Path | str, config: ExperimentConfig) -> Path:
+    """``<runs>/<game>/<agent>-<arch>/seed<k>``."""
+    return Path(runs) / config.game / f"{config.agent}-{config.arch}" / f"seed{config.seed}"
+
+
+def run_experiment(
+    config: ExperimentConfig, runs: Path | str = "runs", *, resume: bool = False, progress_bar: bool = True
+) -> Path:
+    """Train (or resume) one run to ``config.timesteps`` agent steps and evaluate it.
+
+    :return: the run directory.
+    """
+    config.validate()
+    run_dir = run_directory(runs, config)
+    if resume:
+        config = _config_for_resume(run_dir, config)
+        checkpoint = latest_checkpoint(run_dir)
+    else:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise FileExistsError(
+                f"run directory {run_dir} already holds a run; pass --resume to continue it, "
+                "or choose another --seed or --runs"
+            )
+        checkpoint = None
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    env = make_atari_vec_env(config.game, config.n_envs, config.seed, config.backend)
+    if checkpoint is None:
+        model = make_a2c(env, config.arch, config.a2c, seed=config.seed, device=config.device)
+    else:
+        model = type_of_agent(config.agent).load(checkpoint, env=env, device=config.device)
+    _write_config(run_dir, config, model)
+    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
+
+    callbacks = CallbackList(
+        [
+            EpisodeScoreCallback(get_game(config.game)),
+            CheckpointCallback(
+                max(config.checkpoint_every // config.n_envs, 1),
+                str(run_dir / "checkpoints"),
+                name_prefix=CHECKPOINT_PREFIX,
+            ),
+        ]
+    )
+    remaining = config.timesteps - model.num_timesteps
+    try:
+        if remaining > 0:
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=progress_bar)
+    except KeyboardInterrupt:
+        path = save_checkpoint(model, run_dir)
+        print(f"\nInterrupted at {model.num_timesteps:,} steps; saved {path}. Continue with --resume.")
+        raise
+    finally:
+        env.close()
+    save_checkpoint(model, run_dir)
+    if config.eval_episodes > 0:
+        evaluate(model, config, run_dir)
+    return run_dir
+
+
+def type_of_agent(agent: str) -> type[BaseAlgorithm]:
+    from stable_baselines3 import A2C
+
+    return {"a2c": A2C}[agent]
+
+
+def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> Path:
+    path = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}_{model.num_timesteps}_steps.zip"
+    model.save(path)
+    return path
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint with the most steps in ``run_dir/checkpoints``."""
+    checkpoints = sorted(
+        (run_dir / "checkpoints").glob(f"{CHECKPOINT_PREFIX}_*_steps.zip"),
+        key=lambda path: int(path.stem.split("_")[-2]),
+    )
+    if not checkpoints:
+        raise FileNotFoundError(f"nothing to resume: no checkpoint in {run_dir / 'checkpoints'}")
+    return checkpoints[-1]
+
+
+class EpisodeScoreCallback(BaseCallback):
+    """Writes every finished game's full, unclipped score (and its human-normalized value) to
+    TensorBoard against the agent step at which it ended: ``episode/score``,
+    ``episode/human_normalized``, ``episode/length`` (agent steps)."""
+
+    def __init__(self, game: Any) -> None:
+        super().__init__()
+        self.game = game
+        self._writer = None
+
+    def _on_training_start(self) -> None:
+        formats = [f for f in self.logger.output_formats if isinstance(f, TensorBoardOutputFormat)]
+        self._writer = formats[0].writer if formats else None
+
+    def _on_step(self) -> bool:
+        if self._writer is None:
+            return True
+        for info in self.locals["infos"]:
+            episode = info.get("episode")
+            if episode is not None:
+                self._writer.add_scalar("episode/score", episode["r"], self.num_timesteps)
+                self._writer.add_scalar("episode/human_normalized", self.game.human_normalized(episode["r"]), self.num_timesteps)
+                self._writer.add_scalar("episode/length", episode["l"], self.num_timesteps)
+        return True
+
+
+def evaluate(model: BaseAlgorithm, config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
+    """Play ``config.eval_episodes`` full games (no life-loss terminals) with the stochastic
+    policy; write ``evaluation.json`` and ``eval/mean_score`` to TensorBoard."""
+    eval_env = make_atari_vec_env(
+        config.game,
+        min(config.eval_episodes, 8),
+        seed=config.seed + 10_000,
+        backend=config.backend,
+        terminal_on_life_loss=False,
+    )
+    try:
+        scores, lengths = evaluate_policy(
+            model, eval_env, n_eval_episodes=config.eval_episodes, deterministic=False, return_episode_rewards=True
+        )
+    finally:
+        eval_env.close()
+    game = get_game(config.game)
+    result = {
+        "timesteps": model.num_timesteps,
+        "episodes": len(scores),
+        "mean_score": float(np.mean(scores)),
+        "std_score": float(np.std(scores)),
+        "human_normalized_mean": game.human_normalized(float(np.mean(scores))),
+        "scores": [float(s) for s in scores],
+        "lengths": [int(n) for n in lengths],
+    }
+    (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2))
+    model.logger.record("eval/mean_score", result["mean_score"])
+    model.logger.dump(model.num_timesteps)
+    return result
+
+
+def _config_for_resume(run_dir: Path, requested: ExperimentConfig) -> ExperimentConfig:
+    """The saved config, with the requested ``timesteps`` and ``device``; any other difference
+    from the saved run is an error."""
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"nothing to resume: {path} does not exist")
+    saved = config_from_dict(json.loads(path.read_text())["config"])
+    differences = [
+        name
+        for name, value in dataclasses.asdict(requested).items()
+        if name not in ("timesteps", "device") and dataclasses.asdict(saved)[name] != value
+    ]
+    if differences:
+        raise ValueError(f"--resume with settings that differ from the saved run in {run_dir}: {differences}")
+    return dataclasses.replace(saved, timesteps=requested.timesteps, device=requested.device)
+
+
+def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
+    values = dict(values)
+    values["a2c"] = A2CConfig(**values.get("a2c", {}))
+    return ExperimentConfig(**values)
+
+
+def _write_config(run_dir: Path, config: ExperimentConfig, model: BaseAlgorithm) -> None:
+    record = {
+        "config": dataclasses.asdict(config),
+        "resolved_device": str(model.device),
+        "versions": _package_versions(),
+        "git_commit": _git_commit(),
+        "command": sys.argv,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (run_dir / "config.json").write_text(json.dumps(record, indent=2))
+
+
+def _package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("rl-coordconv", "torch", "stable-baselines3", "gymnasium", "ale-py", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None

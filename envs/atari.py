@@ -1,0 +1,194 @@
+"""Vectorized Atari for Stable-Baselines3.
+
+``make_atari_vec_env`` returns an SB3 ``VecEnv`` with observations ``(N, 4, 84, 84)`` uint8 from
+one of two backends:
+
+- ``"ale_vector"`` (default): :class:`AleVecEnv`, an adapter of ale-py's C++ ``AtariVectorEnv``
+  (emulation and preprocessing in native threads) to SB3's VecEnv contract;
+- ``"sb3"``: the reference, SB3's ``make_atari_env`` (``AtariWrapper``) + ``VecFrameStack(4)``.
+
+Both follow the standard protocol for training: noop reset (up to 30), fire reset, frame skip 4
+with a max over the last two frames, 84x84 grayscale, terminal on life loss, sign-clipped rewards.
+The ``episode`` info (``r``, ``l``, ``t``) reports the full game, unclipped, as SB3's ``Monitor``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal, Sequence
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
+
+from envs.suite import get_game
+
+Backend = Literal["ale_vector", "sb3"]
+BACKENDS: tuple[str, ...] = ("ale_vector", "sb3")
+FRAME_STACK = 4
+MAX_EPISODE_FRAMES = 108_000  # 30 minutes of play at 60 Hz, the usual cap
+
+
+class AleVecEnv(VecEnv):
+    """SB3 ``VecEnv`` over ale-py's ``AtariVectorEnv``.
+
+    The C++ env runs with raw rewards and reports every life loss as ``terminated`` without
+    resetting (``life_loss_info``). This adapter then:
+
+    - returns sign-clipped rewards (``clip_rewards``) while summing the raw ones into the
+      full-game score reported in ``infos[i]["episode"]`` at game over;
+    - reports a life loss as ``done`` (``terminal_on_life_loss``) with the game going on, so the
+      next observation is the true one and no transition is wasted;
+    - at game over or time limit, resets those envs at once with a partial reset, returning the
+      first observation of the new game and the last one of the old game in
+      ``infos[i]["terminal_observation"]`` (SB3's same-step autoreset), with
+      ``infos[i]["TimeLimit.truncated"]``.
+
+    Observations: ``(N, 4, 84, 84)`` uint8, the last 4 frames, oldest first.
+    """
+
+    def __init__(
+        self,
+        game: str,
+        n_envs: int,
+        seed: int | None = None,
+        *,
+        terminal_on_life_loss: bool = True,
+        clip_rewards: bool = True,
+        noop_max: int = 30,
+        frame_skip: int = 4,
+        max_episode_frames: int = MAX_EPISODE_FRAMES,
+        repeat_action_probability: float = 0.0,
+        num_threads: int = 0,
+    ) -> None:
+        from ale_py.vector_env import AtariVectorEnv
+
+        self.game = get_game(game)
+        self.terminal_on_life_loss = terminal_on_life_loss
+        self.clip_rewards = clip_rewards
+        self.render_mode = None
+        self.ale = AtariVectorEnv(
+            self.game.rom,
+            n_envs,
+            num_threads=num_threads,
+            max_num_frames_per_episode=max_episode_frames,
+            repeat_action_probability=repeat_action_probability,
+            stack_num=FRAME_STACK,
+            frameskip=frame_skip,
+            noop_max=noop_max,
+            episodic_life=False,
+            life_loss_info=terminal_on_life_loss,
+            reward_clipping=False,
+            use_fire_reset=True,
+            autoreset_mode="NextStep",
+        )
+        super().__init__(n_envs, self.ale.single_observation_space, self.ale.single_action_space)
+        self._episode_scores = np.zeros(n_envs, dtype=np.float64)
+        self._episode_lengths = np.zeros(n_envs, dtype=np.int64)
+        self._start_time = time.time()
+        self.seed(seed)
+
+    def reset(self) -> VecEnvObs:
+        seeds = None if self._seeds[0] is None else np.asarray(self._seeds, dtype=np.int64)
+        obs, _ = self.ale.reset(seed=seeds)
+        self._reset_seeds()
+        self._episode_scores[:] = 0.0
+        self._episode_lengths[:] = 0
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.ale.send(np.asarray(actions, dtype=np.int32).reshape(self.num_envs))
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, raw_rewards, terminated, truncated, ale_info = self.ale.recv()
+        self._episode_scores += raw_rewards
+        self._episode_lengths += 1
+        dones = terminated | truncated
+        # Checked across the suite: at game over the ALE reports 0 lives; a life loss leaves >= 1.
+        game_over = truncated | (terminated & (ale_info["lives"] == 0)) if self.terminal_on_life_loss else dones
+        rewards = np.sign(raw_rewards) if self.clip_rewards else raw_rewards
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        for i in np.flatnonzero(dones):
+            infos[i]["terminal_observation"] = obs[i].copy()
+            infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+        if game_over.any():
+            new_game_obs, _ = self.ale.reset(options={"reset_mask": game_over})
+            elapsed = round(time.time() - self._start_time, 6)
+            for i in np.flatnonzero(game_over):
+                infos[i]["episode"] = {"r": float(self._episode_scores[i]), "l": int(self._episode_lengths[i]), "t": elapsed}
+            obs[game_over] = new_game_obs[game_over]
+            self._episode_scores[game_over] = 0.0
+            self._episode_lengths[game_over] = 0
+        return obs, rewards.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        self.ale.close()
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        value = getattr(self, attr_name)
+        return [value for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        raise AttributeError(f"AleVecEnv sub-environments are native; cannot set {attr_name!r}")
+
+    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+        raise AttributeError(f"AleVecEnv sub-environments are native; cannot call {method_name!r}")
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        # The episode statistics are Monitor's: SB3's evaluate_policy then counts whole games.
+        return [wrapper_class is Monitor for _ in self._get_indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return [None for _ in range(self.num_envs)]
+
+
+def make_atari_vec_env(
+    game: str,
+    n_envs: int,
+    seed: int | None = None,
+    backend: Backend = "ale_vector",
+    *,
+    terminal_on_life_loss: bool = True,
+    clip_rewards: bool = True,
+    subprocess: bool = False,
+) -> VecEnv:
+    """An SB3 ``VecEnv`` of ``n_envs`` copies of ``game`` (a suite name such as ``"MsPacman"``).
+
+    :param seed: seeds env ``i`` with ``seed + i`` at the first reset.
+    :param backend: ``"ale_vector"`` (native threads) or ``"sb3"`` (SB3 reference wrappers).
+    :param terminal_on_life_loss: ``False`` for evaluation over full games.
+    :param clip_rewards: ``False`` to learn from raw game points.
+    :param subprocess: ``"sb3"`` backend only: ``SubprocVecEnv`` instead of ``DummyVecEnv``.
+    :return: observations ``(n_envs, 4, 84, 84)`` uint8, ``Discrete`` actions (the minimal set).
+    """
+    get_game(game)
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    if backend == "ale_vector":
+        if subprocess:
+            raise ValueError("subprocess=True applies to the 'sb3' backend only")
+        return AleVecEnv(game, n_envs, seed, terminal_on_life_loss=terminal_on_life_loss, clip_rewards=clip_rewards)
+    if backend == "sb3":
+        return _make_sb3_reference(game, n_envs, seed, terminal_on_life_loss, clip_rewards, subprocess)
+    raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+
+
+def _make_sb3_reference(
+    game: str, n_envs: int, seed: int | None, terminal_on_life_loss: bool, clip_rewards: bool, subprocess: bool
+) -> VecEnv:
+    import ale_py
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack, VecTransposeImage
+
+    gym.register_envs(ale_py)
+    env = make_atari_env(
+        get_game(game).sb3_env_id,
+        n_envs=n_envs,
+        seed=seed,
+        vec_env_cls=SubprocVecEnv if subprocess else DummyVecEnv,
+        wrapper_kwargs={"terminal_on_life_loss": terminal_on_life_loss, "clip_reward": clip_rewards},
+    )
+    return VecTransposeImage(VecFrameStack(env, n_stack=FRAME_STACK))
+

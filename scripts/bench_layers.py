@@ -1,0 +1,121 @@
+"""Cost of CoordConv in the Nature CNN: plain nn.Conv2d vs naive concat vs CoordConv2d.
+
+Times SB3's NatureCNN (the "conv" arch), the same network with AddCoords concatenated before a
+wider first convolution (the textbook "naive" CoordConv), and our CoordConvNatureCNN ("coordconv",
+broadcast-added coordinate term), on a training step (forward + backward) and on inference.
+The variants run interleaved in each round; ratios are taken within a round and the median over
+rounds is reported, so slow drifts of a noisy machine cancel out.
+
+    python scripts/bench_layers.py [--device cuda] [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import NatureCNN
+
+from rl_coordconv.extractors import CoordConvNatureCNN
+from rl_coordconv.layers import AddCoords
+
+ATARI = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+
+
+class NaiveCoordNatureCNN(nn.Module):
+    """Concatenates coordinate channels to every batch, then a Nature CNN with 6 input channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_coords = AddCoords()
+        self.cnn = NatureCNN(spaces.Box(0, 255, (6, 84, 84), np.uint8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cnn(self.add_coords(x))
+
+
+def make_networks(device: torch.device) -> dict[str, nn.Module]:
+    torch.manual_seed(0)
+    return {
+        "conv": NatureCNN(ATARI).to(device),
+        "naive": NaiveCoordNatureCNN().to(device),
+        "coordconv": CoordConvNatureCNN(ATARI).to(device),
+    }
+
+
+def time_call(fn, iterations: int, device: torch.device) -> float:
+    """Seconds per call, after one warm-up call."""
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(iterations):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / iterations
+
+
+def train_step(net: nn.Module, x: torch.Tensor):
+    def step():
+        net.zero_grad(set_to_none=True)
+        net(x).square().mean().backward()
+
+    return step
+
+
+def inference(net: nn.Module, x: torch.Tensor):
+    def forward():
+        with torch.inference_mode():
+            net(x)
+
+    return forward
+
+
+def bench(device: torch.device, rounds: int, iterations: int) -> list[dict]:
+    networks = make_networks(device)
+    workloads = [("train", 80, train_step), ("train", 32, train_step), ("inference", 8, inference), ("inference", 80, inference)]
+    rows = []
+    for mode, batch, make_fn in workloads:
+        x = torch.rand(batch, 4, 84, 84, device=device)
+        seconds = {name: [] for name in networks}
+        for _ in range(rounds):
+            order = list(networks)
+            random.shuffle(order)
+            for name in order:
+                seconds[name].append(time_call(make_fn(networks[name], x), iterations, device))
+        ratios = {
+            name: statistics.median(t / c for t, c in zip(seconds[name], seconds["conv"])) for name in ("naive", "coordconv")
+        }
+        rows.append(
+            {"mode": mode, "batch": batch, "conv_ms": 1e3 * statistics.median(seconds["conv"]),
+             "naive_ms": 1e3 * statistics.median(seconds["naive"]), "coordconv_ms": 1e3 * statistics.median(seconds["coordconv"]),
+             "naive_ratio": ratios["naive"], "coordconv_ratio": ratios["coordconv"]}
+        )
+        print(f"{mode:9s} B={batch:<3d} conv {rows[-1]['conv_ms']:7.2f} ms | naive {rows[-1]['naive_ms']:7.2f} ms "
+              f"({ratios['naive']:.3f}x) | CoordConv2d {rows[-1]['coordconv_ms']:7.2f} ms ({ratios['coordconv']:.3f}x)", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds; the median is reported")
+    parser.add_argument("--iterations", type=int, default=10, help="calls timed per round")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but torch sees no CUDA device")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"Nature CNN on (B, 4, 84, 84); {name}; torch {torch.__version__}; median of {args.rounds} rounds")
+    bench(device, args.rounds, args.iterations)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3 import A2C, DQN
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.torch_layers import NatureCNN
+
+from rl_coordconv.extractors import ARCHS, CoordConvNatureCNN, policy_kwargs_for
+from rl_coordconv.layers import AddCoords, CoordConv2d
+
+ATARI_SPACE = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+FIRST_LAYER_COORD_WEIGHTS = 32 * 8 * 8  # per coordinate channel
+ALL_LAYERS_COORD_WEIGHTS = 32 * 8 * 8 + 64 * 4 * 4 + 64 * 3 * 3
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def build(arch: str, space: gym.Space = ATARI_SPACE) -> torch.nn.Module:
+    kwargs = policy_kwargs_for(arch)
+    return kwargs["features_extractor_class"](space, **kwargs.get("features_extractor_kwargs", {}))
+
+
+def test_conv_is_sb3_nature_cnn():
+    assert ARCHS["conv"]["features_extractor_class"] is NatureCNN
+
+
+@pytest.mark.parametrize(
+    "arch, extra",
+    [("conv", 0), ("coordconv", 2 * FIRST_LAYER_COORD_WEIGHTS), ("coordconv_r", 3 * FIRST_LAYER_COORD_WEIGHTS),
+     ("coordconv_all", 2 * ALL_LAYERS_COORD_WEIGHTS)],
+)
+def test_parameter_counts_differ_from_nature_cnn_by_the_coordinate_weights(arch, extra):
+    extractor = build(arch)
+    assert count_parameters(extractor) - count_parameters(NatureCNN(ATARI_SPACE)) == extra
+    assert extractor.features_dim == 512
+    assert extractor(torch.zeros(3, 4, 84, 84)).shape == (3, 512)
+
+
+def test_coordconv_layers_are_placed_as_named():
+    def kinds(arch):
+        return [type(layer).__name__ for layer in build(arch).cnn if isinstance(layer, torch.nn.Conv2d)]
+
+    assert kinds("coordconv") == ["CoordConv2d", "Conv2d", "Conv2d"]
+    assert kinds("coordconv_all") == ["CoordConv2d"] * 3
+    assert build("coordconv_r").cnn[0].with_r
+
+
+def test_coordconv_extractor_equals_nature_cnn_on_coordinates_appended_to_the_input():
+    """With the same weights, CoordConvNatureCNN(x) == NatureCNN(AddCoords(x))."""
+    torch.manual_seed(0)
+    extractor = build("coordconv")
+    reference = NatureCNN(spaces.Box(0, 255, (6, 84, 84), np.uint8))
+    reference.load_state_dict(extractor.state_dict())
+    x = torch.rand(5, 4, 84, 84)
+    torch.testing.assert_close(extractor(x), reference(AddCoords()(x)))
+
+
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        (spaces.Box(-1, 1, (8,), np.float32), "needs a \\(C, H, W\\) image Box"),
+        (spaces.Discrete(3), "needs a \\(C, H, W\\) image Box"),
+        (spaces.Box(0, 1, (4, 84, 84), np.float32), "needs uint8 images"),
+        (spaces.Box(0, 255, (4, 20, 20), np.uint8), "H, W >= 36.*got shape \\(4, 20, 20\\)"),
+        (spaces.Box(0, 255, (84, 84, 4), np.uint8), "channel-first"),
+    ],
+)
+def test_bad_observation_spaces_get_clear_errors(space, message):
+    with pytest.raises(ValueError, match=message):
+        CoordConvNatureCNN(space)
+
+
+def test_normalized_images_are_accepted_as_in_nature_cnn():
+    space = spaces.Box(0, 1, (4, 84, 84), np.float32)
+    extractor = CoordConvNatureCNN(space, normalized_image=True)
+    assert extractor(torch.rand(2, 4, 84, 84)).shape == (2, 512)
+
+
+def test_unknown_arch_lists_the_registry():
+    with pytest.raises(ValueError, match="unknown arch 'coord'.*coordconv_all"):
+        policy_kwargs_for("coord")
+
+
+def test_policy_kwargs_are_fresh_copies():
+    kwargs = policy_kwargs_for("coordconv")
+    kwargs["features_extractor_kwargs"]["with_r"] = True
+    assert ARCHS["coordconv"]["features_extractor_kwargs"]["with_r"] is False
+
+
+def image_env() -> gym.Env:
+    import envs  # noqa: F401  (registers GoalPixel)
+
+    return gym.make("GoalPixel-v0")
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("algorithm", [A2C, DQN])
+def test_every_arch_trains_inside_sb3(arch, algorithm):
+    env = make_vec_env(image_env, n_envs=2, seed=0)
+    kwargs = {"learning_starts": 16, "buffer_size": 200, "batch_size": 8, "train_freq": 4} if algorithm is DQN else {"n_steps": 8}
+    model = algorithm("CnnPolicy", env, policy_kwargs=ARCHS[arch], seed=0, device="cpu", **kwargs)
+    extractor = model.policy.q_net.features_extractor if algorithm is DQN else model.policy.features_extractor
+    before = [p.detach().clone() for p in extractor.parameters()]
+    model.learn(64)
+    assert any(not torch.equal(b, p) for b, p in zip(before, extractor.parameters()))
+    if arch != "conv":
+        assert isinstance(extractor.cnn[0], CoordConv2d)
+
+
+def test_policies_with_normalize_images_false_pass_normalized_image_to_our_extractor():
+    def float_image_env():
+        env = image_env()
+        space = spaces.Box(0.0, 1.0, env.observation_space.shape, np.float32)
+        return gym.wrappers.TransformObservation(env, lambda obs: obs.astype(np.float32) / 255, space)
+
+    env = make_vec_env(float_image_env, n_envs=1, seed=0)
+    with pytest.raises(ValueError, match="needs uint8 images"):
+        A2C("CnnPolicy", env, policy_kwargs=ARCHS["coordconv"], device="cpu")
+    policy_kwargs = {**policy_kwargs_for("coordconv"), "normalize_images": False}
+    model = A2C("CnnPolicy", env, policy_kwargs=policy_kwargs, n_steps=4, device="cpu")
+    model.learn(8)
+    assert isinstance(model.policy.features_extractor.cnn[0], CoordConv2d)

@@ -1,0 +1,166 @@
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from rl_coordconv.layers import AddCoords, CoordConv2d, coordinate_channels
+
+
+def naive_coordconv(layer: CoordConv2d, x: torch.Tensor) -> torch.Tensor:
+    """The textbook form: concatenate coordinates to the batch, then one convolution."""
+    reference = nn.Conv2d(
+        layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+        layer.dilation, bias=layer.bias is not None, padding_mode=layer.padding_mode,
+        dtype=x.dtype, device=x.device,
+    )
+    reference.load_state_dict(layer.state_dict())
+    return reference(AddCoords(layer.with_r)(x))
+
+
+CASES = [
+    # (batch, channels, height, width, out, kernel, stride, padding, dilation, with_r)
+    (1, 1, 7, 7, 3, 3, 1, 0, 1, False),
+    (5, 4, 84, 84, 32, 8, 4, 0, 1, False),
+    (3, 2, 11, 17, 4, 3, 2, 1, 1, True),
+    (2, 3, 17, 9, 5, (3, 5), (1, 2), (2, 1), 1, False),
+    (4, 1, 20, 13, 2, 3, 1, 2, 2, True),
+    (2, 6, 9, 30, 7, 1, 1, 0, 1, False),
+    (2, 2, 15, 15, 3, 5, 3, 0, 3, True),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_coordconv_equals_concat_reference_with_gradients(case, dtype):
+    batch, channels, height, width, out, kernel, stride, padding, dilation, with_r = case
+    torch.manual_seed(0)
+    layer = CoordConv2d(channels, out, kernel, stride, padding, dilation, with_r=with_r, dtype=dtype)
+    x = torch.randn(batch, channels, height, width, dtype=dtype, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    reference = nn.Conv2d(layer.in_channels, out, kernel, stride, padding, dilation, dtype=dtype)
+    reference.load_state_dict(layer.state_dict())
+
+    y = layer(x)
+    y_ref = reference(AddCoords(with_r)(x_ref))
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(y, y_ref, rtol=tolerance, atol=tolerance)
+
+    upstream = torch.randn_like(y)
+    (y * upstream).sum().backward()
+    (y_ref * upstream).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(layer.weight.grad, reference.weight.grad, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(layer.bias.grad, reference.bias.grad, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("padding, padding_mode", [("same", "zeros"), (1, "reflect"), (2, "replicate"), (1, "circular")])
+def test_coordconv_padding_modes_match_reference(padding, padding_mode):
+    torch.manual_seed(1)
+    layer = CoordConv2d(3, 4, 3, padding=padding, padding_mode=padding_mode, with_r=True, dtype=torch.float64)
+    x = torch.randn(2, 3, 10, 13, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), naive_coordconv(layer, x))
+
+
+def test_coordinate_channels_exact_values_on_non_square_image():
+    coords = coordinate_channels(3, 5, with_r=True)[0]
+    rows, columns, radius = coords
+    assert coords.shape == (3, 3, 5)
+    # Rows vary along the height only, columns along the width only.
+    assert rows[:, 0].tolist() == [-1.0, 0.0, 1.0]
+    assert torch.equal(rows, rows[:, :1].expand(3, 5))
+    assert columns[0].tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert torch.equal(columns, columns[:1].expand(3, 5))
+    # Corners: (row, column) = (-1, -1), (-1, 1), (1, -1), (1, 1); radius sqrt(2) there, 0 at the centre.
+    for (r, c), expected in {(0, 0): (-1, -1), (0, 4): (-1, 1), (2, 0): (1, -1), (2, 4): (1, 1)}.items():
+        assert (rows[r, c].item(), columns[r, c].item()) == expected
+        assert radius[r, c].item() == pytest.approx(2**0.5)
+    assert radius[1, 2].item() == 0.0
+
+
+def test_coordinate_channels_of_size_one_are_zero():
+    assert torch.equal(coordinate_channels(1, 1), torch.zeros(1, 2, 1, 1))
+
+
+@pytest.mark.parametrize("with_r", [False, True])
+def test_add_coords_appends_channels_after_the_input(with_r):
+    x = torch.randn(6, 3, 4, 7)
+    out = AddCoords(with_r)(x)
+    assert out.shape == (6, 3 + (3 if with_r else 2), 4, 7)
+    assert torch.equal(out[:, :3], x)
+    for sample in out:
+        assert torch.equal(sample[3:], coordinate_channels(4, 7, with_r)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_inputs_follow_the_float32_result(dtype):
+    torch.manual_seed(2)
+    layer32 = CoordConv2d(4, 8, 3, stride=2, with_r=True)
+    layer = CoordConv2d(4, 8, 3, stride=2, with_r=True, dtype=dtype)
+    layer.load_state_dict(layer32.state_dict())
+    x = torch.randn(3, 4, 21, 16)
+    y = layer(x.to(dtype))
+    assert y.dtype == dtype
+    assert layer.coordinates.coords.dtype == dtype
+    assert AddCoords()(x.to(dtype)).dtype == dtype
+    torch.testing.assert_close(y.float(), layer32(x), rtol=0.05, atol=0.05)
+
+
+def test_state_dict_has_the_naive_layout():
+    layer = CoordConv2d(4, 32, 8, stride=4, with_r=True)
+    assert layer.weight.shape == (32, 4 + 3, 8, 8)
+    assert set(layer.state_dict()) == {"weight", "bias"}
+    nn.Conv2d(7, 32, 8, stride=4).load_state_dict(layer.state_dict())  # strict: same keys and shapes
+
+
+def test_coordinates_are_cached_between_calls_and_rebuilt_for_a_new_size():
+    layer = CoordConv2d(1, 2, 3)
+    layer(torch.randn(2, 1, 9, 9))
+    first = layer.coordinates.coords
+    layer(torch.randn(5, 1, 9, 9))
+    assert layer.coordinates.coords is first
+    layer(torch.randn(5, 1, 9, 12))
+    assert layer.coordinates.coords.shape == (1, 2, 9, 12)
+
+
+def test_grouped_convolution_is_rejected_with_a_clear_error():
+    with pytest.raises(ValueError, match="groups=1 only, got groups=2"):
+        CoordConv2d(4, 4, 3, groups=2)
+
+
+def test_wrong_input_is_rejected_with_a_clear_error():
+    layer = CoordConv2d(4, 8, 3)
+    with pytest.raises(ValueError, match=r"built for 4 input channels, got a batch of shape \(2, 3, 9, 9\)"):
+        layer(torch.randn(2, 3, 9, 9))
+    with pytest.raises(ValueError, match=r"expects a \(B, C, H, W\) batch"):
+        layer(torch.randn(4, 9, 9))
+
+
+def test_zero_coordinate_weights_make_a_plain_convolution():
+    torch.manual_seed(3)
+    layer = CoordConv2d(3, 5, 3, padding=1)
+    with torch.no_grad():
+        layer.weight[:, 3:] = 0
+    plain = nn.Conv2d(3, 5, 3, padding=1)
+    plain.weight.data.copy_(layer.weight[:, :3])
+    plain.bias.data.copy_(layer.bias)
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(layer(x), plain(x))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_matches_cpu_and_keeps_coordinates_on_the_device(dtype):
+    torch.manual_seed(4)
+    layer = CoordConv2d(4, 32, 8, stride=4, with_r=True)
+    x = torch.randn(8, 4, 84, 84)
+    expected = layer(x)
+    layer_cuda = layer.to("cuda", dtype)
+    y = layer_cuda(x.to("cuda", dtype))
+    assert layer_cuda.coordinates.coords.device.type == "cuda"
+    pointer = layer_cuda.coordinates.coords.data_ptr()
+    layer_cuda(x.to("cuda", dtype))
+    assert layer_cuda.coordinates.coords.data_ptr() == pointer
+    tolerance = 1e-4 if dtype == torch.float32 else 0.05
+    torch.testing.assert_close(y.float().cpu(), expected, rtol=tolerance, atol=tolerance)
