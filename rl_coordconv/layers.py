@@ -9,15 +9,19 @@ tensors. Convolution is linear in its input channels, so
 
     conv(concat(x, c)) = conv_x(x) + conv_c(c),
 
-and ``conv_c(c)`` does not depend on the batch: it is computed once per forward at batch size 1
-and broadcast-added. The weight stays ONE tensor of shape ``(out, in + 2 [+1], k, k)``, so state
+and ``conv_c(c)`` does not depend on the batch: it is computed once per forward, as one small
+matrix product of the coordinate weights with the coordinate patches (cached per input size), and
+broadcast-added. The weight stays ONE tensor of shape ``(out, in + 2 [+1], k, k)``, so state
 dicts match the layout of a naive concat implementation.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def coordinate_channels(
@@ -52,23 +56,26 @@ def _unit_range(size: int, device: torch.device | str | None) -> torch.Tensor:
 
 
 class _CoordinateCache(nn.Module):
-    """Holds the coordinate channels of the last input size as a non-persistent buffer.
+    """Holds a tensor built from the input's height and width as a non-persistent buffer.
 
     The buffer follows ``module.to(device)`` and is rebuilt only when the input's height, width,
     device or dtype changes, so a forward pass never copies coordinates from the host.
+
+    :param build: ``(height, width, device, dtype) -> tensor``.
     """
 
-    def __init__(self, with_r: bool) -> None:
+    def __init__(self, build: Callable[[int, int, torch.device, torch.dtype], torch.Tensor]) -> None:
         super().__init__()
-        self.with_r = with_r
-        self.register_buffer("coords", torch.empty(0), persistent=False)
+        self.build = build
+        self.register_buffer("cached", torch.empty(0), persistent=False)
+        self._size: tuple[int, int] | None = None
 
     def forward(self, like: torch.Tensor) -> torch.Tensor:
-        height, width = like.shape[-2:]
-        cached = self.coords
-        if cached.shape[-2:] != (height, width) or cached.device != like.device or cached.dtype != like.dtype:
-            cached = coordinate_channels(height, width, self.with_r, device=like.device, dtype=like.dtype)
-            self.coords = cached
+        size = (like.shape[-2], like.shape[-1])
+        cached = self.cached
+        if self._size != size or cached.device != like.device or cached.dtype != like.dtype:
+            cached = self.build(*size, like.device, like.dtype)
+            self.cached, self._size = cached, size
         return cached
 
 
@@ -91,7 +98,9 @@ class AddCoords(nn.Module):
     def __init__(self, with_r: bool = False) -> None:
         super().__init__()
         self.with_r = with_r
-        self.coordinates = _CoordinateCache(with_r)
+        self.coordinates = _CoordinateCache(
+            lambda height, width, device, dtype: coordinate_channels(height, width, with_r, device=device, dtype=dtype)
+        )
 
     @property
     def num_coordinate_channels(self) -> int:
@@ -152,16 +161,32 @@ class CoordConv2d(nn.Conv2d):
             device=device,
             dtype=dtype,
         )
-        self.coordinates = _CoordinateCache(with_r)
+        self.coordinate_patches = _CoordinateCache(self._coordinate_patches)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_image_batch(x, "CoordConv2d", self.image_channels)
-        image_weight = self.weight[:, : self.image_channels]
-        coordinate_weight = self.weight[:, self.image_channels :]
-        out = self._conv_forward(x, image_weight, self.bias)
-        coordinate_term = self._conv_forward(self.coordinates(x), coordinate_weight, None)
+        out = self._conv_forward(x, self.weight[:, : self.image_channels], self.bias)
         # In place is safe for autograd: convolution does not keep its output for backward.
-        return out.add_(coordinate_term)
+        return out.add_(self._coordinate_term(x).view(1, *out.shape[1:]))
+
+    def _coordinate_term(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv_c(coordinates)`` as ``(O, H_out * W_out)``: one small matmul of the coordinate
+        weights with the cached patches, cheaper than a batch-1 convolution call. Not cached across
+        calls: weights may change where no version counter sees it (SB3's ``polyak_update`` writes
+        target networks through ``.data``), and a stale term would be silently wrong."""
+        # Each output's coordinate weights end its flattened weight row: a strided view, no copy.
+        flat_weight = self.weight.view(self.out_channels, -1)
+        patches = self.coordinate_patches(x)
+        return flat_weight[:, flat_weight.shape[1] - patches.shape[0] :] @ patches
+
+    def _coordinate_patches(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The coordinate channels, padded as this layer pads its input and unfolded into the
+        patches the kernel sees: ``(n_coords * kh * kw, H_out * W_out)``."""
+        coords = coordinate_channels(height, width, self.with_r, device=device, dtype=torch.float64)
+        mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+        coords = F.pad(coords, self._reversed_padding_repeated_twice, mode=mode)
+        patches = F.unfold(coords, self.kernel_size, dilation=self.dilation, stride=self.stride)
+        return patches[0].to(dtype)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, image_channels={self.image_channels}, with_r={self.with_r}"

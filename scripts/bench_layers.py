@@ -6,12 +6,13 @@ broadcast-added coordinate term), on a training step (forward + backward) and on
 The variants run interleaved in each round; ratios are taken within a round and the median over
 rounds is reported, so slow drifts of a noisy machine cancel out.
 
-    python scripts/bench_layers.py [--device cuda] [--rounds 15]
+    python scripts/bench_layers.py [--device cuda] [--rounds 21] [--window 0.15]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import time
@@ -78,12 +79,14 @@ def inference(net: nn.Module, x: torch.Tensor):
     return forward
 
 
-def bench(device: torch.device, rounds: int, iterations: int) -> list[dict]:
+def bench(device: torch.device, rounds: int, window: float) -> list[dict]:
     networks = make_networks(device)
     workloads = [("train", 80, train_step), ("train", 32, train_step), ("inference", 8, inference), ("inference", 80, inference)]
     rows = []
     for mode, batch, make_fn in workloads:
         x = torch.rand(batch, 4, 84, 84, device=device)
+        # Enough calls per measurement to fill ``window`` seconds: short calls are noisy alone.
+        iterations = max(3, math.ceil(window / time_call(make_fn(networks["conv"], x), 3, device)))
         seconds = {name: [] for name in networks}
         for _ in range(rounds):
             order = list(networks)
@@ -106,15 +109,15 @@ def bench(device: torch.device, rounds: int, iterations: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds; the median is reported")
-    parser.add_argument("--iterations", type=int, default=10, help="calls timed per round")
+    parser.add_argument("--rounds", type=int, default=21, help="interleaved rounds; the median is reported")
+    parser.add_argument("--window", type=float, default=0.15, help="seconds timed per variant per round")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no CUDA device")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"Nature CNN on (B, 4, 84, 84); {name}; torch {torch.__version__}; median of {args.rounds} rounds")
-    bench(device, args.rounds, args.iterations)
+    bench(device, args.rounds, args.window)
 
 
 if __name__ == "__main__":

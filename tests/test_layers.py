@@ -102,7 +102,7 @@ def test_low_precision_inputs_follow_the_float32_result(dtype):
     x = torch.randn(3, 4, 21, 16)
     y = layer(x.to(dtype))
     assert y.dtype == dtype
-    assert layer.coordinates.coords.dtype == dtype
+    assert layer.coordinate_patches.cached.dtype == dtype
     assert AddCoords()(x.to(dtype)).dtype == dtype
     torch.testing.assert_close(y.float(), layer32(x), rtol=0.05, atol=0.05)
 
@@ -117,11 +117,11 @@ def test_state_dict_has_the_naive_layout():
 def test_coordinates_are_cached_between_calls_and_rebuilt_for_a_new_size():
     layer = CoordConv2d(1, 2, 3)
     layer(torch.randn(2, 1, 9, 9))
-    first = layer.coordinates.coords
+    first = layer.coordinate_patches.cached
     layer(torch.randn(5, 1, 9, 9))
-    assert layer.coordinates.coords is first
+    assert layer.coordinate_patches.cached is first
     layer(torch.randn(5, 1, 9, 12))
-    assert layer.coordinates.coords.shape == (1, 2, 9, 12)
+    assert layer.coordinate_patches.cached.shape == (2 * 3 * 3, 7 * 10)
 
 
 def test_grouped_convolution_is_rejected_with_a_clear_error():
@@ -158,9 +158,9 @@ def test_cuda_matches_cpu_and_keeps_coordinates_on_the_device(dtype):
     expected = layer(x)
     layer_cuda = layer.to("cuda", dtype)
     y = layer_cuda(x.to("cuda", dtype))
-    assert layer_cuda.coordinates.coords.device.type == "cuda"
-    pointer = layer_cuda.coordinates.coords.data_ptr()
+    assert layer_cuda.coordinate_patches.cached.device.type == "cuda"
+    pointer = layer_cuda.coordinate_patches.cached.data_ptr()
     layer_cuda(x.to("cuda", dtype))
-    assert layer_cuda.coordinates.coords.data_ptr() == pointer
+    assert layer_cuda.coordinate_patches.cached.data_ptr() == pointer
     tolerance = 1e-4 if dtype == torch.float32 else 0.05
     torch.testing.assert_close(y.float().cpu(), expected, rtol=tolerance, atol=tolerance)
