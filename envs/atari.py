@@ -14,6 +14,7 @@ The ``episode`` info (``r``, ``l``, ``t``) reports the full game, unclipped, as 
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Literal, Sequence
 
@@ -34,19 +35,20 @@ MAX_EPISODE_FRAMES = 108_000  # 30 minutes of play at 60 Hz, the usual cap
 class AleVecEnv(VecEnv):
     """SB3 ``VecEnv`` over ale-py's ``AtariVectorEnv``.
 
-    The C++ env runs with raw rewards and reports every life loss as ``terminated`` without
-    resetting (``life_loss_info``). This adapter then:
+    The C++ env runs with raw rewards, reports every life loss as ``terminated`` while the game
+    goes on (``life_loss_info``), and resets a finished game in its worker threads within the same
+    step (``SameStep`` autoreset). This adapter then:
 
     - returns sign-clipped rewards (``clip_rewards``) while summing the raw ones into the
       full-game score reported in ``infos[i]["episode"]`` at game over;
-    - reports a life loss as ``done`` (``terminal_on_life_loss``) with the game going on, so the
-      next observation is the true one and no transition is wasted;
-    - at game over or time limit, resets those envs at once with a partial reset, returning the
-      first observation of the new game and the last one of the old game in
-      ``infos[i]["terminal_observation"]`` (SB3's same-step autoreset), with
+    - reports a life loss as ``done`` (``terminal_on_life_loss``); the game goes on, so the next
+      observation is the true one and no transition is wasted on a reset;
+    - at game over or time limit returns the first observation of the new game, with the old
+      game's last one in ``infos[i]["terminal_observation"]`` (SB3's same-step autoreset) and
       ``infos[i]["TimeLimit.truncated"]``.
 
-    Observations: ``(N, 4, 84, 84)`` uint8, the last 4 frames, oldest first.
+    Observations: ``(N, 4, 84, 84)`` uint8, the last 4 frames, oldest first. ``episode["l"]``
+    counts agent steps (SB3's ``Monitor`` under ``AtariWrapper`` counts emulator frames).
     """
 
     def __init__(
@@ -82,20 +84,24 @@ class AleVecEnv(VecEnv):
             life_loss_info=terminal_on_life_loss,
             reward_clipping=False,
             use_fire_reset=True,
-            autoreset_mode="NextStep",
+            autoreset_mode="SameStep",
         )
         super().__init__(n_envs, self.ale.single_observation_space, self.ale.single_action_space)
         self._episode_scores = np.zeros(n_envs, dtype=np.float64)
         self._episode_lengths = np.zeros(n_envs, dtype=np.int64)
+        self._lives = np.zeros(n_envs, dtype=np.int64)
+        self._episode_frames = np.zeros(n_envs, dtype=np.int64)
         self._start_time = time.time()
         self.seed(seed)
 
     def reset(self) -> VecEnvObs:
         seeds = None if self._seeds[0] is None else np.asarray(self._seeds, dtype=np.int64)
-        obs, _ = self.ale.reset(seed=seeds)
+        obs, ale_info = self.ale.reset(seed=seeds)
         self._reset_seeds()
         self._episode_scores[:] = 0.0
         self._episode_lengths[:] = 0
+        self._lives[:] = ale_info["lives"]
+        self._episode_frames[:] = ale_info["episode_frame_number"]
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -103,22 +109,25 @@ class AleVecEnv(VecEnv):
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, raw_rewards, terminated, truncated, ale_info = self.ale.recv()
+        lives, episode_frames = ale_info["lives"], ale_info["episode_frame_number"]
         self._episode_scores += raw_rewards
         self._episode_lengths += 1
         dones = terminated | truncated
-        # Checked across the suite: at game over the ALE reports 0 lives; a life loss leaves >= 1.
-        game_over = truncated | (terminated & (ale_info["lives"] == 0)) if self.terminal_on_life_loss else dones
+        # A life loss leaves the game running: fewer lives, later frame. Anything else that ends
+        # a step was a game over and the env is already showing a new game.
+        life_lost = terminated & (lives < self._lives) & (episode_frames > self._episode_frames)
+        game_over = dones & ~life_lost
+        self._lives[:] = lives
+        self._episode_frames[:] = episode_frames
         rewards = np.sign(raw_rewards) if self.clip_rewards else raw_rewards
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for i in np.flatnonzero(dones):
-            infos[i]["terminal_observation"] = obs[i].copy()
+            infos[i]["terminal_observation"] = ale_info["final_obs"][i] if game_over[i] else obs[i]
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
         if game_over.any():
-            new_game_obs, _ = self.ale.reset(options={"reset_mask": game_over})
             elapsed = round(time.time() - self._start_time, 6)
             for i in np.flatnonzero(game_over):
                 infos[i]["episode"] = {"r": float(self._episode_scores[i]), "l": int(self._episode_lengths[i]), "t": elapsed}
-            obs[game_over] = new_game_obs[game_over]
             self._episode_scores[game_over] = 0.0
             self._episode_lengths[game_over] = 0
         return obs, rewards.astype(np.float32), dones, infos
@@ -175,16 +184,23 @@ def make_atari_vec_env(
     raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
 
 
+def _make_registered_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gym.make`` after registering ale-py's ids; a module-level function so that
+    ``SubprocVecEnv`` workers, which start fresh interpreters, can build it."""
+    import ale_py
+
+    gym.register_envs(ale_py)
+    return gym.make(env_id, **kwargs)
+
+
 def _make_sb3_reference(
     game: str, n_envs: int, seed: int | None, terminal_on_life_loss: bool, clip_rewards: bool, subprocess: bool
 ) -> VecEnv:
-    import ale_py
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack, VecTransposeImage
 
-    gym.register_envs(ale_py)
     env = make_atari_env(
-        get_game(game).sb3_env_id,
+        functools.partial(_make_registered_env, get_game(game).sb3_env_id),
         n_envs=n_envs,
         seed=seed,
         vec_env_cls=SubprocVecEnv if subprocess else DummyVecEnv,

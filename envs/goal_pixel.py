@@ -2,12 +2,13 @@
 
 A ``grid_size x grid_size`` board is drawn on a ``(1, 36, 36)`` uint8 image (36 is the smallest
 input the Nature CNN accepts). The goal cell is drawn at intensity 255, the agent's cell at 128;
-both are placed uniformly at random, apart, at each reset. Actions: 0 stay, 1 up, 2 down,
-3 left, 4 right. Reaching the goal gives +1 and ends the episode; every other step costs
-``step_penalty``; episodes are truncated after ``max_steps``.
+both are placed uniformly at random, apart, at each reset. Actions: 0 up, 1 down, 2 left,
+3 right (moves into a wall leave the agent in place). Reaching the goal gives +1 and ends the
+episode; any other step gives ``progress_reward`` per cell of Manhattan distance gained (negative
+when moving away) minus ``step_penalty``; episodes are truncated after ``max_steps``.
 
-A random policy rarely reaches the goal in time; a policy that reads both positions from the
-image walks straight there, so the mean episode return measures learning cleanly.
+A random walk often runs out of time; a policy that reads both positions from the image walks
+straight to the goal, so the success rate measures learning cleanly.
 """
 
 from __future__ import annotations

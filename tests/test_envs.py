@@ -92,7 +92,7 @@ def test_episode_length_counts_agent_steps():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_game_over_returns_the_new_game_and_the_true_last_observation(backend):
     env = make_atari_vec_env("Breakout", 2, seed=2, backend=backend)
-    env.reset()
+    previous = env.reset()
     checked_game_overs = checked_life_losses = 0
     for obs, _, dones, infos in play(env, random_actions(env, 1500, seed=2)):
         for i in np.flatnonzero(dones):
@@ -100,6 +100,7 @@ def test_game_over_returns_the_new_game_and_the_true_last_observation(backend):
             assert last.shape == (4, 84, 84) and last.dtype == np.uint8
             assert infos[i]["TimeLimit.truncated"] is False
             assert all(frame.any() for frame in last)  # a stack of real frames
+            np.testing.assert_array_equal(last[:3], previous[i, 1:])  # one step after the previous one
             if "episode" in infos[i]:
                 # A new game: its stack holds one frame, zero-padded; the old game's is in the info.
                 assert not obs[i, :3].any() and obs[i, 3].any()
@@ -108,6 +109,7 @@ def test_game_over_returns_the_new_game_and_the_true_last_observation(backend):
                 # A life loss: the game goes on, no transition is wasted on a reset.
                 np.testing.assert_array_equal(obs[i], last)
                 checked_life_losses += 1
+        previous = obs
     assert checked_game_overs >= 2
     assert backend == "sb3" or checked_life_losses >= 4
 
@@ -175,19 +177,18 @@ def test_goal_pixel_passes_sb3_env_checker():
 
 
 def test_goal_pixel_draws_both_cells_and_rewards_reaching_the_goal():
-    env = gym.make(GOAL_PIXEL_ID, grid_size=4, max_steps=50)
+    env = gym.make(GOAL_PIXEL_ID, grid_size=5, max_steps=50)
     obs, _ = env.reset(seed=0)
     unwrapped = env.unwrapped
     assert (obs == GOAL_INTENSITY).sum() == (obs == AGENT_INTENSITY).sum() == unwrapped.cell_pixels**2
-    # Walk straight to the goal: rows first, then columns.
-    while True:
-        row_gap, column_gap = unwrapped._goal - unwrapped._agent
-        action = 2 if row_gap > 0 else 1 if row_gap < 0 else 4 if column_gap > 0 else 3
-        obs, reward, terminated, truncated, _ = env.step(action)
-        if terminated:
-            assert reward == 1.0 and not truncated
-            break
-        assert reward == -unwrapped.step_penalty
+    unwrapped._agent, unwrapped._goal = np.array([0, 0]), np.array([1, 2])
+    # Away (into the wall: no move), then closer, closer, then onto the goal.
+    expected = [(0, -0.05, False), (1, 0.1 - 0.05, False), (3, 0.1 - 0.05, False), (3, 1.0, True)]
+    for action, reward, terminated in expected:
+        obs, got_reward, got_terminated, truncated, _ = env.step(action)
+        assert (got_reward, got_terminated, truncated) == (pytest.approx(reward), terminated, False)
+    top, left = 1 * unwrapped.cell_pixels, 2 * unwrapped.cell_pixels
+    assert obs[0, top, left] == AGENT_INTENSITY  # the agent is drawn over the goal it reached
 
 
 def test_goal_pixel_positions_change_per_episode_and_truncate():
@@ -196,5 +197,5 @@ def test_goal_pixel_positions_change_per_episode_and_truncate():
     assert len(starts) > 10
     env.reset(seed=0)
     env._agent = np.array([0, 0]); env._goal = np.array([3, 3])
-    results = [env.step(0) for _ in range(3)]
+    results = [env.step(0) for _ in range(3)]  # up, into the wall
     assert [r[3] for r in results] == [False, False, True]
