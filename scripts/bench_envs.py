@@ -5,7 +5,7 @@ in DummyVecEnv and SubprocVecEnv) and with ale-py's raw AtariVectorEnv (no SB3 c
 16 envs. Variants are interleaved in each round; medians over rounds are reported, and the ratios
 are taken within a round.
 
-    python scripts/bench_envs.py [--game MsPacman] [--envs 8 16] [--rounds 5] [--steps 300]
+    python scripts/bench_envs.py [--game MsPacman] [--envs 8 16] [--rounds 9] [--steps 300]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--game", default="MsPacman")
     parser.add_argument("--envs", type=int, nargs="+", default=[8, 16])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=300, help="vector steps per measurement")
     args = parser.parse_args()
     print(f"{args.game}, random actions, agent steps/s; {os.cpu_count()} CPUs; median of {args.rounds} rounds")

@@ -1,0 +1,109 @@
+"""Results tables (CSV, Markdown) and paper-style figures for Not-so-Clevr runs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+
+from rl_coordconv.supervised.data import CANVAS
+from rl_coordconv.supervised.train import TASKS, TrainResult
+
+COLUMNS = ["task", "split", "model", "parameters", "metric", "train", "test", "epochs_run", "seconds",
+           "epochs_to_threshold", "seconds_to_threshold", "learning_rate", "batch_size", "extra_test_metrics"]
+
+
+def result_row(result: TrainResult) -> dict[str, object]:
+    config, task = result.config, TASKS[result.config.task]
+    extra = {k: round(v, 4) for k, v in result.test.items() if k != task.metric}
+    return {
+        "task": config.task, "split": config.split, "model": config.model, "parameters": result.parameters,
+        "metric": task.metric, "train": round(result.train[task.metric], 4), "test": round(result.test[task.metric], 4),
+        "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
+        "epochs_to_threshold": result.epochs_to_threshold,
+        "seconds_to_threshold": None if result.seconds_to_threshold is None else round(result.seconds_to_threshold, 1),
+        "learning_rate": result.config.learning_rate, "batch_size": config.batch_size,
+        "extra_test_metrics": "; ".join(f"{k}={v}" for k, v in extra.items()),
+    }
+
+
+def write_csv(results: list[TrainResult], path: Path) -> None:
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=COLUMNS)
+        writer.writeheader()
+        for result in results:
+            writer.writerow(result_row(result))
+
+
+def markdown(results: list[TrainResult], machine: str) -> str:
+    """A results table, then per task and split the CoordConv vs baseline ratios."""
+    thresholds = ", ".join(f"{task.name} {task.metric} >= {task.threshold}" for task in TASKS.values())
+    lines = [f"# Not-so-Clevr results\n\nMachine: {machine}. Solved: test {thresholds}; training stops there unless --no-early-stop.\n",
+        "| task | split | model | params | metric | train | test | epochs run | seconds | solved after |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---|"]
+    for result in results:
+        row = result_row(result)
+        solved = "not solved" if row["epochs_to_threshold"] is None else f"{row['epochs_to_threshold']} epochs, {row['seconds_to_threshold']} s"
+        lines.append(f"| {row['task']} | {row['split']} | {row['model']} | {row['parameters']:,} | {row['metric']} | "
+                     f"{row['train']:.4f} | {row['test']:.4f} | {row['epochs_run']} | {row['seconds']} | {solved} |")
+    pairs = {}
+    for result in results:
+        pairs.setdefault((result.config.task, result.config.split), {})[result.config.model] = result
+    comparison = []
+    for (task, split), models in pairs.items():
+        if set(models) != {"coordconv", "baseline"}:
+            continue
+        ours, baseline = models["coordconv"], models["baseline"]
+        parameter_ratio = baseline.parameters / ours.parameters
+        if ours.seconds_to_threshold is None:
+            speed = "CoordConv did not solve it"
+        elif baseline.seconds_to_threshold is None:
+            speed = f"> {baseline.seconds / ours.seconds_to_threshold:.0f}x (baseline unsolved after {baseline.seconds:.0f} s)"
+        else:
+            speed = f"{baseline.seconds_to_threshold / ours.seconds_to_threshold:.1f}x"
+        comparison.append(f"| {task} | {split} | {parameter_ratio:.1f}x | {speed} |")
+    if comparison:
+        lines += ["", "| task | split | baseline / CoordConv parameters | time to solve, baseline / CoordConv |",
+                  "|---|---|---:|---|", *comparison]
+    return "\n".join(lines) + "\n"
+
+
+@torch.no_grad()
+def save_figures(results: list[TrainResult], out_dir: Path, examples: int = 4) -> list[Path]:
+    """Per task and split: each model's predicted softmax heatmap on the same test examples, one
+    row per model, the true centre marked, as in the paper's figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rl_coordconv.supervised.data import NotSoClevr
+
+    paths = []
+    pairs: dict[tuple[str, str], dict[str, TrainResult]] = {}
+    for result in results:
+        pairs.setdefault((result.config.task, result.config.split), {})[result.config.model] = result
+    for (task_name, split), models in pairs.items():
+        task = TASKS[task_name]
+        names = [name for name in ("baseline", "coordconv") if name in models]
+        device = next(models[names[0]].model.parameters()).device
+        test_points = NotSoClevr.build(split, models[names[0]].config.seed, device).test_points
+        chosen = test_points[torch.linspace(0, len(test_points) - 1, examples).long()]
+        figure, axes = plt.subplots(len(names), examples, figsize=(2.4 * examples, 2.6 * len(names)), squeeze=False)
+        for row, name in enumerate(names):
+            model = models[name].model.eval()
+            heatmaps = model(task.inputs(chosen)).softmax(dim=1).view(-1, CANVAS, CANVAS)
+            for column, (heatmap, point) in enumerate(zip(heatmaps.cpu(), chosen.cpu())):
+                axis = axes[row][column]
+                axis.imshow(heatmap, cmap="viridis")
+                axis.plot(point[1], point[0], "r+", markersize=10)
+                axis.set_xticks([]), axis.set_yticks([])
+                axis.set_title(f"{name} ({int(point[0])}, {int(point[1])})", fontsize=8)
+        figure.suptitle(f"{task_name}, {split} split: predicted heatmaps on test examples (red + = true centre)")
+        figure.tight_layout()
+        path = out_dir / f"{task_name}_{split}.png"
+        figure.savefig(path, dpi=90)
+        plt.close(figure)
+        paths.append(path)
+    return paths

@@ -1,0 +1,99 @@
+"""A2C training throughput on Ms. Pac-Man: our stack vs the rl-zoo3 setup, conv and CoordConv.
+
+- ``zoo``: SB3's make_atari_env (AtariWrapper) in a DummyVecEnv + VecFrameStack(4), as rl-zoo3
+  trains A2C on Atari;
+- ``ours``: AleVecEnv (ale-py's native vector env behind SB3's VecEnv contract).
+
+Both use the same A2C (rl-zoo3 hyperparameters: 16 envs, n_steps 5, RMSpropTFLike) and the same
+extractor per arch. Variants are interleaved in rounds; the median agent steps/s over rounds and
+the median within-round ratio are reported. ``--profile`` then shows where one update's time goes.
+
+    python scripts/bench_train.py [--device cuda] [--rounds 5] [--steps 2000] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import statistics
+import time
+
+import torch
+
+from agents.a2c import A2CConfig, make_a2c
+from envs import make_atari_vec_env
+
+BACKENDS = {"zoo": "sb3", "ours": "ale_vector"}
+
+
+def make_model(stack: str, arch: str, device: str):
+    config = A2CConfig()
+    env = make_atari_vec_env("MsPacman", config.n_envs, seed=0, backend=BACKENDS[stack])
+    model = make_a2c(env, arch, config, seed=0, device=device)
+    model.learn(config.n_envs * config.n_steps * 5)  # warm-up: first rollouts, allocator, kernels
+    return model
+
+
+def steps_per_second(model, steps: int) -> float:
+    start = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    return steps / (time.perf_counter() - start)
+
+
+def profile(model, steps: int) -> dict[str, float]:
+    """Seconds per update spent stepping the env, in rollout inference, in the update, and elsewhere."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    model.learn(steps, reset_num_timesteps=False)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    cumulative = {}
+    for (filename, _, function), (_, _, _, cumtime, _) in stats.items():
+        key = (filename.rsplit("/", 2)[-1], function)
+        cumulative[key] = cumulative.get(key, 0.0) + cumtime
+    total = cumulative[("on_policy_algorithm.py", "learn")]
+    env = cumulative[("base_vec_env.py", "step")]
+    rollouts = cumulative[("on_policy_algorithm.py", "collect_rollouts")]
+    update = cumulative[("a2c.py", "train")]
+    updates = steps / (A2CConfig().n_envs * A2CConfig().n_steps)
+    parts = {"env step": env, "rollout inference + buffer": rollouts - env, "update (forward+backward+RMSprop)": update}
+    parts["other"] = total - rollouts - update
+    return {name: 1e3 * seconds / updates for name, seconds in parts.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2000, help="agent steps per measurement")
+    parser.add_argument("--profile", action="store_true", help="also break one measurement down by phase")
+    args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but torch sees no CUDA device")
+    print(f"A2C on MsPacman, 16 envs, n_steps 5; device {args.device}; torch threads {torch.get_num_threads()}; "
+          f"median of {args.rounds} rounds of {args.steps} steps")
+    models = {f"{stack}_{arch}": make_model(stack, arch, args.device) for stack in BACKENDS for arch in ("conv", "coordconv")}
+    rates = {name: [] for name in models}
+    for _ in range(args.rounds):
+        order = list(models)
+        random.shuffle(order)
+        for name in order:
+            rates[name].append(steps_per_second(models[name], args.steps))
+    for name, values in rates.items():
+        print(f"  {name:15s} {statistics.median(values):7.0f} steps/s")
+    for arch in ("conv", "coordconv"):
+        ratio = statistics.median(o / z for o, z in zip(rates[f"ours_{arch}"], rates[f"zoo_{arch}"]))
+        print(f"  ours / zoo ({arch}): {ratio:.2f}x")
+    coord_cost = statistics.median(c / p for c, p in zip(rates["ours_conv"], rates["ours_coordconv"]))
+    print(f"  CoordConv cost on our stack (conv / coordconv steps/s): {coord_cost:.3f}x")
+    if args.profile:
+        print("ms per update (80 agent steps):")
+        for name in ("zoo_conv", "ours_conv"):
+            parts = profile(models[name], args.steps)
+            print(f"  {name:10s} " + " | ".join(f"{part} {ms:.1f}" for part, ms in parts.items()) + f" | total {sum(parts.values()):.1f}")
+
+
+if __name__ == "__main__":
+    main()
