@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from rl_coordconv.supervised.data import CANVAS
+from rl_coordconv.supervised.data import CANVAS, NotSoClevr
 from rl_coordconv.supervised.train import TASKS, TrainResult
 
 COLUMNS = ["task", "split", "model", "parameters", "metric", "train", "test", "epochs_run", "seconds",
-           "epochs_to_threshold", "seconds_to_threshold", "learning_rate", "batch_size", "extra_test_metrics"]
+           "epochs_to_threshold", "seconds_to_threshold", "epoch_budget", "learning_rate", "batch_size", "extra_test_metrics"]
 
 
 def result_row(result: TrainResult) -> dict[str, object]:
@@ -23,9 +23,17 @@ def result_row(result: TrainResult) -> dict[str, object]:
         "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
         "epochs_to_threshold": result.epochs_to_threshold,
         "seconds_to_threshold": None if result.seconds_to_threshold is None else round(result.seconds_to_threshold, 1),
-        "learning_rate": result.config.learning_rate, "batch_size": config.batch_size,
+        "epoch_budget": config.epochs, "learning_rate": config.learning_rate, "batch_size": config.batch_size,
         "extra_test_metrics": "; ".join(f"{k}={v}" for k, v in extra.items()),
     }
+
+
+def by_task_and_split(results: list[TrainResult]) -> dict[tuple[str, str], dict[str, TrainResult]]:
+    """``{(task, split): {model: result}}``, in the order the results came."""
+    grouped: dict[tuple[str, str], dict[str, TrainResult]] = {}
+    for result in results:
+        grouped.setdefault((result.config.task, result.config.split), {})[result.config.model] = result
+    return grouped
 
 
 def write_csv(results: list[TrainResult], path: Path) -> None:
@@ -40,18 +48,16 @@ def markdown(results: list[TrainResult], machine: str) -> str:
     """A results table, then per task and split the CoordConv vs baseline ratios."""
     thresholds = ", ".join(f"{task.name} {task.metric} >= {task.threshold}" for task in TASKS.values())
     lines = [f"# Not-so-Clevr results\n\nMachine: {machine}. Solved: test {thresholds}; training stops there unless --no-early-stop.\n",
-        "| task | split | model | params | metric | train | test | epochs run | seconds | solved after |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|---|"]
+        "| task | split | model | params | metric | train | test | budget | epochs run | seconds | solved after |",
+        "|---|---|---|---:|---|---:|---:|---|---:|---:|---|"]
     for result in results:
         row = result_row(result)
         solved = "not solved" if row["epochs_to_threshold"] is None else f"{row['epochs_to_threshold']} epochs, {row['seconds_to_threshold']} s"
         lines.append(f"| {row['task']} | {row['split']} | {row['model']} | {row['parameters']:,} | {row['metric']} | "
-                     f"{row['train']:.4f} | {row['test']:.4f} | {row['epochs_run']} | {row['seconds']} | {solved} |")
-    pairs = {}
-    for result in results:
-        pairs.setdefault((result.config.task, result.config.split), {})[result.config.model] = result
+                     f"{row['train']:.4f} | {row['test']:.4f} | {row['epoch_budget']} epochs, Adam lr {row['learning_rate']}, "
+                     f"batch {row['batch_size']}, cosine | {row['epochs_run']} | {row['seconds']} | {solved} |")
     comparison = []
-    for (task, split), models in pairs.items():
+    for (task, split), models in by_task_and_split(results).items():
         if set(models) != {"coordconv", "baseline"}:
             continue
         ours, baseline = models["coordconv"], models["baseline"]
@@ -78,19 +84,14 @@ def save_figures(results: list[TrainResult], out_dir: Path, examples: int = 4) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rl_coordconv.supervised.data import NotSoClevr
-
     paths = []
-    pairs: dict[tuple[str, str], dict[str, TrainResult]] = {}
-    for result in results:
-        pairs.setdefault((result.config.task, result.config.split), {})[result.config.model] = result
-    for (task_name, split), models in pairs.items():
+    for (task_name, split), models in by_task_and_split(results).items():
         task = TASKS[task_name]
         names = [name for name in ("baseline", "coordconv") if name in models]
         device = next(models[names[0]].model.parameters()).device
         test_points = NotSoClevr.build(split, models[names[0]].config.seed, device).test_points
         chosen = test_points[torch.linspace(0, len(test_points) - 1, examples).long()]
-        figure, axes = plt.subplots(len(names), examples, figsize=(2.4 * examples, 2.6 * len(names)), squeeze=False)
+        figure, axes = plt.subplots(len(names), examples, figsize=(2.4 * examples, 2.9 * len(names)), squeeze=False)
         for row, name in enumerate(names):
             model = models[name].model.eval()
             heatmaps = model(task.inputs(chosen)).softmax(dim=1).view(-1, CANVAS, CANVAS)

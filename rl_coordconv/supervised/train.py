@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -110,6 +111,7 @@ def train(config: TrainConfig, progress: bool = True, writer=None) -> TrainResul
     model_ = build_model(config.task, config.model).to(device)
     data = NotSoClevr.build(config.split, config.seed, device)
     learning_rate = config.learning_rate or DEFAULT_LEARNING_RATE[config.model]
+    config = dataclasses.replace(config, epochs=epochs, learning_rate=learning_rate)  # as run, for the report
     optimizer = torch.optim.Adam(model_.parameters(), lr=learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(data.train_points) // config.batch_size)
     # Cosine decay to zero over the whole budget: a short budget still ends at a small step size.
