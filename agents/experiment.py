@@ -33,7 +33,7 @@ from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
 from stable_baselines3.common.utils import get_device
 
 from agents.a2c import A2CConfig, make_a2c
-from envs import BACKENDS, get_game, make_atari_vec_env
+from envs import BACKENDS, Game, get_game, make_atari_vec_env
 from rl_coordconv.extractors import ARCHS
 
 AGENTS = ("a2c",)
@@ -171,7 +171,7 @@ class EpisodeScoreCallback(BaseCallback):
     TensorBoard against the agent step at which it ended: ``episode/score``,
     ``episode/human_normalized``, ``episode/length`` (agent steps)."""
 
-    def __init__(self, game: Any) -> None:
+    def __init__(self, game: Game) -> None:
         super().__init__()
         self.game = game
         self._writer = None

@@ -174,8 +174,9 @@ class CoordConv2d(nn.Conv2d):
         weights with the cached patches, cheaper than a batch-1 convolution call. Not cached across
         calls: weights may change where no version counter sees it (SB3's ``polyak_update`` writes
         target networks through ``.data``), and a stale term would be silently wrong."""
-        # Each output's coordinate weights end its flattened weight row: a strided view, no copy.
-        flat_weight = self.weight.view(self.out_channels, -1)
+        # Each output's coordinate weights end its flattened weight row: a strided view, no copy
+        # (reshape copies only a weight in another memory format, e.g. channels_last).
+        flat_weight = self.weight.reshape(self.out_channels, -1)
         patches = self.coordinate_patches(x)
         return flat_weight[:, flat_weight.shape[1] - patches.shape[0] :] @ patches
 

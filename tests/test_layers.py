@@ -107,6 +107,15 @@ def test_low_precision_inputs_follow_the_float32_result(dtype):
     torch.testing.assert_close(y.float(), layer32(x), rtol=0.05, atol=0.05)
 
 
+def test_channels_last_modules_and_inputs_give_the_same_result():
+    torch.manual_seed(5)
+    layer = CoordConv2d(4, 8, 3, stride=2, with_r=True)
+    x = torch.randn(2, 4, 15, 12)
+    expected = layer(x)
+    layer = layer.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(layer(x.to(memory_format=torch.channels_last)), expected)
+
+
 def test_state_dict_has_the_naive_layout():
     layer = CoordConv2d(4, 32, 8, stride=4, with_r=True)
     assert layer.weight.shape == (32, 4 + 3, 8, 8)
