@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from rl_coordconv.supervised import TrainConfig, train
-from rl_coordconv.supervised.data import centres, one_hot_images, split_indices, square_images
-from rl_coordconv.supervised.metrics import accuracy
-from rl_coordconv.supervised.models import build_model, count_parameters
-from rl_coordconv.supervised.train import TASKS
+from rl_coordconv.supervised.data import centres, one_hot_images, split_indices, square_images, unit_coordinates
+from rl_coordconv.supervised.metrics import accuracy, iou, pixel_accuracy, squared_error_pixels
+from rl_coordconv.supervised.models import Rendering, build_model, count_parameters
+from rl_coordconv.supervised.report import markdown, save_figures
+from rl_coordconv.supervised.train import TASKS, TrainResult
 
 
 def test_dataset_has_every_centre_once():
@@ -59,12 +60,62 @@ def test_accuracy_of_known_predictions():
     assert accuracy(logits, torch.tensor([1, 0, 0, 2])) == 0.5
 
 
-@pytest.mark.parametrize("model, parameters", [("coordconv", 7553), ("baseline", 103_585)])
-def test_models_match_the_official_parameter_counts_and_shapes(model, parameters):
-    network = build_model("classification", model)
+def test_iou_of_known_masks():
+    truth = torch.zeros(2, 16)
+    truth[0, :4] = 1  # 4 true pixels
+    truth[1, :2] = 1
+    logits = torch.full((2, 16), -1.0)
+    logits[0, 2:6] = 1.0  # paints 2 of the 4 true pixels and 2 others: 2 / 6
+    logits[1, :2] = 0.5  # exactly right: 1
+    assert iou(logits, truth) == pytest.approx((2 / 6 + 1) / 2)
+    assert iou(torch.zeros(1, 16), truth[:1]) == 0.0  # logit 0 is sigmoid 0.5: not painted
+
+
+def test_regression_metrics_of_known_predictions():
+    points = torch.tensor([[10, 20], [40, 50]])
+    exact = unit_coordinates(points)
+    assert torch.allclose(exact * 63, points.float())
+    assert pixel_accuracy(exact, points) == 1.0 and squared_error_pixels(exact, points) == pytest.approx(0.0, abs=1e-9)
+    off = exact + torch.tensor([[0.4, -0.4], [0.6, 0.0]]) / 63  # rounds right, then one pixel off in rows
+    assert pixel_accuracy(off, points) == 0.5
+    assert squared_error_pixels(off, points) == pytest.approx((0.16 + 0.16 + 0.36 + 0.0) / 4, rel=1e-4)
+
+
+@pytest.mark.parametrize("task, model, parameters", [
+    ("classification", "coordconv", 7553), ("classification", "baseline", 103_585),
+    ("rendering", "coordconv", 11_850), ("rendering", "baseline", 103_585),
+    ("regression", "coordconv", 906), ("regression", "baseline", 72_850),
+])
+def test_models_match_the_official_parameter_counts_and_shapes(task, model, parameters):
+    network = build_model(task, model)
     assert count_parameters(network) == parameters
     points = torch.tensor([[4, 4], [30, 40], [59, 59]])
-    assert network(TASKS["classification"].inputs(points)).shape == (3, 4096)
+    outputs = network(TASKS[task].inputs(points))
+    if task == "rendering":
+        assert isinstance(outputs, Rendering) and outputs.image_logits.shape == (3, 4096)
+        assert (outputs.centre_logits is None) == (model == "baseline")
+    else:
+        assert outputs.shape == ((3, 4096) if task == "classification" else (3, 2))
+    assert TASKS[task].loss(outputs, points).ndim == 0
+
+
+def test_regressor_starts_with_zero_coordinate_weights():
+    first = build_model("regression", "coordconv").net[0]
+    assert first.weight.shape == (8, 3, 1, 1)
+    assert torch.count_nonzero(first.weight[:, 1:]) == 0 and torch.count_nonzero(first.weight[:, 0]) == 8
+
+
+def test_rendering_scores_the_painted_square_and_adds_the_centre_loss():
+    points = torch.tensor([[10, 20], [40, 50]])
+    perfect = 5.0 * (2 * square_images(points).flatten(1) - 1)  # +-5 logits on the true squares
+    centre = torch.full((2, 4096), -10.0)
+    centre[0, 10 * 64 + 20] = centre[1, 40 * 64 + 50] = 10.0
+    task = TASKS["rendering"]
+    assert task.scores(Rendering(perfect, None), points) == {"iou": 1.0}
+    image_loss = task.loss(Rendering(perfect, None), points).item()
+    assert image_loss == pytest.approx(math.log1p(math.exp(-5.0)), rel=1e-4)
+    with_centre = task.loss(Rendering(perfect, centre), points).item()
+    assert with_centre - image_loss == pytest.approx(math.log1p(4095 * math.exp(-20.0)), abs=1e-6)
 
 
 def test_classification_targets_are_the_centre_pixels():
@@ -98,3 +149,39 @@ def test_deconv_baseline_fails_the_held_out_quadrant_with_the_same_budget():
     result = train(TrainConfig("classification", "quadrant", "baseline", **QUICK), progress=False)
     assert result.epochs_run == 2 and result.epochs_to_threshold is None
     assert result.test["accuracy"] < 0.1
+
+
+def test_coordconv_regresses_the_held_out_quadrant_to_the_exact_pixel():
+    result = train(TrainConfig("regression", "quadrant", "coordconv", epochs=2), progress=False)
+    assert result.epochs_to_threshold is not None
+    assert result.test["pixel_accuracy"] >= 0.99 and result.test["mse_pixels"] < 0.1
+
+
+def test_conv_regressor_fails_the_held_out_quadrant_with_the_same_budget():
+    result = train(TrainConfig("regression", "quadrant", "baseline", epochs=2), progress=False)
+    assert result.epochs_to_threshold is None
+    assert result.test["pixel_accuracy"] < 0.1 and result.test["mse_pixels"] > 10.0
+
+
+def test_coordconv_renders_the_held_out_quadrant():
+    result = train(TrainConfig("rendering", "quadrant", "coordconv", epochs=2), progress=False)
+    assert result.test["iou"] >= 0.99
+    assert result.history[0]["epoch"] == pytest.approx(0.25, abs=0.01)  # four test checks per epoch
+
+
+def test_report_and_figures_cover_every_task(tmp_path):
+    results = []
+    for task in TASKS:
+        for model in ("baseline", "coordconv"):
+            solved = model == "coordconv"
+            results.append(TrainResult(
+                config=TrainConfig(task, "quadrant", model, epochs=3, learning_rate=0.01), parameters=count_parameters(build_model(task, model)),
+                epochs_run=1.5 if solved else 3.0, seconds=10.0 if solved else 30.0,
+                train={TASKS[task].metric: 1.0}, test={TASKS[task].metric: 1.0 if solved else 0.2},
+                epochs_to_threshold=1.5 if solved else None, seconds_to_threshold=10.0 if solved else None,
+                model=build_model(task, model)))
+    report = markdown(results, machine="test")
+    assert report.count("> 3x (baseline unsolved after 30 s)") == 3
+    paths = save_figures(results, tmp_path)
+    assert sorted(path.name for path in paths) == sorted(f"{task}_quadrant.png" for task in TASKS)
+    assert all(path.read_bytes()[:4] == b"\x89PNG" for path in paths)

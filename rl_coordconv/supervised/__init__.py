@@ -1,5 +1,5 @@
-"""The CoordConv paper's supervised Not-so-Clevr coordinate classification: data, models,
-training, report."""
+"""The CoordConv paper's supervised Not-so-Clevr tasks (coordinate classification, rendering,
+regression): data, models, training, report."""
 
 from rl_coordconv.supervised.data import SPLITS, NotSoClevr
 from rl_coordconv.supervised.models import MODELS, build_model

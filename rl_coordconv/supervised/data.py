@@ -47,6 +47,11 @@ def normalized_coordinates(points: torch.Tensor) -> torch.Tensor:
     return 2.0 * points.float() / (CANVAS - 1) - 1.0
 
 
+def unit_coordinates(points: torch.Tensor) -> torch.Tensor:
+    """Pixel coordinates -> [0, 1]: ``p / 63``, the regression target (the official code uses p / 64)."""
+    return points.float() / (CANVAS - 1)
+
+
 def split_indices(split: str, seed: int = 0, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """Indices into :func:`centres` of the train and test examples of ``split``."""
     points = centres()

@@ -20,8 +20,8 @@ def result_row(result: TrainResult) -> dict[str, object]:
     return {
         "task": config.task, "split": config.split, "model": config.model, "parameters": result.parameters,
         "metric": task.metric, "train": round(result.train[task.metric], 4), "test": round(result.test[task.metric], 4),
-        "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
-        "epochs_to_threshold": result.epochs_to_threshold,
+        "epochs_run": round(result.epochs_run, 2), "seconds": round(result.seconds, 1),
+        "epochs_to_threshold": None if result.epochs_to_threshold is None else round(result.epochs_to_threshold, 2),
         "seconds_to_threshold": None if result.seconds_to_threshold is None else round(result.seconds_to_threshold, 1),
         "epoch_budget": config.epochs, "learning_rate": config.learning_rate, "batch_size": config.batch_size,
         "extra_test_metrics": "; ".join(f"{k}={v}" for k, v in extra.items()),
@@ -75,10 +75,19 @@ def markdown(results: list[TrainResult], machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _heatmaps(task_name: str, outputs) -> torch.Tensor:
+    """``(B, 64, 64)`` pictures of a model's outputs: the classifier's softmax over pixels, the
+    renderer's per-pixel probabilities."""
+    if task_name == "classification":
+        return outputs.softmax(dim=1).view(-1, CANVAS, CANVAS)
+    return outputs.image_logits.sigmoid().view(-1, CANVAS, CANVAS)
+
+
 @torch.no_grad()
 def save_figures(results: list[TrainResult], out_dir: Path, examples: int = 4) -> list[Path]:
-    """Per task and split: each model's predicted softmax heatmap on the same test examples, one
-    row per model, the true centre marked, as in the paper's figures."""
+    """One figure per task and split, baseline above CoordConv, as in the paper: predicted heatmaps
+    (classification) or painted squares (rendering) on the same test examples with the true centre
+    marked; for regression, every test centre and its prediction."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,18 +99,30 @@ def save_figures(results: list[TrainResult], out_dir: Path, examples: int = 4) -
         names = [name for name in ("baseline", "coordconv") if name in models]
         device = next(models[names[0]].model.parameters()).device
         test_points = NotSoClevr.build(split, models[names[0]].config.seed, device).test_points
-        chosen = test_points[torch.linspace(0, len(test_points) - 1, examples).long()]
-        figure, axes = plt.subplots(len(names), examples, figsize=(2.4 * examples, 2.9 * len(names)), squeeze=False)
-        for row, name in enumerate(names):
-            model = models[name].model.eval()
-            heatmaps = model(task.inputs(chosen)).softmax(dim=1).view(-1, CANVAS, CANVAS)
-            for column, (heatmap, point) in enumerate(zip(heatmaps.cpu(), chosen.cpu())):
-                axis = axes[row][column]
-                axis.imshow(heatmap, cmap="viridis")
-                axis.plot(point[1], point[0], "r+", markersize=10)
-                axis.set_xticks([]), axis.set_yticks([])
-                axis.set_title(f"{name} ({int(point[0])}, {int(point[1])})", fontsize=8)
-        figure.suptitle(f"{task_name}, {split} split: predicted heatmaps on test examples (red + = true centre)")
+        if task_name == "regression":
+            figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.4), squeeze=False)
+            for axis, name in zip(axes[0], names):
+                predicted = models[name].model.eval()(task.inputs(test_points)).cpu().numpy() * (CANVAS - 1)
+                truth = test_points.cpu().numpy()
+                axis.plot(truth[:, 1], truth[:, 0], "k.", markersize=2, label="true centre")
+                axis.plot(predicted[:, 1], predicted[:, 0], "rx", markersize=3, alpha=0.6, label="prediction")
+                axis.set_xlim(0, CANVAS - 1), axis.set_ylim(CANVAS - 1, 0), axis.set_aspect("equal")
+                axis.set_title(f"{name}: pixel accuracy {models[name].test['pixel_accuracy']:.3f}", fontsize=9)
+            axes[0][0].legend(loc="lower left", fontsize=7)
+            figure.suptitle(f"regression, {split} split: test centres (row, column) and predictions")
+        else:
+            chosen = test_points[torch.linspace(0, len(test_points) - 1, examples).long()]
+            figure, axes = plt.subplots(len(names), examples, figsize=(2.4 * examples, 2.9 * len(names)), squeeze=False)
+            for row, name in enumerate(names):
+                heatmaps = _heatmaps(task_name, models[name].model.eval()(task.inputs(chosen)))
+                for column, (heatmap, point) in enumerate(zip(heatmaps.cpu().numpy(), chosen.cpu().numpy())):
+                    axis = axes[row][column]
+                    axis.imshow(heatmap, cmap="viridis", vmin=0)
+                    axis.plot(point[1], point[0], "r+", markersize=10)
+                    axis.set_xticks([]), axis.set_yticks([])
+                    axis.set_title(f"{name} ({int(point[0])}, {int(point[1])})", fontsize=8)
+            shown = "predicted heatmaps" if task_name == "classification" else "painted probabilities"
+            figure.suptitle(f"{task_name}, {split} split: {shown} on test examples (red + = true centre)")
         figure.tight_layout()
         path = out_dir / f"{task_name}_{split}.png"
         figure.savefig(path, dpi=90)
