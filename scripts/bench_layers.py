@@ -4,7 +4,8 @@ Times SB3's NatureCNN (the "conv" arch), the same network with AddCoords concate
 wider first convolution (the textbook "naive" CoordConv), and our CoordConvNatureCNN ("coordconv",
 broadcast-added coordinate term), on a training step (forward + backward) and on inference.
 The variants run interleaved in each round; ratios are taken within a round and the median over
-rounds is reported, so slow drifts of a noisy machine cancel out.
+rounds is reported, so slow drifts of a noisy machine cancel out. A second, identical Nature CNN
+("control") is timed the same way: its ratio to the first shows the noise floor of the ratios.
 
     python scripts/bench_layers.py [--device cuda] [--rounds 21] [--window 0.15]
 """
@@ -45,6 +46,7 @@ def make_networks(device: torch.device) -> dict[str, nn.Module]:
     torch.manual_seed(0)
     return {
         "conv": NatureCNN(ATARI).to(device),
+        "control": NatureCNN(ATARI).to(device),
         "naive": NaiveCoordNatureCNN().to(device),
         "coordconv": CoordConvNatureCNN(ATARI).to(device),
     }
@@ -94,14 +96,14 @@ def bench(device: torch.device, rounds: int, window: float) -> list[dict]:
             for name in order:
                 seconds[name].append(time_call(make_fn(networks[name], x), iterations, device))
         ratios = {
-            name: statistics.median(t / c for t, c in zip(seconds[name], seconds["conv"])) for name in ("naive", "coordconv")
+            name: statistics.median(t / c for t, c in zip(seconds[name], seconds["conv"])) for name in ("control", "naive", "coordconv")
         }
         rows.append(
             {"mode": mode, "batch": batch, "conv_ms": 1e3 * statistics.median(seconds["conv"]),
              "naive_ms": 1e3 * statistics.median(seconds["naive"]), "coordconv_ms": 1e3 * statistics.median(seconds["coordconv"]),
-             "naive_ratio": ratios["naive"], "coordconv_ratio": ratios["coordconv"]}
+             "control_ratio": ratios["control"], "naive_ratio": ratios["naive"], "coordconv_ratio": ratios["coordconv"]}
         )
-        print(f"{mode:9s} B={batch:<3d} conv {rows[-1]['conv_ms']:7.2f} ms | naive {rows[-1]['naive_ms']:7.2f} ms "
+        print(f"{mode:9s} B={batch:<3d} conv {rows[-1]['conv_ms']:7.2f} ms | control {ratios['control']:.3f}x | naive {rows[-1]['naive_ms']:7.2f} ms "
               f"({ratios['naive']:.3f}x) | CoordConv2d {rows[-1]['coordconv_ms']:7.2f} ms ({ratios['coordconv']:.3f}x)", flush=True)
     return rows
 
