@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1")
+    parser.add_argument("--checks-per-epoch", type=int, default=4, help="test evaluations per epoch (timing resolution)")
     parser.add_argument("--no-early-stop", action="store_true", help="train the whole budget even when solved")
     parser.add_argument("--out", default=None, help="output folder (default: runs/supervised/<date-time>)")
     args = parser.parse_args(argv)
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.epochs is not None and args.epochs < 1:
         print(f"error: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
+        return 2
+    if args.checks_per_epoch < 1:
+        print(f"error: --checks-per-epoch must be >= 1, got {args.checks_per_epoch}", file=sys.stderr)
         return 2
     out = Path(args.out or Path("runs/supervised") / time.strftime("%Y%m%d-%H%M%S"))
     if out.exists() and any(out.iterdir()):
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             for model in expand(args.model, MODELS, "both"):
                 config = TrainConfig(task, split, model, epochs=args.epochs, learning_rate=args.learning_rate,
                                      batch_size=args.batch_size, seed=args.seed, device=args.device,
-                                     stop_when_solved=not args.no_early_stop)
+                                     stop_when_solved=not args.no_early_stop, checks_per_epoch=args.checks_per_epoch)
                 print(f"{task:14s} {split:8s} {model:9s} ({count_parameters(build_model(task, model)):,} parameters) ...", flush=True)
                 with SummaryWriter(str(out / "tb" / f"{task}-{split}-{model}")) as writer:
                     result = train(config, writer=writer)

@@ -1,5 +1,8 @@
+import csv
 import math
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +188,22 @@ def test_report_and_figures_cover_every_task(tmp_path):
     paths = save_figures(results, tmp_path)
     assert sorted(path.name for path in paths) == sorted(f"{task}_quadrant.png" for task in TASKS)
     assert all(path.read_bytes()[:4] == b"\x89PNG" for path in paths)
+
+
+def test_script_writes_the_report_and_refuses_to_overwrite_it(tmp_path, capsys):
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    sys.path.insert(0, str(scripts))
+    try:
+        import supervised as script
+    finally:
+        sys.path.remove(str(scripts))
+    out = tmp_path / "report"
+    argv = ["--task", "regression", "--split", "quadrant", "--model", "coordconv", "--epochs", "1", "--out", str(out)]
+    assert script.main(argv) == 0
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(row["task"], row["split"], row["model"], row["parameters"]) for row in rows] == [("regression", "quadrant", "coordconv", "906")]
+    assert (out / "regression_quadrant.png").stat().st_size > 0 and "| regression | quadrant | coordconv | 906 |" in (out / "results.md").read_text()
+    assert any((out / "tb" / "regression-quadrant-coordconv").iterdir())
+    assert script.main(argv) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert script.main(["--checks-per-epoch", "0", "--out", str(tmp_path / "other")]) == 2
