@@ -173,7 +173,8 @@ class CoordConv2d(nn.Conv2d):
         """``conv_c(coordinates)`` as ``(O, H_out * W_out)``: one small matmul of the coordinate
         weights with the cached patches, cheaper than a batch-1 convolution call. Not cached across
         calls: weights may change where no version counter sees it (SB3's ``polyak_update`` writes
-        target networks through ``.data``), and a stale term would be silently wrong."""
+        target networks through ``.data``), and a stale term would be silently wrong; a cache keyed on
+        the weights' values measured within 1 % of this (docs/benchmarks.md)."""
         # Each output's coordinate weights end its flattened weight row: a strided view, no copy
         # (reshape copies only a weight in another memory format, e.g. channels_last).
         flat_weight = self.weight.reshape(self.out_channels, -1)
