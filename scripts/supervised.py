@@ -1,7 +1,7 @@
 """Reproduce the CoordConv paper's supervised Not-so-Clevr results on this machine.
 
     python scripts/supervised.py                       # all tasks, both splits, both models (~30 min)
-    python scripts/supervised.py --model coordconv     # CoordConv only (~2 min)
+    python scripts/supervised.py --model coordconv     # CoordConv only (~3 min)
     python scripts/supervised.py --task rendering --split quadrant --epochs 3 --no-early-stop
 
 Writes ``<out>/results.md``, ``results.csv``, one figure per task and split, and TensorBoard
