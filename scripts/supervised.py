@@ -47,11 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"error: --device {args.device} but torch sees no CUDA GPU", file=sys.stderr)
         return 2
-    if args.epochs is not None and args.epochs < 1:
-        print(f"error: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
-        return 2
-    if args.checks_per_epoch < 1:
-        print(f"error: --checks-per-epoch must be >= 1, got {args.checks_per_epoch}", file=sys.stderr)
+    configs = [
+        TrainConfig(task, split, model, epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
+                    seed=args.seed, device=args.device, stop_when_solved=not args.no_early_stop,
+                    checks_per_epoch=args.checks_per_epoch)
+        for task in expand(args.task, tuple(TASKS), "all")
+        for split in expand(args.split, SPLITS, "both")
+        for model in expand(args.model, MODELS, "both")
+    ]
+    try:
+        for config in configs:
+            config.validate()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out or Path("runs/supervised") / time.strftime("%Y%m%d-%H%M%S"))
     if out.exists() and any(out.iterdir()):
@@ -60,21 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     results = []
-    for task in expand(args.task, tuple(TASKS), "all"):
-        for split in expand(args.split, SPLITS, "both"):
-            for model in expand(args.model, MODELS, "both"):
-                config = TrainConfig(task, split, model, epochs=args.epochs, learning_rate=args.learning_rate,
-                                     batch_size=args.batch_size, seed=args.seed, device=args.device,
-                                     stop_when_solved=not args.no_early_stop, checks_per_epoch=args.checks_per_epoch)
-                print(f"{task:14s} {split:8s} {model:9s} ({count_parameters(build_model(task, model)):,} parameters) ...", flush=True)
-                with SummaryWriter(str(out / "tb" / f"{task}-{split}-{model}")) as writer:
-                    result = train(config, writer=writer)
-                metric = TASKS[task].metric
-                solved = f"solved after {result.epochs_to_threshold:.2f} epochs, {result.seconds_to_threshold:.1f} s" \
-                    if result.epochs_to_threshold is not None else "not solved"
-                print(f"    train {metric} {result.train[metric]:.4f}, test {metric} {result.test[metric]:.4f}, "
-                      f"{result.epochs_run:.2f} epochs in {result.seconds:.1f} s: {solved}", flush=True)
-                results.append(result)
+    for config in configs:
+        task, split, model = config.task, config.split, config.model
+        print(f"{task:14s} {split:8s} {model:9s} ({count_parameters(build_model(task, model)):,} parameters) ...", flush=True)
+        with SummaryWriter(str(out / "tb" / f"{task}-{split}-{model}")) as writer:
+            result = train(config, writer=writer)
+        metric = TASKS[task].metric
+        solved = f"solved after {result.epochs_to_threshold:.2f} epochs, {result.seconds_to_threshold:.1f} s" \
+            if result.epochs_to_threshold is not None else "not solved"
+        print(f"    train {metric} {result.train[metric]:.4f}, test {metric} {result.test[metric]:.4f}, "
+              f"{result.epochs_run:.2f} epochs in {result.seconds:.1f} s: {solved}", flush=True)
+        results.append(result)
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}"
     write_csv(results, out / "results.csv")

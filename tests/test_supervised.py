@@ -137,6 +137,19 @@ def test_bad_names_get_clear_errors():
         build_model("detection", "coordconv")
 
 
+
+@pytest.mark.parametrize("settings, message", [
+    ({"split": "diagonal"}, "unknown split 'diagonal'; choose one of"),
+    ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
+    ({"epochs": 0}, "epochs must be >= 1, got 0"),
+    ({"learning_rate": 0.0}, "learning_rate must be > 0, got 0.0"),
+    ({"checks_per_epoch": 0}, "checks_per_epoch must be >= 1, got 0"),
+])
+def test_bad_training_settings_are_refused_before_training(settings, message):
+    with pytest.raises(ValueError, match=message):
+        train(TrainConfig("regression", **{"split": "quadrant", **settings}), progress=False)
+
+
 QUICK = {"epochs": 2, "batch_size": 16, "learning_rate": 0.01}
 
 

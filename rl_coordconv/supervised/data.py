@@ -67,8 +67,8 @@ def split_indices(split: str, seed: int = 0, test_fraction: float = 0.2) -> tupl
 
 @dataclass
 class NotSoClevr:
-    """One split, as tensors on ``device``: centres, normalized coordinates, one-hot and square
-    images for train and test."""
+    """One split: the train and test centres as ``(N, 2)`` int64 tensors on ``device``. Inputs and
+    targets (coordinates, one-hot and square images) are made from them per batch."""
 
     split: str
     train_points: torch.Tensor  # (N_train, 2) int64
@@ -79,8 +79,3 @@ class NotSoClevr:
         train, test = split_indices(split, seed)
         points = torch.as_tensor(centres())
         return cls(split, points[train].to(device), points[test].to(device))
-
-    def points(self, part: str) -> torch.Tensor:
-        if part not in ("train", "test"):
-            raise ValueError(f"part must be 'train' or 'test', got {part!r}")
-        return self.train_points if part == "train" else self.test_points

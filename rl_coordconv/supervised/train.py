@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rl_coordconv.supervised import metrics
-from rl_coordconv.supervised.data import (CANVAS, NotSoClevr, normalized_coordinates, one_hot_images, square_images,
+from rl_coordconv.supervised.data import (CANVAS, SPLITS, NotSoClevr, normalized_coordinates, one_hot_images, square_images,
                                           unit_coordinates)
 from rl_coordconv.supervised.models import MODELS, Rendering, build_model, count_parameters
 
@@ -82,6 +82,21 @@ class TrainConfig:
     stop_when_solved: bool = True  # stop once the test metric reaches the task's threshold
     checks_per_epoch: int = 4  # test evaluations per epoch, to time when the task is solved
 
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting and what is accepted."""
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {tuple(TASKS)}")
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {MODELS}")
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown split {self.split!r}; choose one of {SPLITS}")
+        for name in ("epochs", "batch_size", "checks_per_epoch"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
 
 class Budget(NamedTuple):
     epochs: int
@@ -139,22 +154,15 @@ def train(config: TrainConfig, progress: bool = True, writer=None) -> TrainResul
     training only: it stops during these checks, so how often one checks does not change the time
     to solve. Train metrics are measured at the end.
     """
-    task = TASKS.get(config.task)
-    if task is None:
-        raise ValueError(f"unknown task {config.task!r}; choose one of {tuple(TASKS)}")
-    if config.model not in MODELS:
-        raise ValueError(f"unknown model {config.model!r}; choose one of {MODELS}")
+    config.validate()
+    task = TASKS[config.task]
     budget = DEFAULT_BUDGETS[config.task, config.model]
     epochs = config.epochs if config.epochs is not None else budget.epochs
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if config.checks_per_epoch < 1:
-        raise ValueError(f"checks_per_epoch must be >= 1, got {config.checks_per_epoch}")
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     model_ = build_model(config.task, config.model).to(device)
     data = NotSoClevr.build(config.split, config.seed, device)
-    learning_rate = config.learning_rate or budget.learning_rate
+    learning_rate = config.learning_rate if config.learning_rate is not None else budget.learning_rate
     config = dataclasses.replace(config, epochs=epochs, learning_rate=learning_rate)  # as run, for the report
     optimizer = torch.optim.Adam(model_.parameters(), lr=learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(data.train_points) // config.batch_size)
