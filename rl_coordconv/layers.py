@@ -11,13 +11,14 @@ tensors. Convolution is linear in its input channels, so
 
 and ``conv_c(c)`` does not depend on the batch: it is computed once per forward, as one small
 matrix product of the coordinate weights with the coordinate patches (cached per input size), and
-broadcast-added. The weight stays ONE tensor of shape ``(out, in + 2 [+1], k, k)``, so state
+broadcast-added. Where autograd does not record on CPU (rollouts, target networks, evaluation),
+it is reused for as long as the weight keeps its values. The weight stays ONE tensor of shape ``(out, in + 2 [+1], k, k)``, so state
 dicts match the layout of a naive concat implementation.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -55,28 +56,38 @@ def _unit_range(size: int, device: torch.device | str | None) -> torch.Tensor:
     return torch.linspace(-1.0, 1.0, size, device=device)
 
 
-class _CoordinateCache(nn.Module):
-    """Holds a tensor built from the input's height and width as a non-persistent buffer.
+class _CoordinateCache:
+    """Holds a tensor built from the input's height and width, rebuilt only when the input's
+    height, width, device or dtype changes, so a forward pass never copies coordinates from the host.
 
-    The buffer follows ``module.to(device)`` and is rebuilt only when the input's height, width,
-    device or dtype changes, so a forward pass never copies coordinates from the host.
+    A plain object rather than a module: it is called on every forward, and ``nn.Module.__call__``
+    measurably slows small batches (docs/benchmarks.md). Nothing here belongs in a state dict.
+    The tensor is built outside inference mode, so a first call under ``torch.inference_mode()``
+    does not leave a tensor that a later training step cannot save for backward.
 
     :param build: ``(height, width, device, dtype) -> tensor``.
     """
 
     def __init__(self, build: Callable[[int, int, torch.device, torch.dtype], torch.Tensor]) -> None:
-        super().__init__()
         self.build = build
-        self.register_buffer("cached", torch.empty(0), persistent=False)
-        self._size: tuple[int, int] | None = None
+        self.cached: torch.Tensor | None = None
+        self._key: tuple | None = None
 
-    def forward(self, like: torch.Tensor) -> torch.Tensor:
-        size = (like.shape[-2], like.shape[-1])
-        cached = self.cached
-        if self._size != size or cached.device != like.device or cached.dtype != like.dtype:
-            cached = self.build(*size, like.device, like.dtype)
-            self.cached, self._size = cached, size
-        return cached
+    def __call__(self, like: torch.Tensor) -> torch.Tensor:
+        key = (like.shape[-2], like.shape[-1], like.device, like.dtype)
+        if key != self._key:
+            with torch.inference_mode(False):
+                self.cached, self._key = self.build(*key), key
+        return self.cached
+
+
+class _FrozenParts(NamedTuple):
+    """What CoordConv2d reuses while autograd does not record: see ``CoordConv2d._frozen_parts``."""
+
+    key: tuple  # input height, width, device, dtype; weight dtype
+    weight: torch.Tensor  # a snapshot of the weight these parts were computed from
+    image_weight: torch.Tensor  # weight[:, :in_channels], contiguous
+    coordinate_term: torch.Tensor  # (O, H_out * W_out)
 
 
 def _check_image_batch(x: torch.Tensor, layer: str, in_channels: int | None = None) -> None:
@@ -162,19 +173,46 @@ class CoordConv2d(nn.Conv2d):
             dtype=dtype,
         )
         self.coordinate_patches = _CoordinateCache(self._coordinate_patches)
+        self._frozen: _FrozenParts | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_image_batch(x, "CoordConv2d", self.image_channels)
-        out = self._conv_forward(x, self.weight[:, : self.image_channels], self.bias)
+        weight = self.weight
+        # On CUDA, comparing values would synchronize the device: there the term is recomputed.
+        if (torch.is_grad_enabled() and weight.requires_grad) or weight.device.type != "cpu":
+            image_weight, coordinate_term = weight[:, : self.image_channels], self._coordinate_term(x)
+        else:
+            image_weight, coordinate_term = self._frozen_parts(x)
+        out = self._conv_forward(x, image_weight, self.bias)
         # In place is safe for autograd: convolution does not keep its output for backward.
-        return out.add_(self._coordinate_term(x).view(1, *out.shape[1:]))
+        return out.add_(coordinate_term.view(1, *out.shape[1:]))
+
+    def _frozen_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Without autograd on CPU (rollouts, target networks, evaluation): the contiguous image
+        weight and the coordinate term, reused for as long as the weight keeps its values.
+
+        Reuse is decided by comparing values, not version counters: SB3's ``polyak_update`` writes
+        target networks through ``.data``, which no version counter sees, and a stale term would be
+        silently wrong. The comparison is one pass over the weight; it saves the weight slice and
+        the coordinate matmul, which dominate small batches (docs/benchmarks.md)."""
+        weight = self.weight
+        key = (x.shape[-2], x.shape[-1], x.device, x.dtype, weight.dtype)
+        frozen = self._frozen
+        if frozen is None or frozen.key != key or not torch.equal(frozen.weight, weight):
+            # Normal tensors even under torch.inference_mode(), so later autograd may use them.
+            with torch.inference_mode(False), torch.no_grad():
+                frozen = _FrozenParts(
+                    key,
+                    weight.clone(),
+                    weight[:, : self.image_channels].contiguous(),
+                    self._coordinate_term(x),
+                )
+            self._frozen = frozen
+        return frozen.image_weight, frozen.coordinate_term
 
     def _coordinate_term(self, x: torch.Tensor) -> torch.Tensor:
         """``conv_c(coordinates)`` as ``(O, H_out * W_out)``: one small matmul of the coordinate
-        weights with the cached patches, cheaper than a batch-1 convolution call. Not cached across
-        calls: weights may change where no version counter sees it (SB3's ``polyak_update`` writes
-        target networks through ``.data``), and a stale term would be silently wrong; a cache keyed on
-        the weights' values measured within 1 % of this (docs/benchmarks.md)."""
+        weights with the cached patches, cheaper than a batch-1 convolution call."""
         # Each output's coordinate weights end its flattened weight row: a strided view, no copy
         # (reshape copies only a weight in another memory format, e.g. channels_last).
         flat_weight = self.weight.reshape(self.out_channels, -1)

@@ -173,3 +173,43 @@ def test_cuda_matches_cpu_and_keeps_coordinates_on_the_device(dtype):
     assert layer_cuda.coordinate_patches.cached.data_ptr() == pointer
     tolerance = 1e-4 if dtype == torch.float32 else 0.05
     torch.testing.assert_close(y.float().cpu(), expected, rtol=tolerance, atol=tolerance)
+
+
+def test_without_autograd_the_reused_parts_follow_every_kind_of_weight_change():
+    torch.manual_seed(6)
+    layer = CoordConv2d(3, 4, 3, stride=2, with_r=True)
+    x = torch.randn(2, 3, 11, 9)
+
+    def check():
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), naive_coordconv(layer, x), rtol=1e-5, atol=1e-5)
+
+    check()
+    check()  # second call reuses the frozen parts
+    # An optimizer step (in place on the parameter).
+    layer(x).square().sum().backward()
+    torch.optim.SGD(layer.parameters(), lr=0.5).step()
+    check()
+    # A write through .data, as SB3's polyak_update does: no version counter sees it.
+    layer.weight.data[:, -1].add_(1.0)
+    check()
+    # load_state_dict, and a new input size.
+    layer.load_state_dict(CoordConv2d(3, 4, 3, stride=2, with_r=True).state_dict())
+    check()
+    x = torch.randn(2, 3, 7, 14)
+    check()
+
+
+def test_inference_mode_first_call_does_not_break_training():
+    layer = CoordConv2d(2, 3, 3)
+    x = torch.randn(2, 2, 8, 8)
+    with torch.inference_mode():
+        layer(x)
+    layer(x).sum().backward()
+    assert layer.weight.grad is not None
+    frozen = CoordConv2d(2, 3, 3).requires_grad_(False)
+    with torch.inference_mode():
+        frozen(x)
+    x = x.requires_grad_()
+    frozen(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.autograd.grad(naive_coordconv(frozen, x).sum(), x)[0])
