@@ -83,7 +83,8 @@ def main() -> None:
             f"{n_envs:2d} envs: " + " | ".join(f"{name} {median[name]:,.0f}" for name in rates)
             + f"\n         ale_vector / sb3_subproc = {ratio('ale_vector', 'sb3_subproc'):.2f}x, "
             f"ale_vector / sb3_dummy = {ratio('ale_vector', 'sb3_dummy'):.2f}x, "
-            f"ale_vector / raw_ale = {ratio('ale_vector', 'raw_ale'):.1%}",
+            f"ale_vector / raw_ale = {ratio('ale_vector', 'raw_ale'):.1%}"
+            f"\n         raw_ale / sb3_subproc = {ratio('raw_ale', 'sb3_subproc'):.2f}x",
             flush=True,
         )
 
