@@ -22,21 +22,39 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn as nn
+from stable_baselines3 import A2C
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
-from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import get_device
+from stable_baselines3.common.vec_env import VecEnv
+from torch.utils.tensorboard import SummaryWriter
 
 from agents.a2c import A2CConfig, make_a2c
+from agents.evaluation import play_full_games
 from envs import BACKENDS, Game, get_game, make_atari_vec_env
 from rl_coordconv.extractors import ARCHS
+from rl_coordconv.layers import CoordConv2d
 
-AGENTS = ("a2c",)
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """How to build an agent (``make(env, arch, agent_config, seed=, device=)``) and which SB3
+    class loads its checkpoints."""
+
+    algorithm: type[BaseAlgorithm]
+    make: Callable[..., BaseAlgorithm]
+
+
+AGENTS: dict[str, AgentSpec] = {
+    "a2c": AgentSpec(A2C, make_a2c),
+}
 CHECKPOINT_PREFIX = "model"
 
 
@@ -58,7 +76,7 @@ class ExperimentConfig:
     def validate(self) -> None:
         get_game(self.game)
         if self.agent not in AGENTS:
-            raise ValueError(f"unknown agent {self.agent!r}; choose one of {AGENTS}")
+            raise ValueError(f"unknown agent {self.agent!r}; choose one of {tuple(AGENTS)}")
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; choose one of {sorted(ARCHS)}")
         if self.backend not in BACKENDS:
@@ -79,8 +97,13 @@ class ExperimentConfig:
             )
 
     @property
+    def agent_config(self) -> Any:
+        """The settings of the chosen agent, e.g. ``self.a2c``."""
+        return getattr(self, self.agent)
+
+    @property
     def n_envs(self) -> int:
-        return self.a2c.n_envs
+        return self.agent_config.n_envs
 
 
 def run_directory(runs: Path | str, config: ExperimentConfig) -> Path:
@@ -111,11 +134,15 @@ def run_experiment(
 
     env = make_atari_vec_env(config.game, config.n_envs, config.seed, config.backend)
     if checkpoint is None:
-        model = make_a2c(env, config.arch, config.a2c, seed=config.seed, device=config.device)
+        model = build_agent(config, env)
     else:
-        model = type_of_agent(config.agent).load(checkpoint, env=env, device=config.device)
+        model = AGENTS[config.agent].algorithm.load(checkpoint, env=env, device=config.device)
     _write_config(run_dir, config, model)
-    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
+    # A resumed run may follow a process that was killed after its last checkpoint: TensorBoard
+    # drops that process's events after the checkpoint's step, so no step is drawn twice. (The
+    # resumed run logs nothing at the checkpoint's step itself: its first step comes after.)
+    purge_step = model.num_timesteps + 1 if checkpoint is not None else None
+    model.set_logger(tensorboard_logger(run_dir / "tb", purge_step))
 
     callbacks = CallbackList(
         [
@@ -143,10 +170,40 @@ def run_experiment(
     return run_dir
 
 
-def type_of_agent(agent: str) -> type[BaseAlgorithm]:
-    from stable_baselines3 import A2C
+def build_agent(config: ExperimentConfig, env: VecEnv) -> BaseAlgorithm:
+    """A fresh agent of ``config.agent`` with the network ``ARCHS[config.arch]`` on ``env``."""
+    return AGENTS[config.agent].make(env, config.arch, config.agent_config, seed=config.seed, device=config.device)
 
-    return {"a2c": A2C}[agent]
+
+def describe_network(model: BaseAlgorithm) -> dict[str, Any]:
+    """What was built, read from the model itself: the feature extractor's class, each conv
+    layer in order (``"Conv2d"``, ``"CoordConv2d"`` or ``"CoordConv2d+r"``) and the parameter count."""
+    extractor = next(module for module in model.policy.modules() if isinstance(module, BaseFeaturesExtractor))
+    return {
+        "features_extractor": type(extractor).__name__,
+        "conv_layers": [_conv_kind(layer) for layer in extractor.modules() if isinstance(layer, nn.Conv2d)],
+        "policy_parameters": sum(parameter.numel() for parameter in model.policy.parameters()),
+    }
+
+
+def _conv_kind(layer: nn.Conv2d) -> str:
+    if isinstance(layer, CoordConv2d):
+        return "CoordConv2d+r" if layer.with_r else "CoordConv2d"
+    return type(layer).__name__
+
+
+class _TensorBoardOutput(TensorBoardOutputFormat):
+    """SB3's TensorBoard output, with the writer's ``purge_step``."""
+
+    def __init__(self, folder: str, purge_step: int | None) -> None:
+        self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
+        self._is_closed = False
+
+
+def tensorboard_logger(folder: Path, purge_step: int | None = None) -> Logger:
+    """An SB3 logger writing TensorBoard events to ``folder``; with ``purge_step``, TensorBoard
+    discards the events that earlier writers in ``folder`` logged at that step or later."""
+    return Logger(str(folder), [_TensorBoardOutput(str(folder), purge_step)])
 
 
 def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> Path:
@@ -193,30 +250,31 @@ class EpisodeScoreCallback(BaseCallback):
 
 
 def evaluate(model: BaseAlgorithm, config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
-    """Play ``config.eval_episodes`` full games (no life-loss terminals) with the stochastic
-    policy; write ``evaluation.json`` and ``eval/mean_score`` to TensorBoard."""
+    """Play ``config.eval_episodes`` full games (no life-loss terminals, raw rewards) with the
+    agent's evaluation policy; write ``evaluation.json`` and ``eval/mean_score`` to TensorBoard.
+
+    Scores are the games' ``info["episode"]["r"]``: the raw sum over every life of the game."""
     eval_env = make_atari_vec_env(
         config.game,
         min(config.eval_episodes, 8),
         seed=config.seed + 10_000,
         backend=config.backend,
         terminal_on_life_loss=False,
+        clip_rewards=False,
     )
     try:
-        scores, lengths = evaluate_policy(
-            model, eval_env, n_eval_episodes=config.eval_episodes, deterministic=False, return_episode_rewards=True
-        )
+        games = play_full_games(lambda obs: model.predict(obs, deterministic=False)[0], eval_env, config.eval_episodes)
     finally:
         eval_env.close()
-    game = get_game(config.game)
+    scores = [game.score for game in games]
     result = {
         "timesteps": model.num_timesteps,
-        "episodes": len(scores),
+        "episodes": len(games),
         "mean_score": float(np.mean(scores)),
         "std_score": float(np.std(scores)),
-        "human_normalized_mean": game.human_normalized(float(np.mean(scores))),
-        "scores": [float(s) for s in scores],
-        "lengths": [int(n) for n in lengths],
+        "human_normalized_mean": get_game(config.game).human_normalized(float(np.mean(scores))),
+        "scores": scores,
+        "lengths": [game.length for game in games],
     }
     (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2))
     model.logger.record("eval/mean_score", result["mean_score"])
@@ -242,14 +300,19 @@ def _config_for_resume(run_dir: Path, requested: ExperimentConfig) -> Experiment
 
 
 def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
+    """The inverse of ``dataclasses.asdict`` for :class:`ExperimentConfig`."""
     values = dict(values)
-    values["a2c"] = A2CConfig(**values.get("a2c", {}))
+    for field_ in dataclasses.fields(ExperimentConfig):
+        nested = field_.default_factory if field_.default_factory is not dataclasses.MISSING else None
+        if nested is not None and field_.name in values:
+            values[field_.name] = nested(**values[field_.name])
     return ExperimentConfig(**values)
 
 
 def _write_config(run_dir: Path, config: ExperimentConfig, model: BaseAlgorithm) -> None:
     record = {
         "config": dataclasses.asdict(config),
+        "network": describe_network(model),
         "resolved_device": str(model.device),
         "versions": _package_versions(),
         "git_commit": _git_commit(),

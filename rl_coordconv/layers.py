@@ -41,7 +41,8 @@ def coordinate_channels(
     """
     if height < 1 or width < 1:
         raise ValueError(f"coordinate channels need a positive height and width, got {height} x {width}")
-    # Built in float32 and cast once: linspace in float16/bfloat16 loses the exact endpoints.
+    # Built in float64 and cast once: exact to float64 rounding, and float16/bfloat16 keep the
+    # exact endpoints that a low-precision linspace loses.
     rows = _unit_range(height, device).view(height, 1).expand(height, width)
     columns = _unit_range(width, device).view(1, width).expand(height, width)
     channels = [rows, columns]
@@ -51,9 +52,10 @@ def coordinate_channels(
 
 
 def _unit_range(size: int, device: torch.device | str | None) -> torch.Tensor:
+    """``2 * idx / (size - 1) - 1`` for ``idx`` in ``0 .. size - 1``, float64 (zero when size is 1)."""
     if size == 1:
-        return torch.zeros(1, device=device)
-    return torch.linspace(-1.0, 1.0, size, device=device)
+        return torch.zeros(1, device=device, dtype=torch.float64)
+    return 2.0 * torch.arange(size, device=device, dtype=torch.float64) / (size - 1) - 1.0
 
 
 class _CoordinateCache:

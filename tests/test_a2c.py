@@ -26,7 +26,6 @@ def success_rate(model, episodes: int = 200) -> float:
 
 @pytest.mark.parametrize("arch", ["conv", "coordconv"])
 def test_a2c_learns_goal_pixel(arch):
-    torch.set_num_threads(1)
     env = make_vec_env(GOAL_PIXEL_ID, n_envs=TINY_A2C.n_envs, seed=0, env_kwargs=GOAL_PIXEL)
     model = make_a2c(env, arch, TINY_A2C, seed=0, device="cpu")
     before = success_rate(model)

@@ -1,4 +1,5 @@
 import itertools
+import math
 
 import pytest
 import torch
@@ -77,6 +78,48 @@ def test_coordinate_channels_exact_values_on_non_square_image():
         assert (rows[r, c].item(), columns[r, c].item()) == expected
         assert radius[r, c].item() == pytest.approx(2**0.5)
     assert radius[1, 2].item() == 0.0
+
+
+@pytest.mark.parametrize("height, width", [(84, 84), (7, 13), (20, 3), (1, 5)])
+def test_float64_coordinates_match_the_formula_to_float64_rounding(height, width):
+    def unit(index, size):
+        return 0.0 if size == 1 else 2 * index / (size - 1) - 1
+
+    rows = torch.tensor([[unit(i, height)] * width for i in range(height)], dtype=torch.float64)
+    columns = torch.tensor([[unit(j, width) for j in range(width)]] * height, dtype=torch.float64)
+    radius = torch.tensor(
+        [[math.sqrt(unit(i, height) ** 2 + unit(j, width) ** 2) for j in range(width)] for i in range(height)],
+        dtype=torch.float64,
+    )
+    coords = coordinate_channels(height, width, with_r=True, dtype=torch.float64)[0]
+    torch.testing.assert_close(coords, torch.stack([rows, columns, radius]), rtol=0, atol=1e-15)
+    x = torch.zeros(2, 1, height, width, dtype=torch.float64)
+    torch.testing.assert_close(AddCoords(with_r=True)(x)[:, 1:], torch.stack([rows, columns, radius]).expand(2, 3, height, width), rtol=0, atol=1e-15)
+
+
+def test_caches_follow_a_dtype_change_after_the_first_forward():
+    torch.manual_seed(7)
+    model = nn.Sequential(CoordConv2d(3, 4, 3, stride=2, with_r=True), nn.ReLU(), CoordConv2d(4, 2, 3))
+    add_coords = AddCoords(with_r=True)
+    x = torch.randn(2, 3, 13, 11)
+    model(x), add_coords(x)
+    with torch.no_grad():
+        model(x)  # also fills the no-autograd reuse
+    model.double()
+    x = x.double()
+
+    def reference(x):
+        for layer in model:
+            x = naive_coordconv(layer, x) if isinstance(layer, CoordConv2d) else layer(x)
+        return x
+
+    expected = reference(x)
+    assert expected.dtype == torch.float64
+    torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-12)
+    assert add_coords(x).dtype == torch.float64
+    torch.testing.assert_close(add_coords(x)[:, 3:], coordinate_channels(13, 11, True, dtype=torch.float64).expand(2, 3, 13, 11), rtol=0, atol=0)
 
 
 def test_coordinate_channels_of_size_one_are_zero():

@@ -1,7 +1,8 @@
 import csv
+import dataclasses
+import importlib
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,15 @@ from rl_coordconv.supervised.models import Rendering, build_model, count_paramet
 from rl_coordconv.supervised.report import markdown, save_figures
 from rl_coordconv.supervised.train import TASKS, TrainResult
 
+train_module = importlib.import_module("rl_coordconv.supervised.train")  # the package's `train` is the function
+
 
 def test_dataset_has_every_centre_once():
-    start = time.perf_counter()
     points = centres()
     assert points.shape == (3136, 2)
     assert points.min() == 4 and points.max() == 59
     assert len({tuple(p) for p in points}) == 3136
     images, squares = one_hot_images(torch.as_tensor(points)), square_images(torch.as_tensor(points))
-    assert time.perf_counter() - start < 1.0
     assert images.shape == squares.shape == (3136, 1, 64, 64)
     assert torch.equal(images.sum(dim=(1, 2, 3)), torch.ones(3136))
     assert torch.equal(squares.sum(dim=(1, 2, 3)), torch.full((3136,), 81.0))
@@ -150,12 +151,68 @@ def test_bad_training_settings_are_refused_before_training(settings, message):
         train(TrainConfig("regression", **{"split": "quadrant", **settings}), progress=False)
 
 
+def record_what_training_sees(monkeypatch, task_name):
+    """Wrap the task's loss and the evaluation that ``train()`` uses: return the centres each
+    training batch held and the centres of each evaluation call."""
+    trained, evaluated = [], []
+    task = train_module.TASKS[task_name]
+
+    def loss(outputs, points):
+        trained.append(points.clone())
+        return task.loss(outputs, points)
+
+    def evaluate(model, task_, points, batch_size=16):
+        evaluated.append(points.clone())
+        return original_evaluate(model, task_, points, batch_size)
+
+    original_evaluate = train_module.evaluate
+    monkeypatch.setitem(train_module.TASKS, task_name, dataclasses.replace(task, loss=loss))
+    monkeypatch.setattr(train_module, "evaluate", evaluate)
+    return trained, evaluated
+
+
+def as_set(points) -> set:
+    return {tuple(point) for point in torch.cat(points).tolist()} if isinstance(points, list) else {tuple(p) for p in points.tolist()}
+
+
+def test_training_never_sees_the_held_out_quadrant(monkeypatch):
+    trained, evaluated = record_what_training_sees(monkeypatch, "regression")
+    result = train(TrainConfig("regression", "quadrant", "coordconv", epochs=1, stop_when_solved=False), progress=False)
+    seen = as_set(trained)
+    held_out = {(i, j) for i in range(33, 60) for j in range(33, 60)}  # both coordinates > 32, centres 4..59
+    everything = {(i, j) for i in range(4, 60) for j in range(4, 60)}
+    assert seen == everything - held_out  # one epoch visits every training centre, and only those
+    test_checks, final_train_check = evaluated[:-1], evaluated[-1]
+    assert len(test_checks) == len(result.history) == 4
+    assert all(as_set(points) == held_out and len(points) == 729 for points in test_checks)
+    assert as_set(final_train_check) == seen
+
+
+def test_uniform_split_trains_and_tests_on_disjoint_centres(monkeypatch):
+    trained, evaluated = record_what_training_sees(monkeypatch, "regression")
+    train(TrainConfig("regression", "uniform", "coordconv", epochs=1, stop_when_solved=False), progress=False)
+    seen, tested = as_set(trained), as_set(evaluated[0])
+    assert len(seen) == 2509 and len(tested) == 627
+    assert seen.isdisjoint(tested) and len(seen | tested) == 3136
+    assert all(as_set(points) == tested for points in evaluated[:-1])
+
+
+def test_same_seed_same_model_other_seed_other_model():
+    def trained_weights(seed):
+        config = TrainConfig("regression", "uniform", "coordconv", epochs=1, seed=seed, stop_when_solved=False, checks_per_epoch=1)
+        return train(config, progress=False).model.state_dict()
+
+    first = trained_weights(0)
+    again, other = trained_weights(0), trained_weights(1)
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert not all(torch.equal(first[name], other[name]) for name in first)
+
+
 QUICK = {"epochs": 2, "batch_size": 16, "learning_rate": 0.01}
 
 
 def test_coordconv_classifies_the_held_out_quadrant_perfectly():
-    torch.set_num_threads(2)
-    result = train(TrainConfig("classification", "quadrant", "coordconv", **QUICK), progress=False)
+    result = train(TrainConfig("classification", "quadrant", "coordconv", **QUICK, stop_when_solved=False), progress=False)
     assert result.test["accuracy"] == 1.0
     assert result.train["accuracy"] == 1.0
     assert result.epochs_to_threshold is not None and result.epochs_to_threshold <= 2

@@ -1,13 +1,28 @@
+import copy
+import io
 import json
+import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from stable_baselines3 import A2C
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureCNN
+from stable_baselines3.common.vec_env import VecEnvWrapper
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents import experiment
 from agents.config import apply_overrides, parse_steps
-from agents.experiment import ExperimentConfig, latest_checkpoint, run_experiment
+from agents.experiment import AGENTS, ExperimentConfig, latest_checkpoint, run_experiment
+from envs import make_atari_vec_env
+from rl_coordconv.extractors import ARCHS
+from rl_coordconv.layers import CoordConv2d
+
+REPO = Path(__file__).resolve().parents[1]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import train  # noqa: E402
@@ -24,8 +39,72 @@ def scalars(run_dir: Path) -> dict[str, list]:
 def small_config(**changes) -> ExperimentConfig:
     settings = {"timesteps": 1000, "checkpoint_every": 500, "eval_episodes": 0, "device": "cpu", **changes}
     config = ExperimentConfig(**settings)
-    config.a2c.n_envs = 2
+    config.agent_config.n_envs = 2
     return config
+
+
+def checkpoint_state(path: Path) -> tuple[dict, dict]:
+    """The policy and optimizer state dicts inside an SB3 checkpoint, read without SB3's loader."""
+    with zipfile.ZipFile(path) as archive:
+        return tuple(torch.load(io.BytesIO(archive.read(name)), map_location="cpu")
+                     for name in ("policy.pth", "policy.optimizer.pth"))
+
+
+def assert_same_state(actual, expected, where="state"):
+    if isinstance(expected, torch.Tensor):
+        assert torch.equal(actual, expected), f"{where} differs"
+    elif isinstance(expected, dict):
+        assert set(actual) == set(expected), f"{where}: keys {set(actual)} != {set(expected)}"
+        for key in expected:
+            assert_same_state(actual[key], expected[key], f"{where}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), f"{where}: lengths differ"
+        for index, (a, e) in enumerate(zip(actual, expected)):
+            assert_same_state(a, e, f"{where}[{index}]")
+    else:
+        assert actual == expected, f"{where}: {actual!r} != {expected!r}"
+
+
+def spy_on_learn(monkeypatch) -> list[tuple[dict, dict]]:
+    """Record the policy and optimizer state each time A2C.learn starts."""
+    seen = []
+    original = A2C.learn
+
+    def learn(self, *args, **kwargs):
+        seen.append((copy.deepcopy(self.policy.state_dict()), copy.deepcopy(self.policy.optimizer.state_dict())))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(A2C, "learn", learn)
+    return seen
+
+
+# Where each arch puts CoordConv: (is CoordConv2d, with radius) for the three Nature CNN convs.
+PLAIN, COORD, COORD_R = (False, False), (True, False), (True, True)
+EXPECTED_CONVS = {
+    "conv": [PLAIN, PLAIN, PLAIN],
+    "coordconv": [COORD, PLAIN, PLAIN],
+    "coordconv_r": [COORD_R, PLAIN, PLAIN],
+    "coordconv_all": [COORD, COORD, COORD],
+}
+
+
+def test_every_arch_has_its_expected_layout():
+    assert set(EXPECTED_CONVS) == set(ARCHS)
+
+
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+@pytest.mark.parametrize("arch", sorted(EXPECTED_CONVS))
+def test_every_agent_builds_the_arch_it_is_asked_for(agent, arch):
+    config = small_config(agent=agent, arch=arch)
+    env = make_atari_vec_env(config.game, config.n_envs, seed=0)
+    model = experiment.build_agent(config, env)
+    extractors = [module for module in model.policy.modules() if isinstance(module, BaseFeaturesExtractor)]
+    assert extractors
+    for extractor in extractors:  # the policy's, and a Q agent's target network's
+        convs = [layer for layer in extractor.modules() if isinstance(layer, torch.nn.Conv2d)]
+        assert [(isinstance(layer, CoordConv2d), getattr(layer, "with_r", False)) for layer in convs] == EXPECTED_CONVS[arch]
+        assert (type(extractor) is NatureCNN) == (arch == "conv")
+    env.close()
 
 
 def test_ms_pacman_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
@@ -36,12 +115,14 @@ def test_ms_pacman_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
     assert saved["config"]["arch"] == "coordconv" and saved["config"]["timesteps"] == 3000
     assert saved["config"]["a2c"]["n_envs"] == 2 and saved["config"]["a2c"]["learning_rate"] == 7e-4
     assert saved["resolved_device"] == "cpu"
+    assert saved["network"]["features_extractor"] == "CoordConvNatureCNN"
+    assert saved["network"]["conv_layers"] == ["CoordConv2d", "Conv2d", "Conv2d"]
     assert {"torch", "stable-baselines3", "ale-py", "gymnasium"} <= set(saved["versions"])
     assert "git_commit" in saved
     assert latest_checkpoint(run_dir).name == "model_3000_steps.zip"
     assert (run_dir / "checkpoints" / "model_1000_steps.zip").exists()
     evaluation = json.loads((run_dir / "evaluation.json").read_text())
-    assert evaluation["episodes"] == 1 and evaluation["scores"][0] >= 0
+    assert evaluation["episodes"] == 1 and evaluation["scores"][0] % 10 == 0
     tags = scalars(run_dir)
     for tag in ("train/value_loss", "train/policy_loss", "train/entropy_loss", "rollout/ep_rew_mean",
                 "episode/score", "episode/human_normalized", "eval/mean_score"):
@@ -64,6 +145,117 @@ def test_existing_run_is_refused_and_resume_continues_the_step_counter(tmp_path)
     assert json.loads((run_dir / "config.json").read_text())["config"]["timesteps"] == 2000
 
 
+class GameRecorder(VecEnvWrapper):
+    """Passes an AleVecEnv through and records, per finished game, the sum of the rewards the env
+    returned, the info's score and the lives lost during the game."""
+
+    def __init__(self, venv):
+        super().__init__(venv)
+        self.games = []  # (env index, reward sum, info["episode"]["r"], lives lost), in order of ending
+        self.sums = np.zeros(venv.num_envs)
+        self.lives_lost = np.zeros(venv.num_envs, dtype=int)
+
+    def reset(self):
+        self.sums[:] = 0
+        self.lives_lost[:] = 0
+        return self.venv.reset()
+
+    def step_wait(self):
+        lives_before = self.venv._lives.copy()
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self.sums += rewards
+        self.lives_lost += self.venv._lives < lives_before
+        for i, info in enumerate(infos):
+            if "episode" in info:
+                self.games.append((i, self.sums[i], info["episode"]["r"], self.lives_lost[i]))
+                self.sums[i] = 0
+                self.lives_lost[i] = 0
+        return obs, rewards, dones, infos
+
+
+def test_evaluation_scores_are_whole_games_in_raw_points(tmp_path, monkeypatch):
+    envs_made = []
+
+    def recorded_env(*args, **kwargs):
+        envs_made.append(GameRecorder(make_atari_vec_env(*args, **kwargs)))
+        return envs_made[-1]
+
+    monkeypatch.setattr(experiment, "make_atari_vec_env", recorded_env)
+    run_dir = run_experiment(small_config(timesteps=100, eval_episodes=2), tmp_path, progress_bar=False)
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    games = envs_made[-1].games
+    # Two eval envs, one game each: the first game that ended in each env.
+    first_per_env = [game for index, game in enumerate(games) if game[0] not in [g[0] for g in games[:index]]]
+    assert evaluation["scores"] == [game[1] for game in first_per_env] == [game[2] for game in first_per_env]
+    assert all(score > 0 and score % 10 == 0 for score in evaluation["scores"])  # raw Ms. Pac-Man points
+    assert all(game[3] >= 2 for game in first_per_env)  # each game spans all three lives
+
+
+def test_resume_restores_the_weights_and_optimizer_state_of_the_checkpoint(tmp_path, monkeypatch):
+    run_dir = run_experiment(small_config(), tmp_path, progress_bar=False)
+    checkpoint = latest_checkpoint(run_dir)
+    seen = spy_on_learn(monkeypatch)
+    run_experiment(small_config(timesteps=1500), tmp_path, resume=True, progress_bar=False)
+    policy, optimizer = checkpoint_state(checkpoint)
+    assert optimizer["state"], "the checkpoint should hold RMSprop statistics after 100 updates"
+    assert_same_state(seen[0][0], policy, "policy")
+    assert_same_state(seen[0][1], optimizer, "optimizer")
+
+
+def test_same_seed_same_parameters_other_seed_other_parameters(tmp_path):
+    def parameters_after_training(seed, folder):
+        run_dir = run_experiment(small_config(seed=seed, timesteps=300), tmp_path / folder, progress_bar=False)
+        return checkpoint_state(latest_checkpoint(run_dir))[0]
+
+    first = parameters_after_training(0, "a")
+    assert_same_state(parameters_after_training(0, "b"), first, "policy")
+    other = parameters_after_training(1, "c")
+    assert not all(torch.equal(other[name], first[name]) for name in first)
+
+
+def test_a_killed_run_resumes_and_tensorboard_drops_what_it_logged_after_its_checkpoint(tmp_path):
+    """kill -9 between checkpoints, then --resume: the events the dead process wrote after its last
+    checkpoint are purged, so TensorBoard draws no step twice."""
+    overrides = ["--set", "a2c.n_envs=2", "--set", "checkpoint_every=700", "--set", "eval_episodes=0"]
+    process = subprocess.Popen(
+        [sys.executable, "scripts/train.py", "--timesteps", "1M", "--runs", str(tmp_path), "--no-progress", *overrides],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    run_dir = tmp_path / "MsPacman" / "a2c-conv" / "seed0"
+    accumulator = EventAccumulator(str(run_dir / "tb"))
+
+    def logged_after_last_checkpoint():
+        if not (run_dir / "tb").exists() or not list((run_dir / "checkpoints").glob("*.zip")):
+            return []
+        accumulator.Reload()
+        step = int(latest_checkpoint(run_dir).stem.split("_")[1])
+        return [(tag, event.step, event.wall_time) for tag in accumulator.Tags()["scalars"]
+                for event in accumulator.Scalars(tag) if event.step > step]
+
+    deadline = time.time() + 180
+    try:
+        while not logged_after_last_checkpoint():
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.time() < deadline, "the run logged nothing past a checkpoint in time"
+            time.sleep(0.1)
+    finally:
+        process.kill()
+        process.wait()
+    orphans = logged_after_last_checkpoint()
+    assert orphans, "the killed process should have logged past its last checkpoint"
+    checkpoint_step = int(latest_checkpoint(run_dir).stem.split("_")[1])
+
+    config = small_config(timesteps=checkpoint_step + 1000, checkpoint_every=700, device="auto")
+    run_experiment(config, tmp_path, resume=True, progress_bar=False)
+    events = scalars(run_dir)
+    kept = {(tag, event.step, event.wall_time) for tag, tag_events in events.items() for event in tag_events}
+    assert not kept & set(orphans)
+    for tag, tag_events in events.items():
+        steps = [event.step for event in tag_events]
+        assert steps == sorted(steps), f"{tag} goes back in steps: {steps}"
+    assert max(event.step for event in events["train/value_loss"]) == checkpoint_step + 1000
+
+
 def test_resume_with_different_settings_is_refused(tmp_path):
     run_experiment(small_config(), tmp_path, progress_bar=False)
     changed = small_config(timesteps=2000)
@@ -77,19 +269,23 @@ def test_resume_without_a_run_is_refused(tmp_path):
         run_experiment(small_config(), tmp_path, resume=True, progress_bar=False)
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch):
+def test_ctrl_c_saves_a_checkpoint_that_resumes_with_its_weights_and_optimizer(tmp_path, monkeypatch):
     def interrupt_at_600_steps(self):
         if self.num_timesteps >= 600:
             raise KeyboardInterrupt
         return True
 
-    monkeypatch.setattr(experiment.EpisodeScoreCallback, "_on_step", interrupt_at_600_steps)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(small_config(), tmp_path, progress_bar=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(experiment.EpisodeScoreCallback, "_on_step", interrupt_at_600_steps)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(small_config(), tmp_path, progress_bar=False)
     run_dir = experiment.run_directory(tmp_path, small_config())
     assert latest_checkpoint(run_dir).name == "model_600_steps.zip"
-    monkeypatch.undo()
+    seen = spy_on_learn(monkeypatch)
     run_experiment(small_config(), tmp_path, resume=True, progress_bar=False)
+    policy, optimizer = checkpoint_state(run_dir / "checkpoints" / "model_600_steps.zip")
+    assert_same_state(seen[0][0], policy, "policy")
+    assert_same_state(seen[0][1], optimizer, "optimizer")
     assert latest_checkpoint(run_dir).name == "model_1000_steps.zip"
 
 
