@@ -34,13 +34,24 @@ def test_backends_share_shapes_dtypes_and_spaces(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_rewards_are_sign_clipped_and_games_scored_in_raw_points(backend):
-    env = make_atari_vec_env("MsPacman", 2, seed=0, backend=backend)
-    env.reset()
-    seen = set()
-    for _, rewards, _, _ in play(env, random_actions(env, 300)):
-        seen.update(rewards.tolist())
-    assert seen == {0.0, 1.0}  # dots are worth 10 points, clipped to 1
-    env.close()
+    """The clipped env's game scores equal the raw env's reward sums over the same games."""
+    clipped = make_atari_vec_env("MsPacman", 2, seed=0, backend=backend)
+    raw = make_atari_vec_env("MsPacman", 2, seed=0, backend=backend, clip_rewards=False)
+    clipped.reset(), raw.reset()
+    raw_sums, clipped_values, games = np.zeros(2), set(), 0
+    for action in random_actions(clipped, 1500):
+        _, clipped_rewards, _, infos = clipped.step(action)
+        _, raw_rewards, _, _ = raw.step(action)
+        clipped_values.update(clipped_rewards.tolist())
+        raw_sums += raw_rewards
+        for i, info in enumerate(infos):
+            if "episode" in info:
+                assert info["episode"]["r"] == raw_sums[i] and raw_sums[i] % 10 == 0
+                raw_sums[i] = 0
+                games += 1
+    assert clipped_values == {0.0, 1.0}  # dots are worth 10 points, clipped to 1
+    assert games >= 2
+    clipped.close(), raw.close()
 
 
 def test_clipped_rewards_are_the_sign_of_the_raw_rewards_under_the_same_seed():
@@ -117,15 +128,74 @@ def test_game_over_returns_the_new_game_and_the_true_last_observation(backend):
 def test_time_limit_truncation_is_flagged():
     from envs.atari import AleVecEnv
 
-    env = AleVecEnv("MsPacman", 2, seed=0, max_episode_frames=400)
-    env.reset()
-    for step, (obs, _, dones, infos) in enumerate(play(env, np.zeros((150, 2), dtype=np.int64))):
-        truncated = [info for info in infos if info.get("TimeLimit.truncated")]
-        if truncated:
-            assert all("episode" in info and "terminal_observation" in info for info in truncated)
-            assert step < 110  # 400 frames = 100 agent steps (plus noop starts)
+    env = AleVecEnv("MsPacman", 2, seed=0, max_episode_frames=400, clip_rewards=False)
+    previous = env.reset()
+    scores, steps = np.zeros(2), np.zeros(2, dtype=int)
+    for obs, rewards, dones, infos in play(env, np.zeros((150, 2), dtype=np.int64)):
+        scores += rewards
+        steps += 1
+        for i in np.flatnonzero(dones):
+            info = infos[i]
+            assert info["TimeLimit.truncated"] is True
+            assert steps[i] == 100  # 400 frames = 100 agent steps (noop starts not counted)
+            assert info["episode"]["r"] == scores[i] and info["episode"]["l"] == steps[i]
+            np.testing.assert_array_equal(info["terminal_observation"][:3], previous[i, 1:])
+            assert not obs[i, :3].any() and obs[i, 3].any()  # a new game's first, zero-padded stack
+        if dones.any():
             return
+        previous = obs
     pytest.fail("no truncation after 400 frames")
+
+
+def first_life_loss_step(actions) -> int:
+    from envs.atari import AleVecEnv
+
+    env = AleVecEnv("Breakout", 1, seed=1)
+    env.reset()
+    for step, (_, _, dones, infos) in enumerate(play(env, actions)):
+        if dones[0]:
+            assert "episode" not in infos[0]
+            return step
+    pytest.fail("no life lost")
+
+
+@pytest.mark.parametrize("terminal_on_life_loss", [True, False])
+def test_life_loss_and_time_limit_in_the_same_step(terminal_on_life_loss):
+    """The time limit falls on the step of the first life loss: the game ends with its score.
+    Learning from life losses, that step is a true terminal (no bootstrap); playing whole games,
+    it is a truncation."""
+    from envs.atari import AleVecEnv
+
+    actions = random_actions(make_atari_vec_env("Breakout", 1), 3000, seed=1)
+    step = first_life_loss_step(actions)
+    env = AleVecEnv("Breakout", 1, seed=1, max_episode_frames=4 * (step + 1), clip_rewards=False,
+                    terminal_on_life_loss=terminal_on_life_loss)
+    previous, score = env.reset(), 0.0
+    for t, (obs, rewards, dones, infos) in enumerate(play(env, actions[: step + 1])):
+        score += rewards[0]
+        assert dones[0] == (t == step)
+        if not dones[0]:
+            previous = obs
+    info = infos[0]
+    assert info["TimeLimit.truncated"] is not terminal_on_life_loss
+    assert info["episode"]["r"] == score and info["episode"]["l"] == step + 1
+    np.testing.assert_array_equal(info["terminal_observation"][:3], previous[0, 1:])
+    assert not obs[0, :3].any() and obs[0, 3].any()  # a new game
+
+
+def test_a_game_without_lives_ends_cleanly_with_its_score():
+    env = make_atari_vec_env("Pong", 1, seed=0, clip_rewards=False)
+    env.reset()
+    score = 0.0
+    for _, rewards, dones, infos in play(env, random_actions(env, 3000)):
+        score += rewards[0]
+        if dones[0]:
+            assert "episode" in infos[0]  # Pong has no lives: every terminal is the end of the game
+            assert infos[0]["episode"]["r"] == score
+            assert -21 <= score <= -15  # a random player loses 21 points to a few
+            assert infos[0]["TimeLimit.truncated"] is False
+            return
+    pytest.fail("no Pong game ended in 3000 steps")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -146,9 +216,46 @@ def test_seeded_runs_repeat_exactly(backend):
 def test_evaluation_env_plays_whole_games_without_life_loss_terminals():
     env = make_atari_vec_env("Breakout", 2, seed=4, terminal_on_life_loss=False)
     env.reset()
-    for _, _, dones, infos in play(env, random_actions(env, 1500, seed=4)):
+    games, lives_lost = 0, np.zeros(2, dtype=int)
+    for action in random_actions(env, 1500, seed=4):
+        lives_before = env._lives.copy()
+        _, _, dones, infos = env.step(action)
+        lives_lost += env._lives < lives_before  # at a game over the new game's five lives show
         for i in np.flatnonzero(dones):
             assert "episode" in infos[i]
+            assert lives_lost[i] == 4  # five lives: four lost during the game, the last ends it
+            lives_lost[i] = 0
+            games += 1
+    assert games >= 2
+
+
+# The suite as published: ale-py ROM id, random and human scores (Nature DQN / dueling DQN papers).
+REFERENCE_SUITE = {
+    "MsPacman": ("ms_pacman", 307.3, 6951.6),
+    "Alien": ("alien", 227.8, 7127.7),
+    "Amidar": ("amidar", 5.8, 1719.5),
+    "BankHeist": ("bank_heist", 14.2, 753.1),
+    "Seaquest": ("seaquest", 68.4, 42054.7),
+    "SpaceInvaders": ("space_invaders", 148.0, 1668.7),
+    "Asterix": ("asterix", 210.0, 8503.3),
+    "Breakout": ("breakout", 1.7, 30.5),
+    "Pong": ("pong", -20.7, 14.6),
+}
+
+
+def test_suite_names_roms_and_human_normalized_scores_match_the_references():
+    from ale_py import roms
+
+    assert list(GAMES) == list(REFERENCE_SUITE)
+    for name, (rom, random_score, human_score) in REFERENCE_SUITE.items():
+        game = GAMES[name]
+        assert (game.rom, game.random_score, game.human_score) == (rom, random_score, human_score)
+        assert roms.get_rom_path(rom).exists()
+        assert game.sb3_env_id == f"{name}NoFrameskip-v4"
+        assert game.human_normalized(random_score) == 0.0
+        assert game.human_normalized(human_score) == pytest.approx(1.0)
+    assert GAMES["MsPacman"].human_normalized(1000.0) == pytest.approx((1000 - 307.3) / (6951.6 - 307.3))
+    assert GAMES["Pong"].human_normalized(0.0) == pytest.approx(20.7 / 35.3)
 
 
 def test_every_game_of_the_suite_builds():

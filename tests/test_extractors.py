@@ -49,6 +49,27 @@ def test_coordconv_layers_are_placed_as_named():
     assert build("coordconv_r").cnn[0].with_r
 
 
+def naive_reference(extractor: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy in which every CoordConv2d is the textbook AddCoords + nn.Conv2d, same weights."""
+    import copy
+
+    reference = copy.deepcopy(extractor)
+    for index, layer in enumerate(reference.cnn):
+        if isinstance(layer, CoordConv2d):
+            conv = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride)
+            conv.load_state_dict(layer.state_dict())
+            reference.cnn[index] = torch.nn.Sequential(AddCoords(layer.with_r), conv)
+    return reference
+
+
+@pytest.mark.parametrize("arch", ["coordconv", "coordconv_r", "coordconv_all"])
+def test_coordconv_extractors_equal_the_textbook_concatenation(arch):
+    torch.manual_seed(0)
+    extractor = build(arch)
+    x = torch.rand(5, 4, 84, 84)
+    torch.testing.assert_close(extractor(x), naive_reference(extractor)(x))
+
+
 def test_coordconv_extractor_equals_nature_cnn_on_coordinates_appended_to_the_input():
     """With the same weights, CoordConvNatureCNN(x) == NatureCNN(AddCoords(x))."""
     torch.manual_seed(0)
@@ -104,11 +125,15 @@ def test_every_arch_trains_inside_sb3(arch, algorithm):
     kwargs = {"learning_starts": 16, "buffer_size": 200, "batch_size": 8, "train_freq": 4} if algorithm is DQN else {"n_steps": 8}
     model = algorithm("CnnPolicy", env, policy_kwargs=ARCHS[arch], seed=0, device="cpu", **kwargs)
     extractor = model.policy.q_net.features_extractor if algorithm is DQN else model.policy.features_extractor
-    before = [p.detach().clone() for p in extractor.parameters()]
+    convs = [layer for layer in extractor.cnn if isinstance(layer, torch.nn.Conv2d)]
+    before = [conv.weight.detach().clone() for conv in convs]
     model.learn(64)
-    assert any(not torch.equal(b, p) for b, p in zip(before, extractor.parameters()))
-    if arch != "conv":
-        assert isinstance(extractor.cnn[0], CoordConv2d)
+    for conv, weight in zip(convs, before):
+        changed = (conv.weight != weight).flatten(1).any(dim=1)  # per output channel
+        assert changed.any(), f"{conv} did not train"
+        if isinstance(conv, CoordConv2d):  # the coordinate weights receive gradients too
+            assert (conv.weight[:, conv.image_channels:] != weight[:, conv.image_channels:]).any()
+    assert sum(isinstance(conv, CoordConv2d) for conv in convs) == {"conv": 0, "coordconv": 1, "coordconv_r": 1, "coordconv_all": 3}[arch]
 
 
 def test_policies_with_normalize_images_false_pass_normalized_image_to_our_extractor():

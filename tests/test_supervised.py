@@ -5,6 +5,7 @@ import math
 import sys
 from pathlib import Path
 
+import matplotlib.image
 import numpy as np
 import pytest
 import torch
@@ -257,7 +258,16 @@ def test_report_and_figures_cover_every_task(tmp_path):
     assert report.count("> 3x (baseline unsolved after 30 s)") == 3
     paths = save_figures(results, tmp_path)
     assert sorted(path.name for path in paths) == sorted(f"{task}_quadrant.png" for task in TASKS)
-    assert all(path.read_bytes()[:4] == b"\x89PNG" for path in paths)
+    for path in paths:
+        image = matplotlib.image.imread(path)[..., :3]
+        height, width = image.shape[:2]
+        if path.name.startswith("regression"):
+            assert width > 1.5 * height  # two scatter panels side by side
+            red_crosses = (image[..., 0] > 0.8) & (image[..., 1] < 0.3) & (image[..., 2] < 0.3)
+            assert red_crosses.sum() > 100  # the predictions are drawn
+        else:
+            assert width > 1.2 * height  # 2 rows (baseline, CoordConv) of 4 examples
+            assert len(np.unique(image.reshape(-1, 3), axis=0)) > 50  # heatmaps, not a blank canvas
 
 
 def test_script_writes_the_report_and_refuses_to_overwrite_it(tmp_path, capsys):
