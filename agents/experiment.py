@@ -20,6 +20,8 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -218,9 +220,11 @@ def latest_checkpoint(run_dir: Path) -> Path:
         (run_dir / "checkpoints").glob(f"{CHECKPOINT_PREFIX}_*_steps.zip"),
         key=lambda path: int(path.stem.split("_")[-2]),
     )
-    if not checkpoints:
-        raise FileNotFoundError(f"nothing to resume: no checkpoint in {run_dir / 'checkpoints'}")
-    return checkpoints[-1]
+    for path in reversed(checkpoints):
+        if zipfile.is_zipfile(path):
+            return path
+        warnings.warn(f"skipping {path}: not a complete checkpoint (was the run killed while saving it?)", stacklevel=2)
+    raise FileNotFoundError(f"nothing to resume: no checkpoint in {run_dir / 'checkpoints'}")
 
 
 class EpisodeScoreCallback(BaseCallback):

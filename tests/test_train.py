@@ -264,6 +264,14 @@ def test_resume_with_different_settings_is_refused(tmp_path):
         run_experiment(changed, tmp_path, resume=True, progress_bar=False)
 
 
+def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path):
+    run_dir = run_experiment(small_config(), tmp_path, progress_bar=False)
+    complete = latest_checkpoint(run_dir)
+    (run_dir / "checkpoints" / "model_1500_steps.zip").write_bytes(complete.read_bytes()[:5000])
+    with pytest.warns(UserWarning, match="model_1500_steps.zip: not a complete checkpoint"):
+        assert latest_checkpoint(run_dir) == complete
+
+
 def test_resume_without_a_run_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         run_experiment(small_config(), tmp_path, resume=True, progress_bar=False)
