@@ -12,6 +12,7 @@ Any SB3 algorithm takes them through ``policy_kwargs``::
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -103,12 +104,16 @@ def _coordconv(coord_layers: str, with_r: bool) -> dict[str, Any]:
     return {
         "features_extractor_class": CoordConvNatureCNN,
         "features_extractor_kwargs": {"coord_layers": coord_layers, "with_r": with_r},
+        "net_arch": [],
     }
 
 
 # Architecture name -> SB3 ``policy_kwargs``. Copy before mutating: ``dict(ARCHS[name])``.
+# ``net_arch=[]`` puts the heads straight on the 512 features, as SB3 does for NatureCNN. It must
+# be explicit: SB3 picks that default only when the extractor class IS NatureCNN, and would give
+# any subclass two extra hidden layers of 64 units per head.
 ARCHS: dict[str, dict[str, Any]] = {
-    "conv": {"features_extractor_class": NatureCNN},
+    "conv": {"features_extractor_class": NatureCNN, "net_arch": []},
     "coordconv": _coordconv("first", with_r=False),
     "coordconv_r": _coordconv("first", with_r=True),
     "coordconv_all": _coordconv("all", with_r=False),
@@ -119,5 +124,4 @@ def policy_kwargs_for(arch: str) -> dict[str, Any]:
     """A fresh copy of ``ARCHS[arch]``, with a clear error for an unknown name."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHS)}")
-    kwargs = ARCHS[arch]
-    return {key: dict(value) if isinstance(value, dict) else value for key, value in kwargs.items()}
+    return copy.deepcopy(ARCHS[arch])

@@ -25,7 +25,7 @@ def build(arch: str, space: gym.Space = ATARI_SPACE) -> torch.nn.Module:
 
 
 def test_conv_is_sb3_nature_cnn():
-    assert ARCHS["conv"]["features_extractor_class"] is NatureCNN
+    assert ARCHS["conv"]["features_extractor_class"] is NatureCNN and ARCHS["conv"]["net_arch"] == []
 
 
 @pytest.mark.parametrize(

@@ -107,6 +107,27 @@ def test_every_agent_builds_the_arch_it_is_asked_for(agent, arch):
     env.close()
 
 
+# Coordinate weights per coordinate channel: 32 filters of 8x8, then 64 of 4x4 and 64 of 3x3.
+COORDINATE_WEIGHTS = {"conv": 0, "coordconv": 2 * 32 * 64, "coordconv_r": 3 * 32 * 64,
+                      "coordconv_all": 2 * (32 * 64 + 64 * 16 + 64 * 9)}
+
+
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+@pytest.mark.parametrize("arch", ["coordconv", "coordconv_r", "coordconv_all"])
+def test_archs_differ_from_conv_by_their_coordinate_weights_alone(agent, arch):
+    """The heads and everything else are the same network: only the coordinate weights differ."""
+    def policy_parameters(arch):
+        config = small_config(agent=agent, arch=arch)
+        env = make_atari_vec_env(config.game, config.n_envs, seed=0)
+        model = experiment.build_agent(config, env)
+        env.close()
+        extractors = sum(isinstance(m, BaseFeaturesExtractor) for m in model.policy.modules())
+        return sum(p.numel() for p in model.policy.parameters()), extractors
+
+    (with_coords, extractors), (plain, _) = policy_parameters(arch), policy_parameters("conv")
+    assert with_coords - plain == extractors * COORDINATE_WEIGHTS[arch]
+
+
 def test_ms_pacman_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
     code = train.main(["--arch", "coordconv", "--timesteps", "3000", "--runs", str(tmp_path), *SMALL])
     assert code == 0
