@@ -1,0 +1,507 @@
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import agents.replay as replay
+from agents.replay import PrioritizedReplayBuffer, SumTree
+
+EVENTS = ("step", "life_loss", "game_over", "time_limit", "cut")
+
+
+# --------------------------------------------------------------------------- a naive reference
+
+
+class FakeStackingEnvs:
+    """``n_envs`` streams of ``(C, H, W)`` frame stacks in which every frame is unique.
+
+    Frame pixels 0-1 hold a per-env frame counter, pixel 2 the env, pixel 3 the game number and
+    pixel 4 is 255, so no real frame is all zero. A new game starts from ``(0, ..., 0, f0)`` as
+    ale-py's AtariVectorEnv and SB3's VecFrameStack do. Events per env and step:
+    ``step``; ``life_loss`` (done, the stack goes on); ``game_over`` (done, new game);
+    ``time_limit`` (done with ``TimeLimit.truncated``, new game); ``cut`` (not done, yet the next
+    observation is a new game: the env was reset from outside).
+    """
+
+    def __init__(self, n_envs: int, stack: int, size: int = 6, probabilities=(0.82, 0.06, 0.05, 0.04, 0.03), seed: int = 0):
+        self.n_envs, self.stack, self.size = n_envs, stack, size
+        self.probabilities = probabilities
+        self.rng = np.random.default_rng(seed)
+        self.counters = [0] * n_envs
+        self.games = [0] * n_envs
+        self.stacks = np.stack([self._new_game_stack(e) for e in range(n_envs)])
+        self.seen = {event: 0 for event in EVENTS}
+
+    def _frame(self, env: int) -> np.ndarray:
+        self.counters[env] += 1
+        frame = np.zeros((self.size, self.size), dtype=np.uint8)
+        frame.flat[:5] = [self.counters[env] & 255, self.counters[env] >> 8, env, self.games[env] & 255, 255]
+        return frame
+
+    def _new_game_stack(self, env: int) -> np.ndarray:
+        self.games[env] += 1
+        stack = np.zeros((self.stack, self.size, self.size), dtype=np.uint8)
+        stack[-1] = self._frame(env)
+        return stack
+
+    def step(self):
+        """One transition per env: ``obs, next_obs, actions, rewards, dones, infos``."""
+        obs = self.stacks.copy()
+        next_obs = np.stack([np.concatenate([obs[e, 1:], self._frame(e)[None]]) for e in range(self.n_envs)])
+        actions = self.rng.integers(0, 5, size=(self.n_envs, 1))
+        rewards = self.rng.normal(size=self.n_envs).astype(np.float32)
+        dones = np.zeros(self.n_envs, dtype=bool)
+        infos = [{} for _ in range(self.n_envs)]
+        for e in range(self.n_envs):
+            event = EVENTS[self.rng.choice(len(EVENTS), p=self.probabilities)]
+            self.seen[event] += 1
+            dones[e] = event in ("life_loss", "game_over", "time_limit")
+            if event == "time_limit":
+                infos[e]["TimeLimit.truncated"] = True
+            self.stacks[e] = next_obs[e] if event in ("step", "life_loss") else self._new_game_stack(e)
+        return obs, next_obs, actions, rewards, dones, infos
+
+
+@dataclass
+class Transition:
+    obs: np.ndarray
+    action: int
+    reward: float
+    next_obs: np.ndarray
+    terminal: bool
+    truncated: bool
+    cut: bool = False  # the next transition's obs does not continue this next_obs
+
+
+@dataclass
+class ReferenceStream:
+    """One env's full transitions, and the frames a buffer storing each frame once would write."""
+
+    stack: int
+    transitions: list = field(default_factory=list)
+    newest_obs_frame: list = field(default_factory=list)
+    frames_written: int = 0
+
+    def append(self, transition: Transition) -> None:
+        previous = self.transitions[-1] if self.transitions else None
+        continues = previous is not None and np.array_equal(transition.obs, previous.next_obs)
+        if previous is not None and not continues:
+            previous.cut = True
+        if continues:
+            self.newest_obs_frame.append(self.frames_written - 1)
+            self.frames_written += 1
+        else:
+            self.newest_obs_frame.append(self.frames_written + self.stack - 1)
+            self.frames_written += self.stack + 1
+        self.transitions.append(transition)
+
+
+def feed(buffer, streams, batch, handle_timeout_termination=True) -> None:
+    obs, next_obs, actions, rewards, dones, infos = batch
+    buffer.add(obs, next_obs, actions, rewards, dones, infos)
+    for e, stream in enumerate(streams):
+        truncated = bool(dones[e] and handle_timeout_termination and infos[e].get("TimeLimit.truncated", False))
+        stream.append(Transition(obs[e].copy(), int(np.ravel(actions[e])[0]), float(rewards[e]), next_obs[e].copy(), bool(dones[e]) and not truncated, truncated))
+
+
+def expected_samples(streams, n_steps, gamma, capacity_per_env, frame_capacity):
+    """{global index: (env, t, obs, action, n-step return, next_obs, done, discount)} for every
+    transition a correct buffer holds and may sample, computed with plain loops."""
+    expected = {}
+    n_envs = len(streams)
+    for e, stream in enumerate(streams):
+        transitions = stream.transitions
+        added = len(transitions)
+        for t in range(max(0, added - capacity_per_env), added):
+            if stream.newest_obs_frame[t] - stream.stack + 1 < stream.frames_written - frame_capacity:
+                continue  # a frame of its stack was overwritten
+            ret, steps, last, complete = 0.0, 0, None, False
+            for j in range(t, min(t + n_steps, added)):
+                ret += gamma**steps * transitions[j].reward
+                steps += 1
+                last = transitions[j]
+                if last.terminal or last.truncated or last.cut:
+                    complete = True
+                    break
+            complete = complete or steps == n_steps
+            if complete:
+                first = transitions[t]
+                expected[(t % capacity_per_env) * n_envs + e] = (e, t, first.obs, first.action, ret, last.next_obs, float(last.terminal), gamma**steps)
+    return expected
+
+
+def check_against_reference(buffer, streams):
+    """Every sampleable index of ``buffer`` is exactly the reference's, with the same content."""
+    expected = expected_samples(streams, buffer.n_steps, buffer.gamma, buffer.buffer_size, buffer.frame_capacity)
+    valid = np.flatnonzero(buffer.tree.leaf_values() > 0)
+    assert valid.tolist() == sorted(expected)
+    assert buffer.size() == len(expected)
+    if valid.size:
+        batch = buffer._get_samples(valid)
+        rows = [expected[index] for index in valid.tolist()]
+        np.testing.assert_array_equal(batch.observations.numpy(), np.stack([row[2] for row in rows]))
+        np.testing.assert_array_equal(batch.actions.numpy()[:, 0], [row[3] for row in rows])
+        np.testing.assert_allclose(batch.rewards.numpy()[:, 0], [row[4] for row in rows], rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(batch.next_observations.numpy(), np.stack([row[5] for row in rows]))
+        np.testing.assert_array_equal(batch.dones.numpy()[:, 0], [row[6] for row in rows])
+        np.testing.assert_allclose(batch.discounts.numpy()[:, 0], [row[7] for row in rows], rtol=1e-6)
+    return expected
+
+
+def make_buffer(obs_shape=(4, 6, 6), buffer_size=60, n_envs=3, **kwargs):
+    kwargs.setdefault("seed", 0)
+    return PrioritizedReplayBuffer(buffer_size, spaces.Box(0, 255, obs_shape, np.uint8), spaces.Discrete(5), "cpu", n_envs, **kwargs)
+
+
+def fill(buffer, steps, seed=0, probabilities=(0.82, 0.06, 0.05, 0.04, 0.03)):
+    envs = FakeStackingEnvs(buffer.n_envs, buffer.stack_size, buffer.obs_shape[-1], probabilities, seed)
+    streams = [ReferenceStream(buffer.stack_size) for _ in range(buffer.n_envs)]
+    for _ in range(steps):
+        feed(buffer, streams, envs.step(), buffer.handle_timeout_termination)
+    return envs, streams
+
+
+# ------------------------------------------------------------------------------- the sum tree
+
+
+@pytest.mark.parametrize("capacity", [37, 5000])  # all levels dense; 3 levels walked below the dense ones
+def test_sum_tree_sums_stay_exact_after_batch_updates_with_repeated_indices(capacity):
+    rng = np.random.default_rng(0)
+    tree, expected = SumTree(capacity), np.zeros(capacity)
+    assert tree.n_leaves == {37: 64, 5000: 8192}[capacity]
+    for _ in range(30):
+        leaves = rng.integers(0, capacity, size=300)  # repeats certain
+        values = rng.random(300) * (rng.random(300) < 0.8)
+        tree.update(leaves, values)
+        for leaf, value in zip(leaves, values):
+            expected[leaf] = value  # the last value of a repeated leaf wins
+        np.testing.assert_array_equal(tree.leaf_values(), expected)
+        nodes = tree.nodes
+        np.testing.assert_array_equal(nodes[1 : tree.n_leaves], nodes[2 : 2 * tree.n_leaves : 2] + nodes[3 : 2 * tree.n_leaves : 2])
+        assert tree.total == pytest.approx(expected.sum(), rel=1e-12)
+
+
+def test_sum_tree_find_returns_the_leaf_whose_interval_holds_the_prefix_sum():
+    tree = SumTree(6)
+    values = np.array([0.5, 0.0, 2.0, 0.25, 0.0, 1.25])
+    tree.update(np.arange(6), values)
+    edges = np.cumsum(values)
+    points = np.array([0.0, 0.49, 0.5, 2.49, 2.5, 2.74, 2.75, 3.99])
+    np.testing.assert_array_equal(tree.find(points), [0, 0, 2, 2, 3, 3, 5, 5])
+    # Rounding past the total never lands on an empty leaf.
+    assert tree.find(np.array([edges[-1], edges[-1] * (1 + 1e-12)])).tolist() == [5, 5]
+
+
+def test_sum_tree_find_agrees_with_a_search_in_the_cumulative_sums_on_a_deep_tree():
+    rng = np.random.default_rng(2)
+    tree = SumTree(5000)
+    values = rng.exponential(size=5000) * (rng.random(5000) < 0.7)
+    values[4000:] = 0.0  # an empty tail: draws at the very end must not land there
+    tree.update(np.arange(5000), values)
+    points = np.sort(rng.random(20_000)) * tree.total
+    np.testing.assert_array_equal(tree.find(points), np.searchsorted(np.cumsum(values), points, side="right"))
+    last = np.flatnonzero(values)[-1]
+    assert tree.find(np.array([tree.total, tree.total * (1 + 1e-9)])).tolist() == [last, last]
+
+
+def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> float:
+    expected = counts.sum() * probabilities
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def test_sampling_frequencies_follow_priorities_and_their_updates():
+    buffer = make_buffer((1, 4, 4), buffer_size=16, n_envs=1, n_steps=1, alpha=0.6)
+    fill(buffer, 16, probabilities=(1, 0, 0, 0, 0))
+    assert buffer.size() == 16
+    rng = np.random.default_rng(1)
+    for _ in range(2):  # new priorities, then updated ones
+        td_errors = rng.uniform(0.0, 3.0, size=16)
+        buffer.update_priorities(np.arange(16), td_errors)
+        priorities = (np.abs(td_errors) + buffer.priority_eps) ** buffer.alpha
+        np.testing.assert_allclose(buffer.tree.leaf_values(), priorities)
+        counts = np.zeros(16)
+        for _ in range(400):
+            np.add.at(counts, buffer.sample(16).indices, 1)
+        # 15 degrees of freedom: the 1e-6 quantile is about 56; stratification only lowers it.
+        assert chi_square(counts, priorities / priorities.sum()) < 56
+
+
+def test_importance_weights_match_a_hand_computation():
+    buffer = make_buffer((1, 4, 4), buffer_size=5, n_envs=1, n_steps=1, alpha=0.6, beta=0.4)
+    fill(buffer, 5, probabilities=(1, 0, 0, 0, 0))
+    td_errors = [0.5, 1.0, 2.0, 0.0, 4.0]
+    buffer.update_priorities(np.arange(5), td_errors)
+    batch = buffer.sample(5)
+    priorities = [(abs(td) + 1e-6) ** 0.6 for td in td_errors]
+    weights = [(5 * priorities[i] / sum(priorities)) ** -0.4 for i in batch.indices.tolist()]
+    np.testing.assert_allclose(batch.weights.numpy()[:, 0], [w / max(weights) for w in weights], rtol=1e-6)
+    assert batch.weights.dtype == torch.float32 and batch.weights.shape == (5, 1)
+
+
+# ------------------------------------------------------------ windows against the reference
+
+
+@pytest.mark.parametrize(
+    "obs_shape, n_steps, buffer_size, probabilities, handle_timeout_termination",
+    [
+        ((4, 6, 6), 3, 111, (0.82, 0.06, 0.05, 0.04, 0.03), True),  # frequent new games: the frame ring evicts
+        ((4, 6, 6), 3, 111, (0.94, 0.04, 0.0, 0.01, 0.01), True),  # long games: the transition ring evicts
+        ((1, 5, 5), 1, 48, (0.8, 0.05, 0.05, 0.05, 0.05), True),  # unstacked frames, 1-step
+        ((2, 5, 5), 5, 90, (0.8, 0.05, 0.05, 0.05, 0.05), False),  # time limits count as terminals
+    ],
+)
+def test_every_sampleable_transition_matches_a_naive_reference_at_every_step(obs_shape, n_steps, buffer_size, probabilities, handle_timeout_termination):
+    buffer = make_buffer(obs_shape, buffer_size, n_envs=3, n_steps=n_steps, gamma=0.9, handle_timeout_termination=handle_timeout_termination)
+    envs = FakeStackingEnvs(3, obs_shape[0], obs_shape[-1], probabilities, seed=3)
+    streams = [ReferenceStream(obs_shape[0]) for _ in range(3)]
+    frame_evictions = 0
+    for _ in range(150):
+        feed(buffer, streams, envs.step(), handle_timeout_termination)
+        check_against_reference(buffer, streams)
+        frame_evictions += int((buffer.oldest > max(0, buffer.added - buffer.buffer_size)).any())
+    assert buffer.added > 3 * buffer.buffer_size  # wrapped around several times
+    assert all(envs.seen[event] > 0 for event, p in zip(EVENTS, probabilities) if p > 0)
+    if probabilities[2] > 0.04:
+        assert frame_evictions > 0
+
+
+def test_sampled_windows_stay_in_one_env_and_one_game_and_cover_every_valid_transition():
+    buffer = make_buffer((4, 6, 6), buffer_size=111, n_envs=3, n_steps=3)
+    envs, streams = fill(buffer, 200, seed=5)
+    expected = check_against_reference(buffer, streams)
+    sampled = set()
+    for _ in range(40):
+        batch = buffer.sample(64)
+        assert set(batch.indices.tolist()) <= set(expected)
+        sampled.update(batch.indices.tolist())
+        observations, next_observations = batch.observations.numpy(), batch.next_observations.numpy()
+        for row, index in enumerate(batch.indices.tolist()):
+            frames = np.concatenate([observations[row], next_observations[row]])
+            frames = frames[frames[:, 0, 4] == 255]  # real frames, not the zero padding
+            assert (frames[:, 0, 2] == index % 3).all()  # one env
+            assert len(set(frames[:, 0, 3].tolist())) == 1  # one game
+            np.testing.assert_array_equal(next_observations[row], expected[index][5])
+    assert sampled == set(expected)
+    assert {index % 3 for index in sampled} == {0, 1, 2}
+
+
+def test_overwritten_transitions_are_never_sampled():
+    buffer = make_buffer((4, 6, 6), buffer_size=30, n_envs=3, n_steps=3)
+    envs, streams = fill(buffer, 100, seed=2)
+    expected = check_against_reference(buffer, streams)
+    newest = min(len(stream.transitions) for stream in streams)
+    assert all(newest - t <= buffer.buffer_size for e, t, *_ in expected.values())
+    for _ in range(20):
+        batch = buffer.sample(8)
+        for index in batch.indices.tolist():
+            assert index in expected
+
+
+# ------------------------------------------------------------------------ real environments
+
+
+def test_rebuilt_stacks_equal_the_observations_of_a_real_atari_stream():
+    from envs import make_atari_vec_env
+
+    env = make_atari_vec_env("MsPacman", 2, seed=0)
+    buffer = PrioritizedReplayBuffer(2 * 150, env.observation_space, env.action_space, "cpu", 2, n_steps=3, seed=0)
+    streams = [ReferenceStream(4) for _ in range(2)]
+    obs = env.reset()
+    actions = np.random.default_rng(0).integers(0, env.action_space.n, size=(400, 2))
+    game_overs = np.zeros(2, dtype=int)
+    for action in actions:
+        new_obs, rewards, dones, infos = env.step(action)
+        next_obs = new_obs.copy()  # as SB3's _store_transition
+        for i in np.flatnonzero(dones):
+            next_obs[i] = infos[i]["terminal_observation"]
+        feed(buffer, streams, (obs, next_obs, action, rewards, dones, infos))
+        obs = new_obs
+        game_overs += ["episode" in info for info in infos]
+    env.close()
+    life_losses = sum(t.terminal for stream in streams for t in stream.transitions) - game_overs.sum()
+    assert life_losses >= 2
+    expected = check_against_reference(buffer, streams)
+    assert len(expected) > 250
+    # Each frame is stored once: a new chain of 4 frames only at the start and after a game over.
+    np.testing.assert_array_equal(buffer.frames_added, [stream.frames_written for stream in streams])
+    np.testing.assert_array_equal(buffer.frames_added, buffer.added + 4 * (1 + game_overs))
+
+
+def test_sb3_dqn_learns_with_the_buffer():
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.env_util import make_vec_env
+
+    import envs  # noqa: F401  (registers GoalPixel-v0)
+
+    env = make_vec_env("GoalPixel-v0", n_envs=2, seed=0)
+    model = DQN(
+        "CnnPolicy", env, replay_buffer_class=PrioritizedReplayBuffer, replay_buffer_kwargs=dict(n_steps=3),
+        buffer_size=500, learning_starts=50, batch_size=16, seed=0, device="cpu",
+    )
+    model.learn(total_timesteps=400)
+    buffer = model.replay_buffer
+    assert isinstance(buffer, PrioritizedReplayBuffer)
+    assert model._n_updates > 20
+    assert buffer.size() > 150
+    batch = buffer.sample(16)
+    assert batch.observations.shape == (16, 1, 36, 36)
+    discounts = batch.discounts.numpy()[:, 0, None]
+    assert np.isclose(discounts, 0.99 ** np.arange(1, 4)).any(axis=1).all()
+
+
+# ------------------------------------------------------------------------------- priorities
+
+
+def test_new_transitions_enter_with_the_max_priority():
+    buffer = make_buffer(n_steps=1, alpha=0.5)
+    fill(buffer, 4, probabilities=(1, 0, 0, 0, 0))
+    np.testing.assert_array_equal(buffer.tree.get(np.arange(12)), np.ones(12))
+    buffer.update_priorities(np.array([0, 4]), np.array([8.0, 0.5]))
+    assert buffer.max_priority == pytest.approx((8.0 + 1e-6) ** 0.5)
+    envs = FakeStackingEnvs(3, 4, 6, (1, 0, 0, 0, 0), seed=9)
+    buffer.add(*envs.step())  # the stream is cut, a new one starts: still new transitions
+    np.testing.assert_allclose(buffer.tree.get(np.arange(12, 15)), (8.0 + 1e-6) ** 0.5)
+
+
+def test_update_priorities_leaves_unsampleable_indices_alone():
+    buffer = make_buffer(n_steps=3)
+    fill(buffer, 5, probabilities=(1, 0, 0, 0, 0))
+    size = buffer.size()
+    incomplete = np.array([4 * 3, 4 * 3 + 1])  # the newest transitions: windows not complete
+    buffer.update_priorities(incomplete, torch.tensor([1.0, 2.0]))
+    assert buffer.size() == size and (buffer.tree.get(incomplete) == 0).all()
+    with pytest.raises(ValueError, match="sampleable"):
+        buffer._get_samples(incomplete)
+
+
+def test_take_new_indices_returns_each_newly_complete_transition_once():
+    buffer = make_buffer(buffer_size=45, n_steps=3, initial_priority="actor")
+    envs = FakeStackingEnvs(3, 4, 6, seed=4)
+    streams = [ReferenceStream(4) for _ in range(3)]
+    valid_before, returned = set(), []
+    for _ in range(120):
+        feed(buffer, streams, envs.step())
+        expected = expected_samples(streams, 3, buffer.gamma, buffer.buffer_size, buffer.frame_capacity)
+        valid_now = {(e, t): index for index, (e, t, *_) in expected.items()}
+        new = buffer.take_new_indices()
+        assert sorted(new.tolist()) == sorted(valid_now[key] for key in set(valid_now) - valid_before)
+        assert buffer.take_new_indices().size == 0
+        by_index = {index: key for key, index in valid_now.items()}
+        returned += [by_index[index] for index in new.tolist()]
+        valid_before = set(valid_now)
+    assert len(returned) == len(set(returned)) > 200
+
+
+def test_take_new_indices_needs_actor_priorities():
+    with pytest.raises(ValueError, match="initial_priority='actor'"):
+        make_buffer().take_new_indices()
+
+
+# ------------------------------------------------------------------------------- save / load
+
+
+def test_save_and_load_round_trip_exactly(tmp_path):
+    buffer = make_buffer(buffer_size=45, n_steps=3, seed=7)
+    envs, _ = fill(buffer, 40, seed=1)
+    batch = buffer.sample(16)
+    buffer.update_priorities(batch.indices, np.linspace(0, 3, 16))
+    path = tmp_path / "replay.npz"
+    buffer.save(path)
+    restored = make_buffer(buffer_size=45, n_steps=3, seed=123)
+    restored.load(path)
+    for step in range(3):
+        first, second = buffer.sample(16), restored.sample(16)
+        for name, value in first._asdict().items():
+            np.testing.assert_array_equal(np.asarray(value), np.asarray(getattr(second, name)), err_msg=name)
+        transition = envs.step()
+        buffer.add(*transition)
+        restored.add(*transition)
+    np.testing.assert_array_equal(buffer.tree.nodes, restored.tree.nodes)
+    assert (buffer.size(), buffer.pos, buffer.full, buffer.max_priority) == (restored.size(), restored.pos, restored.full, restored.max_priority)
+
+
+def test_the_buffer_pickles_as_sb3_save_replay_buffer_needs():
+    import pickle
+
+    buffer = make_buffer(n_steps=3)
+    fill(buffer, 20)
+    copy = pickle.loads(pickle.dumps(buffer))
+    first, second = buffer.sample(16), copy.sample(16)
+    for name, value in first._asdict().items():
+        np.testing.assert_array_equal(np.asarray(value), np.asarray(getattr(second, name)), err_msg=name)
+
+
+def test_load_refuses_a_buffer_saved_with_other_settings(tmp_path):
+    path = tmp_path / "replay.npz"
+    make_buffer(n_steps=3).save(path)
+    with pytest.raises(ValueError, match="other settings.*n_steps.*\\(3, 5\\)"):
+        make_buffer(n_steps=5).load(path)
+    with pytest.raises(ValueError, match="obs_shape"):
+        make_buffer(obs_shape=(4, 7, 7), n_steps=3).load(path)
+
+
+# ------------------------------------------------------------------------------------ errors
+
+ATARI = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"buffer_size": 0}, r"buffer_size must be a positive integer >= n_envs \(1\)"),
+        ({"buffer_size": 3, "n_envs": 4}, r"buffer_size must be a positive integer >= n_envs \(4\)"),
+        ({"n_envs": 0}, "n_envs must be a positive integer"),
+        ({"n_steps": 0}, r"n_steps must be an integer in \[1, buffer_size // n_envs = 100\]"),
+        ({"n_steps": 101}, r"n_steps must be an integer in \[1, buffer_size // n_envs = 100\]"),
+        ({"gamma": 0.0}, r"gamma must be in \(0, 1\]"),
+        ({"gamma": 1.5}, r"gamma must be in \(0, 1\]"),
+        ({"alpha": -0.1}, r"alpha must be in \[0, 1\]"),
+        ({"alpha": 1.5}, r"alpha must be in \[0, 1\]"),
+        ({"beta": -0.1}, r"beta must be in \[0, 1\]"),
+        ({"beta": 1.5}, r"beta must be in \[0, 1\]"),
+        ({"priority_eps": 0.0}, "priority_eps must be > 0"),
+        ({"initial_priority": "min"}, r"unknown initial_priority 'min'; choose one of \('max', 'actor'\)"),
+        ({"optimize_memory_usage": True}, "does not take optimize_memory_usage=True"),
+        ({"observation_space": spaces.Box(0, 1, (4, 84, 84), np.float32)}, r"accepts a Box observation space of shape \(C, H, W\) and dtype uint8.*got Box\(0.0, 1.0, \(4, 84, 84\), float32\)"),
+        ({"observation_space": spaces.Box(0, 255, (84, 84), np.uint8)}, r"shape \(C, H, W\) and dtype uint8.*got Box\(0, 255, \(84, 84\), uint8\)"),
+        ({"observation_space": spaces.Discrete(4)}, r"shape \(C, H, W\).*got Discrete\(4\)"),
+        ({"action_space": spaces.Box(-1, 1, (2,))}, "accepts a Discrete action space, got Box"),
+    ],
+)
+def test_bad_settings_get_clear_errors(kwargs, message):
+    settings = {"buffer_size": 100, "observation_space": ATARI, "action_space": spaces.Discrete(4)}
+    settings.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        PrioritizedReplayBuffer(**settings)
+
+
+def test_sampling_more_than_the_valid_transitions_says_how_many_there_are():
+    buffer = make_buffer(n_steps=3)
+    fill(buffer, 3, probabilities=(1, 0, 0, 0, 0))
+    assert buffer.size() == 3  # one complete 3-step window per env
+    with pytest.raises(ValueError, match="cannot sample a batch of 4: the buffer holds 3 valid transitions"):
+        buffer.sample(4)
+
+
+def test_observations_that_are_not_shifting_frame_stacks_are_refused():
+    buffer = make_buffer()
+    obs = np.zeros((3, 4, 6, 6), dtype=np.uint8)
+    next_obs = np.ones((3, 4, 6, 6), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"next_obs\[:-1\] must equal obs\[1:\].*not for envs \[0, 1, 2\]"):
+        buffer.add(obs, next_obs, np.zeros(3), np.zeros(3), np.zeros(3, dtype=bool), [{}] * 3)
+    assert buffer.added == 0
+    with pytest.raises(ValueError, match=r"obs must be uint8 of shape \(3, 4, 6, 6\)"):
+        buffer.add(obs[:2], next_obs, np.zeros(3), np.zeros(3), np.zeros(3, dtype=bool), [{}] * 3)
+
+
+def test_a_buffer_larger_than_the_available_memory_is_refused_before_allocating(monkeypatch):
+    monkeypatch.setattr(replay, "available_memory_bytes", lambda: 2 * 2**30)
+    with pytest.raises(MemoryError, match=r"buffer_size=1000000\) needs \d+ bytes \(6\.\d\d GiB\) but only 2147483648 bytes \(2\.00 GiB\) are available; lower buffer_size \(e\.g\. --set apex\.buffer_size=2\d{5}\)"):
+        PrioritizedReplayBuffer(1_000_000, ATARI, spaces.Discrete(4), n_envs=4)
+
+
+def test_available_memory_is_read_on_this_machine():
+    available = replay.available_memory_bytes()
+    assert available is None or available > 0
