@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn as nn
-from stable_baselines3 import A2C
+from stable_baselines3 import A2C, DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
@@ -39,6 +40,8 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.a2c import A2CConfig, make_a2c
+from agents.apex import ApeX, ApeXConfig, make_apex
+from agents.dqn import DQNConfig, make_dqn
 from agents.evaluation import play_full_games
 from envs import BACKENDS, Game, get_game, make_atari_vec_env
 from rl_coordconv.extractors import ARCHS
@@ -56,13 +59,17 @@ class AgentSpec:
 
 AGENTS: dict[str, AgentSpec] = {
     "a2c": AgentSpec(A2C, make_a2c),
+    "dqn": AgentSpec(DQN, make_dqn),
+    "apex": AgentSpec(ApeX, make_apex),
 }
 CHECKPOINT_PREFIX = "model"
+REPLAY_PREFIX = "replay"
 
 
 @dataclass
 class ExperimentConfig:
-    """Everything that defines one run. Defaults: A2C on Ms. Pac-Man for 10M agent steps."""
+    """Everything that defines one run. Defaults: A2C on Ms. Pac-Man for 10M agent steps.
+    Each agent has its own settings (``a2c``, ``dqn``, ``apex``); only the chosen one is used."""
 
     game: str = "MsPacman"
     agent: str = "a2c"
@@ -74,6 +81,8 @@ class ExperimentConfig:
     checkpoint_every: int = 500_000  # agent steps
     eval_episodes: int = 10  # full games in the final evaluation; 0 skips it
     a2c: A2CConfig = field(default_factory=A2CConfig)
+    dqn: DQNConfig = field(default_factory=DQNConfig)
+    apex: ApeXConfig = field(default_factory=ApeXConfig)
 
     def validate(self) -> None:
         get_game(self.game)
@@ -83,6 +92,8 @@ class ExperimentConfig:
             raise ValueError(f"unknown arch {self.arch!r}; choose one of {sorted(ARCHS)}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
+        if hasattr(self.agent_config, "validate"):
+            self.agent_config.validate()
         for name in ("timesteps", "checkpoint_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -139,6 +150,7 @@ def run_experiment(
         model = build_agent(config, env)
     else:
         model = AGENTS[config.agent].algorithm.load(checkpoint, env=env, device=config.device)
+        _restore_replay(model, run_dir)
     _write_config(run_dir, config, model)
     # A resumed run may follow a process that was killed after its last checkpoint: TensorBoard
     # drops that process's events after the checkpoint's step, so no step is drawn twice. (The
@@ -149,11 +161,7 @@ def run_experiment(
     callbacks = CallbackList(
         [
             EpisodeScoreCallback(get_game(config.game)),
-            CheckpointCallback(
-                max(config.checkpoint_every // config.n_envs, 1),
-                str(run_dir / "checkpoints"),
-                name_prefix=CHECKPOINT_PREFIX,
-            ),
+            RunCheckpointCallback(max(config.checkpoint_every // config.n_envs, 1), run_dir, _saves_replay(config)),
         ]
     )
     remaining = config.timesteps - model.num_timesteps
@@ -161,12 +169,12 @@ def run_experiment(
         if remaining > 0:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=progress_bar)
     except KeyboardInterrupt:
-        path = save_checkpoint(model, run_dir)
+        path = save_checkpoint(model, run_dir, _saves_replay(config))
         print(f"\nInterrupted at {model.num_timesteps:,} steps; saved {path}. Continue with --resume.")
         raise
     finally:
         env.close()
-    save_checkpoint(model, run_dir)
+    save_checkpoint(model, run_dir, _saves_replay(config))
     if config.eval_episodes > 0:
         evaluate(model, config, run_dir)
     return run_dir
@@ -208,10 +216,63 @@ def tensorboard_logger(folder: Path, purge_step: int | None = None) -> Logger:
     return Logger(str(folder), [_TensorBoardOutput(str(folder), purge_step)])
 
 
-def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> Path:
+def save_checkpoint(model: BaseAlgorithm, run_dir: Path, with_replay: bool = False) -> Path:
+    """Save ``checkpoints/model_<steps>_steps.zip`` and, ``with_replay``, the replay beside it."""
+    if with_replay:
+        save_replay(model, run_dir)
     path = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}_{model.num_timesteps}_steps.zip"
     model.save(path)
     return path
+
+
+def save_replay(model: BaseAlgorithm, run_dir: Path) -> Path:
+    """``checkpoints/replay_<steps>_steps.npz``, the latest only (a full Atari replay is ~7 GB):
+    written under a temporary name, then renamed, so a kill never leaves half a file."""
+    folder = run_dir / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{REPLAY_PREFIX}_{model.num_timesteps}_steps.npz"
+    partial = folder / f"{REPLAY_PREFIX}_partial.npz"
+    model.save_replay_buffer(partial)
+    os.replace(partial, path)
+    for older in folder.glob(f"{REPLAY_PREFIX}_*_steps.npz"):
+        if older != path:
+            older.unlink()
+    return path
+
+
+def _saves_replay(config: ExperimentConfig) -> bool:
+    return bool(getattr(config.agent_config, "replay_checkpoints", False))
+
+
+def _restore_replay(model: BaseAlgorithm, run_dir: Path) -> None:
+    """Load the replay saved with the checkpoint the model came from, or say that there is none."""
+    if not hasattr(model, "replay_buffer"):
+        return
+    path = run_dir / "checkpoints" / f"{REPLAY_PREFIX}_{model.num_timesteps}_steps.npz"
+    if path.exists():
+        model.load_replay_buffer(path)
+        print(f"Restored the replay ({model.replay_buffer.size():,} transitions) from {path}")
+    else:
+        warnings.warn(
+            f"no replay saved at step {model.num_timesteps:,} in {path.parent}: the run resumes with an "
+            "empty replay buffer and refills it before learning",
+            stacklevel=2,
+        )
+
+
+class RunCheckpointCallback(CheckpointCallback):
+    """SB3's ``CheckpointCallback`` into ``run_dir/checkpoints``; ``with_replay``, it also keeps
+    the latest replay, saved at the same step."""
+
+    def __init__(self, save_freq: int, run_dir: Path, with_replay: bool) -> None:
+        super().__init__(save_freq, str(run_dir / "checkpoints"), name_prefix=CHECKPOINT_PREFIX)
+        self.run_dir = run_dir
+        self.with_replay = with_replay
+
+    def _on_step(self) -> bool:
+        if self.with_replay and self.n_calls % self.save_freq == 0:
+            save_replay(self.model, self.run_dir)
+        return super()._on_step()
 
 
 def latest_checkpoint(run_dir: Path) -> Path:

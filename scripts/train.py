@@ -1,6 +1,7 @@
 """Train one agent on one Atari game; one run directory per game/agent-arch/seed.
 
     python scripts/train.py --game MsPacman --agent a2c --arch coordconv --seed 0 --timesteps 10M
+    python scripts/train.py --game MsPacman --agent apex --arch conv --set apex.buffer_size=500k
     python scripts/train.py ... --set a2c.n_envs=8 --set checkpoint_every=100k
     python scripts/train.py ... --resume        # continue from the last checkpoint
 """

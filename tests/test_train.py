@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import A2C
+
+from agents.apex import ApeX
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureCNN
 from stable_baselines3.common.vec_env import VecEnvWrapper
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -40,6 +42,8 @@ def small_config(**changes) -> ExperimentConfig:
     settings = {"timesteps": 1000, "checkpoint_every": 500, "eval_episodes": 0, "device": "cpu", **changes}
     config = ExperimentConfig(**settings)
     config.agent_config.n_envs = 2
+    config.apex.buffer_size, config.apex.learning_starts, config.apex.batch_size = 2000, 200, 32
+    config.dqn.buffer_size, config.dqn.learning_starts = 2000, 200
     return config
 
 
@@ -164,6 +168,85 @@ def test_existing_run_is_refused_and_resume_continues_the_step_counter(tmp_path)
     steps = [event.step for event in scalars(run_dir)["train/value_loss"]]
     assert steps == [1000, 2000]  # one curve across both sessions (SB3 logs every 100 updates)
     assert json.loads((run_dir / "config.json").read_text())["config"]["timesteps"] == 2000
+
+
+APEX_SMALL = ["--set", "apex.n_envs=4", "--set", "apex.buffer_size=4000", "--set", "apex.learning_starts=400",
+              "--set", "apex.batch_size=32", "--set", "checkpoint_every=2000", "--set", "eval_episodes=1", "--no-progress"]
+
+
+def test_ape_x_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
+    code = train.main(["--agent", "apex", "--arch", "coordconv", "--timesteps", "4000", "--runs", str(tmp_path), *APEX_SMALL])
+    assert code == 0
+    run_dir = tmp_path / "MsPacman" / "apex-coordconv" / "seed0"
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["config"]["agent"] == "apex" and saved["config"]["apex"]["n_envs"] == 4
+    assert saved["network"]["features_extractor"] == "CoordConvNatureCNN"
+    assert saved["network"]["conv_layers"] == ["CoordConv2d", "Conv2d", "Conv2d"]
+    assert latest_checkpoint(run_dir).name == "model_4000_steps.zip"
+    assert sorted(path.name for path in (run_dir / "checkpoints").glob("replay_*")) == ["replay_4000_steps.npz"]
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert evaluation["episodes"] == 1 and evaluation["scores"][0] % 10 == 0
+    tags = scalars(run_dir)
+    for tag in ("episode/score", "train/loss", "train/mean_q", "train/mean_abs_td", "train/is_weight_min",
+                "train/learner_steps", "replay/size", "replay/fill", "replay/priority_max", "replay/priority_mean",
+                "time/fps", "time/learner_updates_per_s", "eval/mean_score"):
+        assert tag in tags, f"{tag} missing from {sorted(tags)}"
+    assert any(tag.startswith("rollout/score_") for tag in tags)
+    assert max(event.value for event in tags["train/learner_steps"]) == (4000 - 416) // 32 + 1  # one batch of 32 per 32 transitions from step 416
+    assert max(event.value for event in tags["replay/size"]) <= 4000
+
+
+def test_sb3_dqn_reference_runs(tmp_path):
+    small = ["--set", "dqn.buffer_size=2000", "--set", "dqn.learning_starts=500", "--set", "eval_episodes=0", "--no-progress"]
+    assert train.main(["--agent", "dqn", "--timesteps", "1500", "--runs", str(tmp_path), *small]) == 0
+    run_dir = tmp_path / "MsPacman" / "dqn-conv" / "seed0"
+    assert json.loads((run_dir / "config.json").read_text())["config"]["dqn"]["learning_rate"] == 1e-4
+    assert latest_checkpoint(run_dir).name == "model_1500_steps.zip"
+    assert "train/loss" in scalars(run_dir)
+
+
+def spy_on_apex(monkeypatch) -> list[dict]:
+    """Record the step counters and the replay when ApeX.learn starts and ends."""
+    seen = []
+    original = ApeX.learn
+
+    def state(model):
+        replay = model.replay_buffer
+        return {"steps": model.num_timesteps, "learner_steps": model.learner_steps, "replay": replay.size(),
+                "tree_total": replay.tree.total, "frames_added": replay.frames_added.tolist()}
+
+    def learn(self, *args, **kwargs):
+        seen.append(state(self))
+        result = original(self, *args, **kwargs)
+        seen.append(state(self))
+        return result
+
+    monkeypatch.setattr(ApeX, "learn", learn)
+    return seen
+
+
+def test_ape_x_resume_continues_the_step_counters_and_the_replay(tmp_path, monkeypatch):
+    seen = spy_on_apex(monkeypatch)
+    config = small_config(agent="apex", timesteps=1200, checkpoint_every=600)
+    run_dir = run_experiment(config, tmp_path, progress_bar=False)
+    ended = seen[-1]
+    assert ended["learner_steps"] > 0 and ended["replay"] > 0
+    run_experiment(small_config(agent="apex", timesteps=1800, checkpoint_every=600), tmp_path, resume=True, progress_bar=False)
+    assert seen[2] == ended  # the resumed learn starts where the first one ended
+    # SB3's off-policy loop ends at the end of a train_freq chunk: 16 steps of 2 envs here.
+    assert seen[3]["learner_steps"] > ended["learner_steps"] and 1800 <= seen[3]["steps"] < 1800 + 32
+    assert [path.name for path in (run_dir / "checkpoints").glob("replay_*")] == [f"replay_{seen[3]['steps']}_steps.npz"]
+
+
+def test_ape_x_resume_without_its_replay_says_so_and_refills_it(tmp_path, monkeypatch):
+    seen = spy_on_apex(monkeypatch)
+    run_dir = run_experiment(small_config(agent="apex", timesteps=1200), tmp_path, progress_bar=False)
+    for path in (run_dir / "checkpoints").glob("replay_*"):
+        path.unlink()
+    with pytest.warns(UserWarning, match="resumes with an empty replay buffer"):
+        run_experiment(small_config(agent="apex", timesteps=1800), tmp_path, resume=True, progress_bar=False)
+    assert seen[2]["replay"] == 0 and seen[2]["learner_steps"] == seen[1]["learner_steps"]
+    assert seen[3]["replay"] > 0
 
 
 class GameRecorder(VecEnvWrapper):

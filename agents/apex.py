@@ -1,0 +1,409 @@
+"""Ape-X-style DQN on one machine (Horgan et al., 2018, "Distributed Prioritized Experience Replay").
+
+The N copies of a vectorized env play Ape-X's actors, copy ``i`` with its own constant epsilon
+``0.4 ** (1 + 7 * i / (N - 1))``; one learner trains a dueling network on large prioritized
+batches with double-Q n-step targets. Three roles with narrow interfaces, so that a distributed
+version only changes where they run:
+
+- acting: :func:`epsilon_ladder`, :class:`EpsilonGreedy` (greedy actions in, actions out) and
+  :func:`td_errors` for actor-side initial priorities;
+- replay: :class:`~agents.replay.PrioritizedReplayBuffer` (add / sample / update priorities);
+- learning: :func:`learner_step` (loss, optimizer step, new priorities) and :func:`sync_target`.
+
+:class:`ApeX` wires them into SB3's ``DQN`` learn loop, so callbacks, logging, ``save``/``load``
+and ``predict`` work as for any SB3 algorithm.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from stable_baselines3 import DQN
+from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+from stable_baselines3.common.torch_layers import create_mlp
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.dqn.policies import CnnPolicy, DQNPolicy, QNetwork
+
+from agents.replay import PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
+from rl_coordconv.extractors import policy_kwargs_for
+
+INITIAL_PRIORITIES = ("actor", "max")
+EPSILON_BANDS = ("exploratory", "middle", "greedy")
+
+
+@dataclass
+class ApeXConfig:
+    """Ape-X's Atari settings (PAPER.md), scaled to one machine. SB3's names where SB3 has one."""
+
+    n_envs: int = 32  # env copies = actors, each with its own epsilon
+    buffer_size: int = 1_000_000  # transitions over all envs (Ape-X: 2M)
+    learning_starts: int = 50_000  # transitions in replay before the learner starts
+    batch_size: int = 512
+    replay_ratio: float = 1.0  # learner samples per env transition: one batch of 512 per 512 new
+    target_update_interval: int = 2500  # learner steps between target network copies
+    gamma: float = 0.99
+    n_steps: int = 3
+    alpha: float = 0.6  # priority exponent
+    beta: float = 0.4  # importance-sampling exponent
+    priority_eps: float = 1e-6
+    initial_priority: str = "actor"  # "actor": TD errors of new transitions; "max": max so far
+    learning_rate: float = 0.00025 / 4
+    rmsprop_alpha: float = 0.95  # centered RMSProp decay
+    rmsprop_eps: float = 1.5e-7
+    max_grad_norm: float = 40.0
+    eval_epsilon: float = 0.001
+    replay_checkpoints: bool = True  # save the replay with checkpoints (7 KB per transition on disk)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting and what is accepted."""
+        for name in ("n_envs", "buffer_size", "batch_size", "target_update_interval", "n_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"apex.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.batch_size <= self.learning_starts <= self.buffer_size // 2:
+            raise ValueError(
+                f"apex.learning_starts must lie between apex.batch_size ({self.batch_size}) and half of "
+                f"apex.buffer_size ({self.buffer_size // 2}), got {self.learning_starts}"
+            )
+        if self.initial_priority not in INITIAL_PRIORITIES:
+            raise ValueError(f"apex.initial_priority must be one of {INITIAL_PRIORITIES}, got {self.initial_priority!r}")
+        for name in ("replay_ratio", "learning_rate", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"apex.{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.eval_epsilon <= 1.0:
+            raise ValueError(f"apex.eval_epsilon must be in [0, 1], got {self.eval_epsilon}")
+
+
+# ------------------------------------------------------------------------------------------ acting
+
+
+def epsilon_ladder(n: int, base: float = 0.4, exponent: float = 7.0) -> np.ndarray:
+    """Ape-X's constant per-actor epsilons ``base ** (1 + exponent * i / (n - 1))``, ``i = 0..n-1``:
+    from 0.4 (actor 0, exploratory) down to 0.4 ** 8 = 0.00066 (greedy). One actor gets ``base``."""
+    if n < 1:
+        raise ValueError(f"the epsilon ladder needs at least one actor, got {n}")
+    if n == 1:
+        return np.array([base])
+    return base ** (1.0 + exponent * np.arange(n) / (n - 1))
+
+
+def epsilon_band(index: int, n: int) -> str:
+    """Which third of the ladder env ``index`` of ``n`` belongs to: exploratory, middle or greedy."""
+    return EPSILON_BANDS[3 * index // n]
+
+
+class EpsilonGreedy:
+    """Acts for N env copies at once, copy ``i`` exploring with probability ``epsilons[i]``.
+
+    :param epsilons: ``(N,)`` probabilities of a uniformly random action.
+    :param n_actions: size of the ``Discrete`` action space.
+    """
+
+    def __init__(self, epsilons: np.ndarray, n_actions: int, seed: int | None = None) -> None:
+        self.epsilons = np.asarray(epsilons, dtype=np.float64)
+        self.n_actions = n_actions
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, greedy_actions: np.ndarray) -> np.ndarray:
+        """``(N,)`` greedy actions -> ``(N,)`` actions, each replaced by a random one with its env's
+        epsilon."""
+        explore = self.rng.random(len(self.epsilons)) < self.epsilons
+        random_actions = self.rng.integers(self.n_actions, size=len(self.epsilons))
+        return np.where(explore, random_actions, greedy_actions)
+
+
+# ------------------------------------------------------------------------------------ the network
+
+
+def dueling_q_values(value: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+    """``Q = V + A - mean_a A`` (Wang et al., 2016): ``(B, 1)`` and ``(B, A)`` -> ``(B, A)``."""
+    return value + advantage - advantage.mean(dim=1, keepdim=True)
+
+
+class DuelingQNetwork(QNetwork):
+    """SB3's ``QNetwork`` with a dueling head on any features extractor: ``q_net`` (SB3's head)
+    is the advantage stream ``(B, A)``, ``value_net`` the value stream ``(B, 1)``, each an MLP over
+    the features with ``net_arch`` hidden layers (none with ``ARCHS``: linear on the 512 features)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.value_net = nn.Sequential(*create_mlp(self.features_dim, 1, self.net_arch, self.activation_fn))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        features = self.extract_features(obs, self.features_extractor)
+        return dueling_q_values(self.value_net(features), self.q_net(features))
+
+
+class DuelingCnnPolicy(CnnPolicy):
+    """SB3's DQN ``CnnPolicy`` with :class:`DuelingQNetwork` as online and target network."""
+
+    def make_q_net(self) -> DuelingQNetwork:
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return DuelingQNetwork(**net_args).to(self.device)
+
+
+# ---------------------------------------------------------------------------------------- learning
+
+
+def double_q_targets(
+    rewards: torch.Tensor, discounts: torch.Tensor, dones: torch.Tensor, next_q_online: torch.Tensor, next_q_target: torch.Tensor
+) -> torch.Tensor:
+    """Double-Q n-step targets ``y = R + discount * (1 - done) * Q_target(s', argmax_a Q_online(s', a))``.
+
+    :param rewards: ``(B, 1)`` n-step discounted returns; ``discounts``: ``(B, 1)`` ``gamma^k``;
+        ``dones``: ``(B, 1)`` 1 where a true terminal ended the window.
+    :param next_q_online: ``(B, A)`` the online network on ``s'``; ``next_q_target``: the target's.
+    :return: ``(B, 1)``.
+    """
+    best_actions = next_q_online.argmax(dim=1, keepdim=True)
+    return rewards + discounts * (1.0 - dones) * next_q_target.gather(1, best_actions)
+
+
+def td_errors(policy: DQNPolicy, batch: PrioritizedReplayBufferSamples) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(targets - Q(s, a), Q(s, a))``, each ``(B, 1)``; gradients flow through ``Q(s, a)`` only.
+
+    The learner's loss and the actors' initial priorities both come from here."""
+    with torch.no_grad():
+        # One pass of the online network over s and s' would save a call, but s must keep its graph.
+        next_q_online = policy.q_net(batch.next_observations)
+        next_q_target = policy.q_net_target(batch.next_observations)
+        targets = double_q_targets(batch.rewards, batch.discounts, batch.dones, next_q_online, next_q_target)
+    q_taken = policy.q_net(batch.observations).gather(1, batch.actions.long())
+    return targets - q_taken, q_taken
+
+
+class LearnerStats(NamedTuple):
+    td_errors: torch.Tensor  # (B, 1), detached: the new priorities
+    loss: torch.Tensor  # scalar, detached
+    mean_q: torch.Tensor  # scalar: mean Q(s, a) of the batch
+
+
+def learner_step(policy: DQNPolicy, batch: PrioritizedReplayBufferSamples, max_grad_norm: float) -> LearnerStats:
+    """One gradient step on the importance-weighted Huber loss of the double-Q n-step TD errors."""
+    errors, q_taken = td_errors(policy, batch)
+    loss = (batch.weights * F.smooth_l1_loss(errors, torch.zeros_like(errors), reduction="none")).mean()
+    policy.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.q_net.parameters(), max_grad_norm)
+    policy.optimizer.step()
+    return LearnerStats(errors.detach(), loss.detach(), q_taken.detach().mean())
+
+
+def sync_target(policy: DQNPolicy) -> None:
+    """Copy the online network into the target network."""
+    policy.q_net_target.load_state_dict(policy.q_net.state_dict())
+
+
+# ------------------------------------------------------------------------------- the SB3 algorithm
+
+
+def replay_schedule(n_envs: int, batch_size: int, replay_ratio: float) -> tuple[int, int]:
+    """SB3's ``(train_freq, gradient_steps)`` that give ``replay_ratio`` learner samples per env
+    transition: e.g. 32 envs, batch 512, ratio 1 -> one batch every 16 steps (512 transitions)."""
+    per_step = n_envs * replay_ratio / batch_size  # batches per vectorized env step
+    if per_step >= 1:
+        return 1, round(per_step)
+    return max(round(1 / per_step), 1), 1
+
+
+class ApeX(DQN):
+    """Ape-X-style DQN: an epsilon ladder over the env copies, a dueling double-Q n-step learner
+    on prioritized replay. A sibling of SB3's ``DQN``: same learn loop, callbacks, logger,
+    ``save``/``load`` and ``predict`` (at ``eval_epsilon`` unless ``deterministic``).
+
+    The target network is copied every ``target_update_interval`` LEARNER steps (SB3's DQN counts
+    env steps); learning (re)starts once the replay holds ``learning_starts`` valid transitions,
+    so a run resumed without its replay refills it before training.
+    """
+
+    policy_aliases = {"CnnPolicy": DuelingCnnPolicy}  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        policy: str | type[DuelingCnnPolicy],
+        env: VecEnv,
+        learning_rate: float = ApeXConfig.learning_rate,
+        buffer_size: int = ApeXConfig.buffer_size,
+        learning_starts: int = ApeXConfig.learning_starts,
+        batch_size: int = ApeXConfig.batch_size,
+        gamma: float = ApeXConfig.gamma,
+        replay_ratio: float = ApeXConfig.replay_ratio,
+        target_update_interval: int = ApeXConfig.target_update_interval,
+        max_grad_norm: float = ApeXConfig.max_grad_norm,
+        eval_epsilon: float = ApeXConfig.eval_epsilon,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        seed: int | None = None,
+        device: torch.device | str = "auto",
+        verbose: int = 0,
+        _init_setup_model: bool = True,
+    ) -> None:
+        n_envs = env.num_envs if env is not None else 1
+        train_freq, gradient_steps = replay_schedule(n_envs, batch_size, replay_ratio)
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            replay_buffer_class=PrioritizedReplayBuffer,
+            replay_buffer_kwargs={"gamma": gamma, **(replay_buffer_kwargs or {})},
+            target_update_interval=target_update_interval,
+            max_grad_norm=max_grad_norm,
+            policy_kwargs=policy_kwargs,
+            seed=seed,
+            device=device,
+            verbose=verbose,
+            _init_setup_model=False,
+        )
+        self.replay_ratio = replay_ratio
+        self.eval_epsilon = eval_epsilon
+        self.learner_steps = 0
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if getattr(self, "acting", None) is None:  # a loaded model keeps its actors' random state
+            self.acting = EpsilonGreedy(epsilon_ladder(self.n_envs), int(self.action_space.n), self.seed)
+        self._band_scores: dict[str, list[float]] = {band: [] for band in EPSILON_BANDS}
+        self._learner_clock = (time.perf_counter(), self.learner_steps)
+
+    def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        # Ape-X's actors follow their epsilon-greedy policy from the first step.
+        greedy, _ = self.policy.predict(self._last_obs, deterministic=True)
+        actions = self.acting.act(greedy)
+        return actions, actions
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        """Greedy actions, each replaced by a random one with probability ``eval_epsilon`` unless
+        ``deterministic``."""
+        actions, state = self.policy.predict(observation, state, episode_start, deterministic=True)
+        if not deterministic and self.eval_epsilon > 0:
+            actions = np.asarray(actions)
+            explore = np.random.random(actions.shape) < self.eval_epsilon
+            actions = np.where(explore, np.random.randint(self.action_space.n, size=actions.shape), actions)
+        return actions, state
+
+    def _on_step(self) -> None:
+        # No exploration schedule and no env-step target updates: see train().
+        self._n_calls += 1
+
+    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
+        super()._update_info_buffer(infos, dones)
+        for index, info in enumerate(infos):
+            if "episode" in info:
+                self._band_scores[epsilon_band(index, self.n_envs)].append(float(info["episode"]["r"]))
+
+    def train(self, gradient_steps: int, batch_size: int = 512) -> None:
+        replay: PrioritizedReplayBuffer = self.replay_buffer  # type: ignore[assignment]
+        self.policy.set_training_mode(True)
+        if replay.initial_priority == "actor":
+            self._prioritize_new_transitions()
+        if replay.size() < self.learning_starts:
+            return  # a resumed run whose replay was not saved refills it first
+        self._update_learning_rate(self.policy.optimizer)
+        stats = []
+        for _ in range(gradient_steps):
+            batch = replay.sample(batch_size)
+            step = learner_step(self.policy, batch, self.max_grad_norm)
+            replay.update_priorities(batch.indices, step.td_errors)
+            self.learner_steps += 1
+            if self.learner_steps % self.target_update_interval == 0:
+                sync_target(self.policy)
+            stats.append(step)
+        self._n_updates += gradient_steps
+        self._record_learner(stats, batch.weights)
+
+    def _prioritize_new_transitions(self, chunk: int = 1024) -> None:
+        """Ape-X's actor-side priorities: the TD errors of the transitions completed since the
+        last call, computed with the current networks in batches of ``chunk``."""
+        replay: PrioritizedReplayBuffer = self.replay_buffer  # type: ignore[assignment]
+        indices = replay.take_new_indices()
+        self.policy.set_training_mode(False)
+        with torch.no_grad():
+            for start in range(0, len(indices), chunk):
+                part = indices[start : start + chunk]
+                errors, _ = td_errors(self.policy, replay.samples_at(part))
+                replay.update_priorities(part, errors)
+        self.policy.set_training_mode(True)
+
+    def _record_learner(self, stats: list[LearnerStats], weights: torch.Tensor) -> None:
+        record = self.logger.record
+        record("train/loss", torch.stack([s.loss for s in stats]).mean().item())
+        record("train/mean_q", torch.stack([s.mean_q for s in stats]).mean().item())
+        record("train/mean_abs_td", torch.cat([s.td_errors for s in stats]).abs().mean().item())
+        record("train/learner_steps", self.learner_steps)
+        record("train/is_weight_min", weights.min().item())
+
+    def dump_logs(self) -> None:
+        replay: PrioritizedReplayBuffer = self.replay_buffer  # type: ignore[assignment]
+        priorities = replay.priorities()  # (p_i + eps)^alpha of every sampleable transition
+        if priorities.size:
+            self.logger.record("replay/priority_max", float(priorities.max()))
+            self.logger.record("replay/priority_mean", float(priorities.mean()))
+        self.logger.record("replay/size", replay.size())
+        self.logger.record("replay/fill", replay.size() / self.buffer_size)
+        for band, scores in self._band_scores.items():
+            if scores:
+                self.logger.record(f"rollout/score_{band}", float(np.mean(scores)))
+                scores.clear()
+        start_time, start_steps = self._learner_clock
+        now = time.perf_counter()
+        self.logger.record("time/learner_updates_per_s", (self.learner_steps - start_steps) / max(now - start_time, 1e-9))
+        self._learner_clock = (now, self.learner_steps)
+        super().dump_logs()
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_band_scores", "_learner_clock"]
+
+    def save_replay_buffer(self, path) -> None:
+        self.replay_buffer.save(path)  # type: ignore[union-attr]
+
+    def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:
+        self.replay_buffer.load(path)  # type: ignore[union-attr]
+
+
+def make_apex(env: VecEnv, arch: str, config: ApeXConfig, *, seed: int | None = None, device: str = "auto") -> ApeX:
+    """An :class:`ApeX` on ``env`` whose CNN is ``ARCHS[arch]``, with Ape-X's centered RMSProp
+    (TensorFlow's form, epsilon inside the square root, as the paper ran it)."""
+    config.validate()
+    if env.num_envs != config.n_envs:
+        raise ValueError(f"the env has {env.num_envs} copies but apex.n_envs is {config.n_envs}")
+    policy_kwargs = policy_kwargs_for(arch)
+    policy_kwargs.update(
+        optimizer_class=RMSpropTFLike,
+        optimizer_kwargs={"alpha": config.rmsprop_alpha, "eps": config.rmsprop_eps, "centered": True},
+    )
+    return ApeX(
+        "CnnPolicy",
+        env,
+        learning_rate=config.learning_rate,
+        buffer_size=config.buffer_size,
+        learning_starts=config.learning_starts,
+        batch_size=config.batch_size,
+        gamma=config.gamma,
+        replay_ratio=config.replay_ratio,
+        target_update_interval=config.target_update_interval,
+        max_grad_norm=config.max_grad_norm,
+        eval_epsilon=config.eval_epsilon,
+        replay_buffer_kwargs={
+            "n_steps": config.n_steps,
+            "alpha": config.alpha,
+            "beta": config.beta,
+            "priority_eps": config.priority_eps,
+            "initial_priority": config.initial_priority,
+        },
+        policy_kwargs=policy_kwargs,
+        seed=seed,
+        device=device,
+    )

@@ -1,0 +1,193 @@
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.env_util import make_vec_env
+
+from agents import apex
+from agents.apex import (
+    ApeX, ApeXConfig, EpsilonGreedy, double_q_targets, dueling_q_values, epsilon_band, epsilon_ladder,
+    learner_step, make_apex, replay_schedule,
+)
+from envs import GOAL_PIXEL_ID
+
+GOAL_PIXEL = {"grid_size": 3, "max_steps": 12}
+
+
+def test_epsilon_ladder_is_ape_x_formula():
+    # eps_i = 0.4 ** (1 + 7 * i / (N - 1)): with N = 8 the exponents are 1 .. 8.
+    np.testing.assert_allclose(epsilon_ladder(8), [0.4**k for k in range(1, 9)], rtol=1e-12)
+    ladder = epsilon_ladder(32)
+    assert ladder[0] == pytest.approx(0.4) and ladder[-1] == pytest.approx(0.4**8)
+    assert np.all(np.diff(ladder) < 0)
+    np.testing.assert_allclose(ladder[16], 0.4 ** (1 + 7 * 16 / 31))
+    assert epsilon_ladder(1).tolist() == [0.4]
+    with pytest.raises(ValueError, match="at least one actor, got 0"):
+        epsilon_ladder(0)
+
+
+def test_epsilon_bands_split_the_ladder_in_thirds():
+    assert [epsilon_band(i, 9) for i in range(9)] == ["exploratory"] * 3 + ["middle"] * 3 + ["greedy"] * 3
+    assert epsilon_band(0, 32) == "exploratory" and epsilon_band(31, 32) == "greedy"
+
+
+def test_each_env_explores_with_its_own_epsilon():
+    acting = EpsilonGreedy(np.array([0.0, 0.25, 1.0]), n_actions=4, seed=0)
+    greedy = np.array([3, 3, 3])
+    actions = np.stack([acting.act(greedy) for _ in range(20_000)])
+    assert np.all(actions[:, 0] == 3)  # epsilon 0: always greedy
+    # A random action is greedy by chance 1 time in 4: P(not greedy) = eps * 3/4.
+    assert np.mean(actions[:, 1] != 3) == pytest.approx(0.25 * 0.75, abs=0.01)
+    assert np.bincount(actions[:, 2], minlength=4) / 20_000 == pytest.approx([0.25] * 4, abs=0.015)
+
+
+def test_dueling_aggregation_by_hand():
+    value = torch.tensor([[1.0], [2.0]])
+    advantage = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 3.0]])  # means 2 and 1
+    expected = torch.tensor([[0.0, 1.0, 2.0], [1.0, 1.0, 4.0]])
+    torch.testing.assert_close(dueling_q_values(value, advantage), expected)
+
+
+def test_double_q_target_by_hand():
+    next_online = torch.tensor([[1.0, 5.0, 2.0], [3.0, 1.0, 0.0]])  # argmax: 1 and 0
+    next_target = torch.tensor([[10.0, 20.0, 30.0], [40.0, 50.0, 60.0]])  # max would be 30 and 60
+    rewards, discounts, dones = torch.tensor([[1.0], [2.0]]), torch.tensor([[0.99**2], [0.99]]), torch.tensor([[0.0], [1.0]])
+    targets = double_q_targets(rewards, discounts, dones, next_online, next_target)
+    torch.testing.assert_close(targets, torch.tensor([[1.0 + 0.9801 * 20.0], [2.0]]))
+
+
+@pytest.mark.parametrize("n_envs, batch_size, ratio, expected", [
+    (32, 512, 1.0, (16, 1)),  # Ape-X default: one batch of 512 per 512 new transitions
+    (32, 512, 4.0, (4, 1)),
+    (64, 32, 1.0, (1, 2)),
+    (4, 32, 1.0, (8, 1)),
+])
+def test_replay_schedule_gives_the_replay_ratio(n_envs, batch_size, ratio, expected):
+    train_freq, gradient_steps = replay_schedule(n_envs, batch_size, ratio)
+    assert (train_freq, gradient_steps) == expected
+    assert gradient_steps * batch_size / (train_freq * n_envs) == pytest.approx(ratio)
+
+
+def tiny_config(**changes) -> ApeXConfig:
+    settings = dict(n_envs=4, buffer_size=4000, learning_starts=400, batch_size=32, target_update_interval=100,
+                    learning_rate=1e-3, replay_ratio=2.0, eval_epsilon=0.0)
+    return ApeXConfig(**{**settings, **changes})
+
+
+def goal_pixel_apex(arch="conv", seed=0, **changes) -> ApeX:
+    config = tiny_config(**changes)
+    env = make_vec_env(GOAL_PIXEL_ID, n_envs=config.n_envs, seed=seed, env_kwargs=GOAL_PIXEL)
+    return make_apex(env, arch, config, seed=seed, device="cpu")
+
+
+def test_ape_x_defaults_reach_the_model():
+    model = goal_pixel_apex(**{name: getattr(ApeXConfig(), name) for name in ("learning_starts", "batch_size", "target_update_interval", "learning_rate", "replay_ratio", "eval_epsilon")}, buffer_size=200_000)
+    assert (model.batch_size, model.learning_starts, model.target_update_interval, model.gamma) == (512, 50_000, 2500, 0.99)
+    assert (model.max_grad_norm, model.eval_epsilon) == (40.0, 0.001)
+    optimizer = model.policy.optimizer
+    assert type(optimizer).__name__ == "RMSpropTFLike"
+    assert optimizer.defaults["centered"] and optimizer.defaults["alpha"] == 0.95 and optimizer.defaults["eps"] == 1.5e-7
+    assert optimizer.defaults["lr"] == pytest.approx(0.00025 / 4)
+    replay = model.replay_buffer
+    assert (replay.n_steps, replay.alpha, replay.beta, replay.priority_eps, replay.gamma) == (3, 0.6, 0.4, 1e-6, 0.99)
+    np.testing.assert_allclose(model.acting.epsilons, epsilon_ladder(4))
+
+
+def test_learner_step_minimises_the_importance_weighted_huber_loss():
+    model = goal_pixel_apex()
+    model.learn(600)  # fills the replay past learning_starts
+    batch = model.replay_buffer.sample(32)
+    policy = model.policy
+    with torch.no_grad():
+        next_online, next_target = policy.q_net(batch.next_observations), policy.q_net_target(batch.next_observations)
+        best = next_online.argmax(dim=1)
+        targets = batch.rewards[:, 0] + batch.discounts[:, 0] * (1 - batch.dones[:, 0]) * next_target[torch.arange(32), best]
+        errors = targets - policy.q_net(batch.observations)[torch.arange(32), batch.actions[:, 0]]
+        huber = torch.where(errors.abs() < 1, 0.5 * errors**2, errors.abs() - 0.5)
+        expected_loss = (batch.weights[:, 0] * huber).mean()
+    stats = learner_step(policy, batch, max_grad_norm=40.0)
+    torch.testing.assert_close(stats.td_errors[:, 0], errors)
+    torch.testing.assert_close(stats.loss, expected_loss)
+    with torch.no_grad():
+        new_errors = targets - policy.q_net(batch.observations)[torch.arange(32), batch.actions[:, 0]]
+        new_huber = torch.where(new_errors.abs() < 1, 0.5 * new_errors**2, new_errors.abs() - 0.5)
+    assert (batch.weights[:, 0] * new_huber).mean() < expected_loss
+
+
+def test_target_network_is_copied_every_target_update_interval_learner_steps():
+    model = goal_pixel_apex(target_update_interval=10, learning_starts=200, replay_ratio=2.0)
+    model.learn(400)
+
+    def target_equals_online():
+        online, target = model.q_net.state_dict(), model.q_net_target.state_dict()
+        return all(torch.equal(online[name], target[name]) for name in online)
+
+    for _ in range(12):
+        model.train(gradient_steps=1, batch_size=32)
+        assert target_equals_online() == (model.learner_steps % 10 == 0), model.learner_steps
+
+
+def test_the_learner_gives_its_batch_the_priorities_of_its_td_errors(monkeypatch):
+    model = goal_pixel_apex()
+    model.learn(600)
+    seen = []
+
+    def spy(policy, batch, max_grad_norm):
+        stats = learner_step(policy, batch, max_grad_norm)
+        seen.append((batch.indices, stats.td_errors[:, 0].numpy()))
+        return stats
+
+    monkeypatch.setattr(apex, "learner_step", spy)
+    model.train(gradient_steps=1, batch_size=32)
+    indices, errors = seen[0]
+    np.testing.assert_allclose(model.replay_buffer.tree.get(indices), (np.abs(errors) + 1e-6) ** 0.6, rtol=1e-6)
+
+
+def test_new_transitions_get_actor_side_priorities():
+    model = goal_pixel_apex()
+    model.learn(600)
+    replay = model.replay_buffer
+    priorities = replay.tree.get(np.arange(replay.capacity))
+    live = priorities[priorities > 0]
+    # The max priority is (|TD| + eps)^alpha of some learner or actor batch: if new transitions
+    # kept the starting max priority of 1, most leaves would hold exactly 1.
+    assert np.mean(live == 1.0) < 0.05
+
+
+def test_evaluation_acts_at_the_evaluation_epsilon():
+    model = goal_pixel_apex(eval_epsilon=0.0)
+    obs = model.env.reset()
+    greedy = model.predict(np.repeat(obs[:1], 500, axis=0), deterministic=True)[0]
+    assert np.all(model.predict(np.repeat(obs[:1], 500, axis=0))[0] == greedy)
+    model.eval_epsilon = 1.0
+    random_actions = model.predict(np.repeat(obs[:1], 4000, axis=0))[0]
+    assert np.bincount(random_actions, minlength=4) / 4000 == pytest.approx([0.25] * 4, abs=0.03)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"learning_starts": 10}, "apex.learning_starts must lie between apex.batch_size \\(32\\) and half of apex.buffer_size"),
+    ({"learning_starts": 3000}, "apex.learning_starts must lie between"),
+    ({"initial_priority": "min"}, "apex.initial_priority must be one of \\('actor', 'max'\\), got 'min'"),
+    ({"replay_ratio": 0.0}, "apex.replay_ratio must be > 0, got 0.0"),
+    ({"n_steps": 0}, "apex.n_steps must be >= 1, got 0"),
+])
+def test_bad_settings_get_clear_errors(settings, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**settings).validate()
+
+
+def success_rate(model, episodes: int = 200) -> float:
+    env = make_vec_env(GOAL_PIXEL_ID, n_envs=8, seed=1234, env_kwargs=GOAL_PIXEL)
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
+    return float(np.mean(np.asarray(returns) > 0.5))
+
+
+@pytest.mark.parametrize("arch", ["conv", "coordconv"])
+def test_ape_x_learns_goal_pixel(arch):
+    model = goal_pixel_apex(arch)
+    before = success_rate(model)
+    model.learn(12_000)
+    after = success_rate(model)
+    assert before < 0.65
+    assert after >= 0.9, f"{arch}: success {before:.2f} -> {after:.2f}"
