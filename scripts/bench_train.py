@@ -1,4 +1,6 @@
-"""A2C training throughput on Ms. Pac-Man: our stack vs the rl-zoo3 setup, conv and CoordConv.
+"""Training throughput on Ms. Pac-Man, measured side by side in one process.
+
+``--agent a2c`` (default): A2C, our stack vs the rl-zoo3 setup, conv and CoordConv.
 
 - ``zoo``: SB3's make_atari_env (AtariWrapper) in a DummyVecEnv + VecFrameStack(4), as rl-zoo3
   trains A2C on Atari;
@@ -8,7 +10,14 @@ Both use the same A2C (rl-zoo3 hyperparameters: 16 envs, n_steps 5, RMSpropTFLik
 extractor per arch. Variants are interleaved in rounds; the median agent steps/s over rounds and
 the median within-round ratio are reported. ``--profile`` then shows where one update's time goes.
 
+``--agent apex``: our Ape-X-style agent (AleVecEnv, frame-lean prioritized replay, dueling
+double-Q 3-step learner, actor-side priorities) vs SB3's DQN with the same envs, batch (512),
+replay ratio (one batch per 512 transitions) and 3-step returns, on SB3's own pieces: rl-zoo3's
+env stack (DummyVecEnv), ``NStepReplayBuffer``, uniform sampling. Env steps/s and learner
+updates/s, after both have filled their replay past ``learning_starts``.
+
     python scripts/bench_train.py [--device cuda] [--rounds 5] [--steps 2000] [--profile]
+    python scripts/bench_train.py --agent apex [--envs 32] [--initial-priority actor|max]
 """
 
 from __future__ import annotations
@@ -63,15 +72,67 @@ def profile(model, steps: int) -> dict[str, float]:
     return {name: 1e3 * seconds / updates for name, seconds in parts.items()}
 
 
+def make_q_agents(n_envs: int, initial_priority: str, device: str) -> dict:
+    """Ours and SB3's DQN with Ape-X's batch and replay ratio, filled past learning_starts."""
+    from stable_baselines3 import DQN
+
+    from agents.apex import ApeXConfig, make_apex, replay_schedule
+
+    config = ApeXConfig(n_envs=n_envs, buffer_size=100_000, learning_starts=10_000, initial_priority=initial_priority)
+    ours = make_apex(make_atari_vec_env("MsPacman", n_envs, seed=0), "conv", config, seed=0, device=device)
+    train_freq, gradient_steps = replay_schedule(n_envs, config.batch_size, config.replay_ratio)
+    sb3 = DQN(
+        "CnnPolicy", make_atari_vec_env("MsPacman", n_envs, seed=0, backend="sb3"), buffer_size=config.buffer_size,
+        learning_starts=config.learning_starts, batch_size=config.batch_size, train_freq=train_freq,
+        gradient_steps=gradient_steps, n_steps=config.n_steps, gamma=config.gamma, target_update_interval=2500 * 16,
+        seed=0, device=device,
+    )
+    for model in (ours, sb3):
+        model.learn(config.learning_starts + 8 * config.batch_size)  # fill, then a few updates: allocator, kernels
+    return {"ours_apex": ours, "sb3_dqn": sb3}
+
+
+def updates(model) -> int:
+    return model._n_updates
+
+
+def bench_q_agents(args) -> None:
+    print(f"Ape-X-style agent vs SB3 DQN on MsPacman, {args.envs} envs, batch 512, replay ratio 1, 3-step; "
+          f"initial priorities {args.initial_priority}; device {args.device}; torch threads {torch.get_num_threads()}; "
+          f"median of {args.rounds} rounds of {args.steps} steps")
+    models = make_q_agents(args.envs, args.initial_priority, args.device)
+    rates = {name: [] for name in models}
+    update_rates = {name: [] for name in models}
+    for _ in range(args.rounds):
+        order = list(models)
+        random.shuffle(order)
+        for name in order:
+            before, start = updates(models[name]), time.perf_counter()
+            models[name].learn(args.steps, reset_num_timesteps=False)
+            seconds = time.perf_counter() - start
+            rates[name].append(args.steps / seconds)
+            update_rates[name].append((updates(models[name]) - before) / seconds)
+    for name in models:
+        print(f"  {name:10s} {statistics.median(rates[name]):7.0f} env steps/s  {statistics.median(update_rates[name]):6.2f} learner updates/s")
+    ratio = statistics.median(o / s for o, s in zip(rates["ours_apex"], rates["sb3_dqn"]))
+    print(f"  ours / SB3 DQN: {ratio:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agent", default="a2c", choices=("a2c", "apex"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2000, help="agent steps per measurement")
-    parser.add_argument("--profile", action="store_true", help="also break one measurement down by phase")
+    parser.add_argument("--profile", action="store_true", help="also break one measurement down by phase (a2c)")
+    parser.add_argument("--envs", type=int, default=32, help="env copies (apex)")
+    parser.add_argument("--initial-priority", default="actor", choices=("actor", "max"), help="apex")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no CUDA device")
+    if args.agent == "apex":
+        bench_q_agents(args)
+        return
     print(f"A2C on MsPacman, 16 envs, n_steps 5; device {args.device}; torch threads {torch.get_num_threads()}; "
           f"median of {args.rounds} rounds of {args.steps} steps")
     models = {f"{stack}_{arch}": make_model(stack, arch, args.device) for stack in BACKENDS for arch in ("conv", "coordconv")}

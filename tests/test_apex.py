@@ -47,6 +47,17 @@ def test_dueling_aggregation_by_hand():
     torch.testing.assert_close(dueling_q_values(value, advantage), expected)
 
 
+def test_dueling_network_scales_uint8_frames_as_sb3_does():
+    from stable_baselines3.common.preprocessing import preprocess_obs
+
+    model = goal_pixel_apex()
+    q_net = model.q_net
+    obs = torch.randint(0, 256, (5, 1, 36, 36), dtype=torch.uint8)
+    features = q_net.features_extractor(preprocess_obs(obs, q_net.observation_space))
+    expected = dueling_q_values(q_net.value_net(features), q_net.q_net(features))
+    assert torch.equal(q_net(obs), expected)
+
+
 def test_double_q_target_by_hand():
     next_online = torch.tensor([[1.0, 5.0, 2.0], [3.0, 1.0, 0.0]])  # argmax: 1 and 0
     next_target = torch.tensor([[10.0, 20.0, 30.0], [40.0, 50.0, 60.0]])  # max would be 30 and 60
