@@ -5,8 +5,9 @@ The N copies of a vectorized env play Ape-X's actors, copy ``i`` with its own co
 batches with double-Q n-step targets. Three roles with narrow interfaces, so that a distributed
 version only changes where they run:
 
-- acting: :func:`epsilon_ladder`, :class:`EpsilonGreedy` (greedy actions in, actions out) and
-  :func:`td_errors` for actor-side initial priorities;
+- acting: :func:`epsilon_ladder`, :class:`EpsilonGreedy` (greedy actions in, actions out); the
+  acting network's Q-values go to the replay, which turns them into Ape-X's actor-side initial
+  priorities without another forward pass;
 - replay: :class:`~agents.replay.PrioritizedReplayBuffer` (add / sample / update priorities);
 - learning: :func:`learner_step` (loss, optimizer step, new priorities) and :func:`sync_target`.
 
@@ -52,7 +53,7 @@ class ApeXConfig:
     alpha: float = 0.6  # priority exponent
     beta: float = 0.4  # importance-sampling exponent
     priority_eps: float = 1e-6
-    initial_priority: str = "actor"  # "actor": TD errors of new transitions; "max": max so far
+    initial_priority: str = "actor"  # "actor": TD errors from the acting Q-values; "max": max so far
     learning_rate: float = 0.00025 / 4
     rmsprop_alpha: float = 0.95  # centered RMSProp decay
     rmsprop_eps: float = 1.5e-7
@@ -172,9 +173,7 @@ def double_q_targets(
 
 
 def td_errors(policy: DQNPolicy, batch: PrioritizedReplayBufferSamples) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(targets - Q(s, a), Q(s, a))``, each ``(B, 1)``; gradients flow through ``Q(s, a)`` only.
-
-    The learner's loss and the actors' initial priorities both come from here."""
+    """``(targets - Q(s, a), Q(s, a))``, each ``(B, 1)``; gradients flow through ``Q(s, a)`` only."""
     with torch.no_grad():
         # One pass of the online network over s and s' would save a call, but s must keep its graph.
         next_q_online = policy.q_net(batch.next_observations)
@@ -287,8 +286,14 @@ class ApeX(DQN):
 
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
         # Ape-X's actors follow their epsilon-greedy policy from the first step.
-        greedy, _ = self.policy.predict(self._last_obs, deterministic=True)
-        actions = self.acting.act(greedy)
+        observations, _ = self.policy.obs_to_tensor(self._last_obs)
+        with torch.no_grad():
+            q_values = self.q_net(observations)
+        actions = self.acting.act(q_values.argmax(dim=1).cpu().numpy())
+        replay: PrioritizedReplayBuffer = self.replay_buffer  # type: ignore[assignment]
+        if replay.initial_priority == "actor":
+            taken = q_values.gather(1, torch.as_tensor(actions, device=q_values.device).view(-1, 1))
+            replay.set_acting_values(taken.cpu().numpy(), q_values.max(dim=1).values.cpu().numpy())
         return actions, actions
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
@@ -315,7 +320,7 @@ class ApeX(DQN):
         replay: PrioritizedReplayBuffer = self.replay_buffer  # type: ignore[assignment]
         self.policy.set_training_mode(True)
         if replay.initial_priority == "actor":
-            self._prioritize_new_transitions()
+            replay.update_priorities(*replay.actor_td_errors())
         if replay.size() < self.learning_starts:
             return  # a resumed run whose replay was not saved refills it first
         self._update_learning_rate(self.policy.optimizer)
@@ -330,19 +335,6 @@ class ApeX(DQN):
             stats.append(step)
         self._n_updates += gradient_steps
         self._record_learner(stats, batch.weights)
-
-    def _prioritize_new_transitions(self, chunk: int = 1024) -> None:
-        """Ape-X's actor-side priorities: the TD errors of the transitions completed since the
-        last call, computed with the current networks in batches of ``chunk``."""
-        replay: PrioritizedReplayBuffer = self.replay_buffer  # type: ignore[assignment]
-        indices = replay.take_new_indices()
-        self.policy.set_training_mode(False)
-        with torch.no_grad():
-            for start in range(0, len(indices), chunk):
-                part = indices[start : start + chunk]
-                errors, _ = td_errors(self.policy, replay.samples_at(part))
-                replay.update_priorities(part, errors)
-        self.policy.set_training_mode(True)
 
     def _record_learner(self, stats: list[LearnerStats], weights: torch.Tensor) -> None:
         record = self.logger.record

@@ -12,7 +12,8 @@
   sampled once complete;
 - **proportional prioritization** (Schaul et al. 2016; Horgan et al. 2018) with a vectorized sum
   tree: stratified sampling, importance-sampling weights, new transitions at the max priority,
-  optionally actor-side initial priorities (:meth:`PrioritizedReplayBuffer.take_new_indices`).
+  optionally Ape-X's actor-side initial priorities from the acting network's own Q-values
+  (:meth:`PrioritizedReplayBuffer.actor_td_errors`).
 
 Written here rather than taken from a library: SB3 and sb3-contrib have no prioritized replay;
 the prioritized buffer of SB3's open pull request walks its sum tree in a Python loop per sampled
@@ -38,7 +39,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 INITIAL_PRIORITIES = ("max", "actor")
 # Spare frames per env, as a fraction of the transition capacity: see PrioritizedReplayBuffer.
 FRAME_SLACK = 0.03
-_SAVE_FORMAT = 1
+_SAVE_FORMAT = 2
 
 
 def available_memory_bytes() -> int | None:
@@ -221,10 +222,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     **Priorities.** The tree holds ``p = (|td_error| + priority_eps) ** alpha``. A newly complete
     transition enters with the largest ``p`` seen so far (1.0 at the start), so it is likely to be
-    replayed at least once (Schaul et al. 2016). With ``initial_priority="actor"`` it also enters
-    that way, and :meth:`take_new_indices` hands its index to the agent, which computes its TD
-    error and calls :meth:`update_priorities` (Ape-X's actor-side priorities) before the learner
-    draws it often.
+    replayed at least once (Schaul et al. 2016). With ``initial_priority="actor"`` the agent also
+    hands over, before each :meth:`add`, the acting network's Q-values of the observations it acted
+    on (:meth:`set_acting_values`, 8 bytes a transition), and :meth:`actor_td_errors` turns them
+    into each new window's TD error, as Ape-X's actors do with their copy of the network: no
+    forward pass is spent on priorities.
 
     **Sampling** is stratified: one uniform draw in each of ``B`` equal segments of the total
     priority. The importance-sampling weight of transition ``i`` is ``w_i = (N * P(i)) ** -beta``
@@ -331,6 +333,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.rewards = np.zeros((per_env, self.n_envs), dtype=np.float32)
         self.terminals = np.zeros((per_env, self.n_envs), dtype=bool)
         self.truncations = np.zeros((per_env, self.n_envs), dtype=bool)
+        # The acting network's Q(s_t, a_t) and max_a Q(s_t, a), for actor-side priorities.
+        self.acting_q_taken = np.zeros((per_env, self.n_envs), dtype=np.float32)
+        self.acting_q_max = np.zeros((per_env, self.n_envs), dtype=np.float32)
         self.tree = SumTree(self.capacity)
 
         self._env_ids = np.arange(self.n_envs)
@@ -346,7 +351,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         stack, height, width = obs_shape
         frame_capacity = capacity_per_env + stack + math.ceil(FRAME_SLACK * capacity_per_env)
         frames = n_envs * frame_capacity * height * width
-        records = capacity_per_env * n_envs * (8 + 8 + 4 + 1 + 1)
+        records = capacity_per_env * n_envs * (8 + 8 + 4 + 1 + 1 + 4 + 4)
         tree = 2 * (1 << max(1, math.ceil(math.log2(capacity_per_env * n_envs)))) * 8
         return frames + records + tree
 
@@ -360,7 +365,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.frames_added = np.zeros(n, dtype=np.int64)
         self.oldest = np.zeros(n, dtype=np.int64)  # oldest transition still stored
         self.complete_end = np.zeros(n, dtype=np.int64)  # transitions before it have complete windows
-        self.announced_end = np.zeros(n, dtype=np.int64)  # take_new_indices returned those before it
+        self.announced_end = np.zeros(n, dtype=np.int64)  # actor_td_errors returned those before it
+        self._pending_acting_values: tuple[np.ndarray, np.ndarray] | None = None
         self.max_priority = 1.0
         self.pos = 0
         self.full = False
@@ -403,6 +409,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         done = _per_env(done, n, "done").astype(bool)
         if len(infos) != n:
             raise ValueError(f"expected {n} infos (one per env), got {len(infos)}")
+        if self.initial_priority == "actor" and self._pending_acting_values is None:
+            raise ValueError(
+                "initial_priority='actor' takes the acting network's Q-values of each batch: call "
+                "set_acting_values(q_taken, q_max) before add(), or build the buffer with initial_priority='max'"
+            )
         if self.handle_timeout_termination:
             truncated = done & np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
         else:
@@ -443,6 +454,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.rewards[slot] = reward
         self.terminals[slot] = done & ~truncated
         self.truncations[slot] = truncated
+        if self._pending_acting_values is not None:
+            self.acting_q_taken[slot], self.acting_q_max[slot] = self._pending_acting_values
+            self._pending_acting_values = None
         self.added += 1
         self.pos = self.added % per_env
         self.full = self.added >= per_env
@@ -509,14 +523,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if not (priorities > 0).all():
             raise ValueError(f"indices {indices[priorities <= 0][:10].tolist()} are not sampleable transitions")
         slots, env_ids = np.divmod(indices, self.n_envs)
-        columns = env_ids[:, None]
-        steps = (slots[:, None] + self._window_offsets) % self.buffer_size  # (B, n_steps)
-        ends = self.terminals[steps, columns] | self.truncations[steps, columns]
-        lengths = np.where(ends.any(axis=1), ends.argmax(axis=1) + 1, self.n_steps)  # k per item
-        in_window = self._window_offsets < lengths[:, None]
-        rewards = self._normalize_reward(self.rewards[steps, columns], env)
-        returns = np.where(in_window, rewards * self._gamma_powers[: self.n_steps], 0.0).sum(axis=1)
-        last = steps[np.arange(indices.size), lengths - 1]
+        lengths, returns, last = self._windows(slots, env_ids, env)
 
         observations = self._normalize_obs(self._stacks(env_ids, self.obs_frames[slots, env_ids]), env)
         next_observations = self._normalize_obs(self._stacks(env_ids, self.obs_frames[last, env_ids] + 1), env)
@@ -532,10 +539,20 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             indices=indices,
         )
 
-    def samples_at(self, indices: np.ndarray) -> PrioritizedReplayBufferSamples:
-        """The n-step transitions at global ``indices``, each sampleable (e.g. from
-        :meth:`take_new_indices`, to compute actor-side priorities)."""
-        return self._get_samples(indices)
+    def _windows(
+        self, slots: np.ndarray, env_ids: np.ndarray, env: VecNormalize | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the transitions at ``(slots, env_ids)``: the length ``k`` of each n-step window (it
+        ends at the first terminal or truncation), its return ``sum_{i<k} gamma^i r_{t+i}`` and the
+        slot of its last transition; ``(B,)`` each."""
+        columns = env_ids[:, None]
+        steps = (slots[:, None] + self._window_offsets) % self.buffer_size  # (B, n_steps)
+        ends = self.terminals[steps, columns] | self.truncations[steps, columns]
+        lengths = np.where(ends.any(axis=1), ends.argmax(axis=1) + 1, self.n_steps)
+        in_window = self._window_offsets < lengths[:, None]
+        rewards = self._normalize_reward(self.rewards[steps, columns], env)
+        returns = np.where(in_window, rewards * self._gamma_powers[: self.n_steps], 0.0).sum(axis=1)
+        return lengths, returns, steps[np.arange(slots.size), lengths - 1]
 
     def priorities(self) -> np.ndarray:
         """The priorities ``p = (|td| + priority_eps) ** alpha`` of every sampleable transition."""
@@ -550,7 +567,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     # -------------------------------------------------------------- priorities
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray | th.Tensor) -> None:
-        """Set the priorities of ``indices`` (from :meth:`sample` or :meth:`take_new_indices`) to
+        """Set the priorities of ``indices`` (from :meth:`sample` or :meth:`actor_td_errors`) to
         ``(|td_errors| + priority_eps) ** alpha``.
 
         Indices that stopped being sampleable since they were handed out (evicted) are skipped; a
@@ -578,25 +595,48 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if live.any():
             self.max_priority = max(self.max_priority, float(priorities[live].max()))
 
-    def take_new_indices(self) -> np.ndarray:
-        """Global indices of the transitions that became sampleable since the last call and are
-        still stored, each returned once (``initial_priority="actor"`` only).
+    def set_acting_values(self, q_taken: np.ndarray, q_max: np.ndarray) -> None:
+        """The acting network's ``Q(s, a)`` of the actions taken and ``max_a Q(s, .)``, ``(n_envs,)``
+        each, for the observations of the next :meth:`add` (``initial_priority="actor"``)."""
+        self._pending_acting_values = (
+            np.asarray(q_taken, dtype=np.float32).reshape(self.n_envs),
+            np.asarray(q_max, dtype=np.float32).reshape(self.n_envs),
+        )
 
-        They entered with the max priority; the agent computes their TD errors (fetching them
-        with :meth:`samples_at`) and calls :meth:`update_priorities`.
+    def actor_td_errors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ape-X's actor-side initial priorities from the stored acting values, no forward pass:
+        ``R + gamma^k * max_a Q(s_{t+k}, a) - Q(s_t, a_t)`` for every window completed since the
+        last call, the bootstrap dropped after a terminal. ``Q(s_{t+k}, .)`` is known once the
+        actor has acted on ``s_{t+k}``: a window becomes ready one step after it completes. A window
+        ended by a time limit has no acted-on bootstrap observation and keeps the max priority.
+
+        :return: ``(indices, td_errors)``, ``(M,)`` each, for :meth:`update_priorities`.
         """
         if self.initial_priority != "actor":
             raise ValueError(
-                "take_new_indices is for actor-side priorities: build the buffer with "
+                "actor_td_errors is for actor-side priorities: build the buffer with "
                 f"initial_priority='actor' (it has {self.initial_priority!r})"
             )
-        indices = self._leaves_of_ranges(np.maximum(self.announced_end, self.oldest), self.complete_end)
-        self.announced_end = self.complete_end.copy()
-        return indices
+        if self.added == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        newest = (self.added - 1) % self.buffer_size
+        newest_ended = self.terminals[newest] | self.truncations[newest]
+        # Windows that end at the newest transition without a terminal need s_{t+k}, acted on next.
+        ready_end = np.where(newest_ended, self.complete_end, np.minimum(self.complete_end, self.added - self.n_steps))
+        indices = self._leaves_of_ranges(np.maximum(self.announced_end, self.oldest), ready_end)
+        self.announced_end = np.maximum(self.announced_end, ready_end)
+        slots, env_ids = np.divmod(indices, self.n_envs)
+        lengths, returns, last = self._windows(slots, env_ids)
+        terminal = self.terminals[last, env_ids]
+        bootstrap = np.where(terminal, 0.0, self.acting_q_max[(last + 1) % self.buffer_size, env_ids])
+        td_errors = returns + self._gamma_powers[lengths] * bootstrap - self.acting_q_taken[slots, env_ids]
+        bootstrapped = ~self.truncations[last, env_ids]
+        return indices[bootstrapped], td_errors[bootstrapped]
 
     # ------------------------------------------------------------ save / load
 
-    _STATE_ARRAYS = ("frames", "obs_frames", "actions", "rewards", "terminals", "truncations", "frames_added", "oldest", "complete_end", "announced_end")
+    _STATE_ARRAYS = ("frames", "obs_frames", "actions", "rewards", "terminals", "truncations", "acting_q_taken",
+                     "acting_q_max", "frames_added", "oldest", "complete_end", "announced_end")
 
     def _settings(self) -> dict[str, Any]:
         return {

@@ -153,6 +153,19 @@ def test_the_learner_gives_its_batch_the_priorities_of_its_td_errors(monkeypatch
     np.testing.assert_allclose(model.replay_buffer.tree.get(indices), (np.abs(errors) + 1e-6) ** 0.6, rtol=1e-6)
 
 
+def test_the_replay_keeps_the_acting_networks_q_values():
+    model = goal_pixel_apex()
+    model.learn(200)  # before learning starts: the network is still the one that acted
+    replay = model.replay_buffer
+    valid = np.flatnonzero(replay.tree.leaf_values() > 0)
+    batch = replay._get_samples(valid)
+    with torch.no_grad():
+        q_values = model.q_net(batch.observations)
+    slots, envs = np.divmod(valid, replay.n_envs)
+    np.testing.assert_allclose(replay.acting_q_taken[slots, envs], q_values.gather(1, batch.actions)[:, 0].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(replay.acting_q_max[slots, envs], q_values.max(dim=1).values.numpy(), rtol=1e-5)
+
+
 def test_new_transitions_get_actor_side_priorities():
     model = goal_pixel_apex()
     model.learn(600)
@@ -198,7 +211,7 @@ def success_rate(model, episodes: int = 200) -> float:
 def test_ape_x_learns_goal_pixel(arch):
     model = goal_pixel_apex(arch)
     before = success_rate(model)
-    model.learn(12_000)
+    model.learn(20_000)  # at 12k, runs reached 0.85-1.0 across processes; at 20k all 1.0
     after = success_rate(model)
     assert before < 0.65
     assert after >= 0.9, f"{arch}: success {before:.2f} -> {after:.2f}"

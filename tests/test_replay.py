@@ -376,27 +376,56 @@ def test_update_priorities_leaves_unsampleable_indices_alone():
         buffer._get_samples(incomplete)
 
 
-def test_take_new_indices_returns_each_newly_complete_transition_once():
-    buffer = make_buffer(buffer_size=45, n_steps=3, initial_priority="actor")
-    envs = FakeStackingEnvs(3, 4, 6, seed=4)
-    streams = [ReferenceStream(4) for _ in range(3)]
-    valid_before, returned = set(), []
-    for _ in range(120):
+def test_actor_td_errors_match_a_naive_reference_and_come_once_per_window():
+    """With random acting values, every window that ends on a terminal or has an acted-on
+    bootstrap observation gets R + gamma^k * max Q(s_{t+k}) - Q(s_t, a_t), exactly once; windows
+    ended by a time limit or an outside reset never do."""
+    n_envs, n_steps, gamma, steps = 3, 3, 0.9, 150
+    buffer = make_buffer(buffer_size=n_envs * steps, n_steps=n_steps, gamma=gamma, initial_priority="actor")
+    envs = FakeStackingEnvs(n_envs, 4, 6, seed=4)
+    streams = [ReferenceStream(4) for _ in range(n_envs)]
+    rng = np.random.default_rng(1)
+    q_taken, q_max = rng.normal(size=(steps, n_envs)), rng.normal(size=(steps, n_envs))
+    returned = {}
+    for t in range(steps):
+        buffer.set_acting_values(q_taken[t], q_max[t])
         feed(buffer, streams, envs.step())
-        expected = expected_samples(streams, 3, buffer.gamma, buffer.buffer_size, buffer.frame_capacity)
-        valid_now = {(e, t): index for index, (e, t, *_) in expected.items()}
-        new = buffer.take_new_indices()
-        assert sorted(new.tolist()) == sorted(valid_now[key] for key in set(valid_now) - valid_before)
-        assert buffer.take_new_indices().size == 0
-        by_index = {index: key for key, index in valid_now.items()}
-        returned += [by_index[index] for index in new.tolist()]
-        valid_before = set(valid_now)
-    assert len(returned) == len(set(returned)) > 200
+        indices, errors = buffer.actor_td_errors()
+        for index, error in zip(indices.tolist(), errors.tolist()):
+            key = (index % n_envs, index // n_envs)  # (env, t): no wrap-around in this buffer
+            assert key not in returned, f"{key} returned twice"
+            returned[key] = error
+            assert buffer.tree.get(index) > 0  # a sampleable transition
+    expected = {}
+    for e, stream in enumerate(streams):
+        transitions = stream.transitions
+        for t in range(len(transitions)):
+            ret, k = 0.0, 0
+            for j in range(t, min(t + n_steps, len(transitions))):
+                ret += gamma**k * transitions[j].reward
+                k += 1
+                if transitions[j].terminal or transitions[j].truncated or transitions[j].cut:
+                    break
+            last = transitions[t + k - 1]
+            if last.truncated or (last.cut and not last.terminal):
+                continue  # a time limit or an outside reset: no acted-on bootstrap observation
+            if last.terminal:
+                expected[(e, t)] = ret - q_taken[t, e]
+            elif k == n_steps and t + k < len(transitions):
+                expected[(e, t)] = ret + gamma**k * q_max[t + k, e] - q_taken[t, e]
+    assert set(returned) == set(expected) and len(expected) > 250
+    for key, error in expected.items():
+        assert returned[key] == pytest.approx(error, rel=1e-5, abs=1e-5), key
+    assert sum(stream.transitions[-1].truncated for stream in streams) + envs.seen["time_limit"] > 0
 
 
-def test_take_new_indices_needs_actor_priorities():
+def test_actor_priorities_need_the_acting_values():
+    buffer = make_buffer(initial_priority="actor")
+    envs = FakeStackingEnvs(3, 4, 6, seed=0)
+    with pytest.raises(ValueError, match="call set_acting_values"):
+        buffer.add(*envs.step())
     with pytest.raises(ValueError, match="initial_priority='actor'"):
-        make_buffer().take_new_indices()
+        make_buffer().actor_td_errors()
 
 
 # ------------------------------------------------------------------------------- save / load
