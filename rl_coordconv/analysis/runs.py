@@ -1,0 +1,208 @@
+"""Finding run directories and reading their TensorBoard scalars.
+
+A run directory is recognised by its ``config.json`` alone, not by where it lies, so runs copied
+from a cluster into any folder structure are found. It holds::
+
+    config.json        {"config": {"game", "agent", "arch", "seed", "timesteps", ...}, ...}
+    tb/                TensorBoard event files (episode/score against agent steps, ...)
+    evaluation.json    written when the run finished and was evaluated
+    checkpoints/       model_<steps>_steps.zip
+
+Scalars are read from TensorBoard's own event files with every point kept (the event
+accumulator's default keeps a sample of 10,000 per tag).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+RUN_LAYOUT = (
+    "a run directory holds config.json with "
+    '{"config": {"game": ..., "agent": ..., "arch": ..., "seed": ..., "timesteps": ...}} and tb/ with '
+    "TensorBoard event files, as scripts/train.py writes them at <runs>/<game>/<agent>-<arch>/seed<k>/"
+)
+CONFIG_KEYS = ("game", "agent", "arch", "seed")
+_CHECKPOINT = re.compile(r"model_(\d+)_steps\.zip$")
+
+
+class NoRunsError(ValueError):
+    """The folder holds no usable run directory."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One scalar tag of one run: ``steps`` (n,) int64 agent steps, ascending (several values may
+    share a step), and ``values`` (n,) float64."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+@dataclass
+class Run:
+    """One run directory: what its config.json says and what its TensorBoard events hold."""
+
+    path: Path
+    game: str
+    agent: str
+    arch: str
+    seed: int
+    timesteps: int | None  # configured agent steps; None when config.json does not say
+    scalars: dict[str, Series] = field(default_factory=dict)
+    finished: bool = False  # evaluated, or checkpointed at (or past) its configured steps
+
+    @property
+    def name(self) -> str:
+        return f"{self.game} {self.agent}-{self.arch} seed{self.seed}"
+
+    @property
+    def last_step(self) -> int:
+        """The last agent step any scalar was logged at (0 when none was)."""
+        return max((int(series.steps[-1]) for series in self.scalars.values() if len(series)), default=0)
+
+    @property
+    def in_progress(self) -> bool:
+        """Not finished and short of its configured steps: still running, or stopped early."""
+        return not self.finished and self.timesteps is not None and self.last_step < self.timesteps
+
+
+@dataclass
+class FoundRuns:
+    """The usable runs under a folder, and one line for each thing that was skipped or is odd."""
+
+    root: Path
+    runs: list[Run]
+    notes: list[str] = field(default_factory=list)
+
+
+def read_scalars(tb_dir: Path | str) -> dict[str, Series]:
+    """Every point of every scalar tag in the event files of ``tb_dir`` (not its subfolders).
+
+    Uses TensorBoard's ``EventAccumulator`` with ``size_guidance={"scalars": 0}`` (keep all), which
+    also drops the points a resumed run's ``purge_step`` discards.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    # A resumed run's purge logs a warning per event file; the purge itself is what we want.
+    tb_logger = logging.getLogger("tensorboard")
+    level = tb_logger.level
+    tb_logger.setLevel(logging.ERROR)
+    try:
+        accumulator.Reload()
+    finally:
+        tb_logger.setLevel(level)
+    scalars = {}
+    for tag in accumulator.Tags()["scalars"]:
+        events = accumulator.Scalars(tag)
+        steps = np.array([event.step for event in events], dtype=np.int64)
+        values = np.array([event.value for event in events], dtype=np.float64)
+        order = np.argsort(steps, kind="stable")
+        scalars[tag] = Series(steps[order], values[order])
+    return scalars
+
+
+def read_run_config(path: Path | str) -> dict:
+    """The ``config`` section of a run's config.json.
+
+    :raises ValueError: unreadable JSON, or no ``config.game/agent/arch/seed``.
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"unreadable config.json ({error})") from None
+    config = record.get("config") if isinstance(record, dict) else None
+    if not isinstance(config, dict) or any(key not in config for key in CONFIG_KEYS):
+        raise ValueError("config.json without config.game, .agent, .arch and .seed: not a run directory")
+    return config
+
+
+def _final_checkpoint_steps(run_dir: Path) -> int:
+    steps = [int(match.group(1)) for path in (run_dir / "checkpoints").glob("model_*_steps.zip")
+             if (match := _CHECKPOINT.search(path.name))]
+    return max(steps, default=0)
+
+
+def load_run(run_dir: Path | str) -> Run:
+    """Read one run directory.
+
+    :raises ValueError: not a run directory, or no TensorBoard scalars (crashed before logging).
+    """
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir / "config.json")
+    tb_dir = run_dir / "tb"
+    if not tb_dir.is_dir() or not any(tb_dir.glob("*tfevents*")):
+        raise ValueError("no TensorBoard event files in tb/ (crashed before logging, or not started)")
+    try:
+        scalars = read_scalars(tb_dir)
+    except Exception as error:  # a damaged event file: report it, do not stop the report
+        raise ValueError(f"unreadable TensorBoard events ({type(error).__name__}: {error})") from None
+    if not any(len(series) for series in scalars.values()):
+        raise ValueError("TensorBoard event files without any scalar (crashed before logging)")
+    timesteps = config.get("timesteps")
+    run = Run(
+        path=run_dir,
+        game=str(config["game"]),
+        agent=str(config["agent"]),
+        arch=str(config["arch"]),
+        seed=int(config["seed"]),
+        timesteps=int(timesteps) if isinstance(timesteps, (int, float)) else None,
+        scalars=scalars,
+    )
+    run.finished = (
+        (run_dir / "evaluation.json").exists()
+        or (run.timesteps is not None and max(_final_checkpoint_steps(run_dir), run.last_step) >= run.timesteps)
+    )
+    return run
+
+
+def find_runs(root: Path | str, *, progress: bool = False) -> FoundRuns:
+    """All run directories under ``root`` (found by their config.json, at any depth).
+
+    Messy folders are reported, not fatal: folders that are not runs, crashed runs without events,
+    duplicated runs (the one with more steps is kept) and runs in progress each get a line in
+    ``notes``.
+
+    :raises NoRunsError: ``root`` is missing or holds no usable run.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise NoRunsError(f"{root} is not a directory; {RUN_LAYOUT}")
+    notes: list[str] = []
+    candidates = sorted(path.parent for path in root.rglob("config.json"))
+    runs: dict[tuple[str, str, str, int], Run] = {}
+    for run_dir in tqdm(candidates, desc="reading runs", unit="run", disable=not progress or len(candidates) < 2):
+        where = run_dir.relative_to(root) if run_dir != root else Path(".")
+        try:
+            run = load_run(run_dir)
+        except ValueError as error:
+            notes.append(f"skipped {where}: {error}")
+            continue
+        key = (run.game, run.agent, run.arch, run.seed)
+        if key in runs:
+            kept, dropped = sorted([runs[key], run], key=lambda r: r.last_step, reverse=True)
+            notes.append(f"{run.name} appears twice: kept {kept.path.relative_to(root)} ({kept.last_step:,} steps), "
+                         f"ignored {dropped.path.relative_to(root)} ({dropped.last_step:,} steps)")
+            runs[key] = kept
+        else:
+            runs[key] = run
+    found = sorted(runs.values(), key=lambda r: (r.agent, r.game, r.arch, r.seed))
+    if not found:
+        detail = f" ({len(candidates)} config.json found, none usable: " + "; ".join(notes) + ")" if candidates else ""
+        raise NoRunsError(f"no runs under {root}{detail}; {RUN_LAYOUT}")
+    for run in found:
+        if run.in_progress:
+            notes.append(f"{run.name}: in progress or stopped early, at {run.last_step:,} of {run.timesteps:,} steps "
+                         f"({100 * run.last_step / run.timesteps:.0f} %)")
+    return FoundRuns(root, found, notes)

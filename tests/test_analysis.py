@@ -1,0 +1,441 @@
+"""The comparison report: statistics against hand computation, and reports built from synthetic
+run directories (config.json as agents/experiment.py writes it, events from TensorBoard's writer)."""
+
+import csv
+import dataclasses
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from torch.utils.tensorboard import SummaryWriter
+
+from agents.experiment import ExperimentConfig
+from envs import GAMES
+from rl_coordconv.analysis import statistics as stats
+from rl_coordconv.analysis.report import (
+    COLUMNS, FINAL_FRACTION, GRID_POINTS, NO_BASELINE_VERDICT, SINGLE_SEED_VERDICT, SMOOTHING_FRACTION,
+    build_report, plot_curves, summary_markdown, write_report,
+)
+from rl_coordconv.analysis.runs import NoRunsError, find_runs, read_scalars
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import compare  # noqa: E402
+
+REFERENCES = {name: (game.random_score, game.human_score) for name, game in GAMES.items()}
+TIMESTEPS = 10_000
+EPISODE_STEPS = np.arange(100, TIMESTEPS + 1, 100)  # a game ends every 100 agent steps
+
+
+# ------------------------------------------------------------------------------------------------
+# Synthetic run directories
+
+
+def write_run(root: Path, game: str, arch: str, seed: int, steps: np.ndarray, scores: np.ndarray, *,
+              agent: str = "a2c", timesteps: int = TIMESTEPS, evaluation: float | None = None) -> Path:
+    """A run directory as agents/experiment.py lays it out: config.json, tb/ events, evaluation.json."""
+    config = ExperimentConfig(game=game, agent=agent, arch=arch, seed=seed, timesteps=timesteps, device="cpu")
+    run_dir = root / game / f"{agent}-{arch}" / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    record = {"config": dataclasses.asdict(config),
+              "network": {"features_extractor": "NatureCNN" if arch == "conv" else "CoordConvNatureCNN",
+                          "conv_layers": ["Conv2d"] * 3, "policy_parameters": 1_687_206},
+              "resolved_device": "cpu", "versions": {"python": "3.11"}, "git_commit": None,
+              "command": ["scripts/train.py"], "written_at": "2025-01-01T00:00:00+0000"}
+    (run_dir / "config.json").write_text(json.dumps(record, indent=2))
+    writer = SummaryWriter(str(run_dir / "tb"))
+    for step, score in zip(steps, scores):
+        writer.add_scalar("episode/score", float(score), int(step))
+    for step in range(0, int(steps[-1]) + 1, 2_000):
+        writer.add_scalar("rollout/ep_rew_mean", 1.0, step)
+    if evaluation is not None:
+        writer.add_scalar("eval/mean_score", evaluation, int(steps[-1]))
+        (run_dir / "evaluation.json").write_text(json.dumps({"timesteps": int(steps[-1]), "mean_score": evaluation}))
+    writer.close()
+    return run_dir
+
+
+def synthetic_scores(game: str, arch: str, seed: int) -> np.ndarray:
+    """MsPacman: coordconv 400 points above conv everywhere; Breakout: the two archs' seeds are
+    the same three runs in another order (no difference)."""
+    rng = np.random.default_rng(100 * seed + (game == "Breakout"))
+    if game == "MsPacman":
+        return 300 + 0.05 * EPISODE_STEPS + 15 * seed + rng.normal(0, 20, EPISODE_STEPS.size) + (400 if arch == "coordconv" else 0)
+    source_seed = {"conv": seed, "coordconv": (seed + 1) % 3}[arch]
+    return 2 + 0.002 * EPISODE_STEPS + 3 * source_seed + np.random.default_rng(source_seed).normal(0, 1, EPISODE_STEPS.size)
+
+
+GRID = [(game, arch, seed) for game in ("MsPacman", "Breakout") for arch in ("conv", "coordconv") for seed in range(3)]
+
+
+@pytest.fixture(scope="module")
+def grid_runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    for game, arch, seed in GRID:
+        scores = synthetic_scores(game, arch, seed)
+        write_run(root, game, arch, seed, EPISODE_STEPS, scores, evaluation=float(scores[-10:].mean()))
+    (root / "README.txt").write_text("sweep of 2025-01-01")  # unrelated files are ignored
+    return root
+
+
+@pytest.fixture(scope="module")
+def grid_report(grid_runs):
+    return build_report(find_runs(grid_runs), baseline="conv", reference_scores=REFERENCES, seed=0)
+
+
+def hand_final(scores: np.ndarray, steps: np.ndarray = EPISODE_STEPS) -> float:
+    """Mean of the points written in the last 10 % of the run's steps."""
+    end = steps[-1]
+    return float(np.mean([score for step, score in zip(steps, scores) if step > 0.9 * end]))
+
+
+def hand_curve(steps: np.ndarray, scores: np.ndarray, grid: np.ndarray, window: float, end: float) -> list[float]:
+    """The documented smoothing rule with explicit loops: mean of the games that ended in
+    (g - window, g], only for g inside [first game, end]."""
+    curve = []
+    for g in grid:
+        inside = [score for step, score in zip(steps, scores) if g - window < step <= g]
+        curve.append(float(np.mean(inside)) if steps[0] <= g <= end and inside else float("nan"))
+    return curve
+
+
+# ------------------------------------------------------------------------------------------------
+# Statistics against hand computation
+
+
+def exact_bootstrap_means(values) -> np.ndarray:
+    """The mean of every one of the n^n equally likely resamples (the bootstrap distribution)."""
+    return np.array([np.mean(sample) for sample in itertools.product(values, repeat=len(values))])
+
+
+def assert_interval_of(interval, exact: np.ndarray, tolerance: float = 0.01) -> None:
+    """``interval`` is the 2.5 % and 97.5 % quantiles of the equally likely values ``exact``: for a
+    quantile q of a discrete distribution, P(X < q) <= p <= P(X <= q) (within Monte Carlo error)."""
+    exact = np.asarray(exact)
+    for value, p in zip(interval, (0.025, 0.975)):
+        assert np.mean(exact < value) <= p + tolerance and np.mean(exact <= value) >= p - tolerance, (value, p)
+
+
+def test_bootstrap_ci_matches_the_exact_bootstrap_distribution():
+    values = [0.0, 1.0, 3.0, 7.0, 15.0]
+    low, high = stats.bootstrap_ci(values, seed=0)
+    assert_interval_of((low, high), exact_bootstrap_means(values))
+    assert low == pytest.approx(1.0, abs=0.2) and high == pytest.approx(10.4, abs=0.3)  # exact: 1.0, 10.4
+    assert stats.bootstrap_ci(values, seed=0) == (low, high)  # seeded
+    # Columns (seeds, points) get the same interval as each column alone, with the same seed.
+    columns = np.array([values, [10 + v for v in values], [2 * v for v in values]]).T
+    lows, highs = stats.bootstrap_ci(columns, seed=0)
+    assert lows == pytest.approx([low, low + 10, 2 * low]) and highs == pytest.approx([high, high + 10, 2 * high])
+
+
+def test_difference_ci_resamples_each_group_independently():
+    values, baseline = [2.0, 4.0, 9.0], [1.0, 2.0, 3.0]
+    exact = np.subtract.outer(exact_bootstrap_means(values), exact_bootstrap_means(baseline)).ravel()
+    low, high = stats.bootstrap_difference_ci(values, baseline, seed=0)
+    assert_interval_of((low, high), exact)
+    # values minus baseline: shifting the values up by 100 shifts the interval up by 100.
+    shifted = stats.bootstrap_difference_ci([v + 100 for v in values], baseline, seed=0)
+    assert shifted == pytest.approx((low + 100, high + 100))
+
+
+def test_a_single_seed_has_no_interval():
+    assert all(np.isnan(stats.bootstrap_ci([3.0])))
+    assert all(np.isnan(stats.bootstrap_difference_ci([3.0], [1.0, 2.0])))
+    assert all(np.isnan(stats.bootstrap_difference_ci([1.0, 2.0], [3.0])))
+
+
+ABOVE, BELOW, STRADDLES, NONE = (1.0, 2.0), (-2.0, -1.0), (-1.0, 1.0), (float("nan"), float("nan"))
+
+
+@pytest.mark.parametrize("final, auc, expected", [
+    (ABOVE, ABOVE, "better"), (ABOVE, STRADDLES, "better"), (STRADDLES, ABOVE, "better"),
+    (BELOW, BELOW, "worse"), (BELOW, STRADDLES, "worse"), (STRADDLES, BELOW, "worse"),
+    (STRADDLES, STRADDLES, "similar"), (ABOVE, BELOW, "similar"), (BELOW, ABOVE, "similar"),
+    (NONE, NONE, "similar"), ((0.0, 1.0), (-1.0, 0.0), "similar"),  # touching zero is not above/below
+])
+def test_verdict_rule(final, auc, expected):
+    assert stats.verdict(final, auc) == expected
+
+
+def test_interquartile_mean_is_scipys_trim_mean_of_a_quarter():
+    assert stats.interquartile_mean(np.arange(1, 9)) == 4.5  # mean of 3, 4, 5, 6
+    assert stats.interquartile_mean([1, 2, 3, 4, 100]) == 3.0  # int(1.25) = 1 cut at each end
+    assert stats.interquartile_mean([5, 1, 100, 2, 3, 4]) == 3.5  # int(1.5) = 1: mean of 2, 3, 4, 5
+    assert stats.interquartile_mean([1, 2, 30]) == 11.0  # int(0.75) = 0: nothing cut
+    assert stats.interquartile_mean(np.arange(10.0)) == 4.5  # int(2.5) = 2: mean of 2..7
+    assert stats.interquartile_mean([[1, 8], [2, 7], [3, 6], [4, 5]]) == 4.5  # all runs pooled
+
+
+def test_interquartile_mean_ci_is_a_stratified_bootstrap():
+    # Each game keeps its number of seeds in every resample: the pooled scores never change here.
+    assert stats.interquartile_mean_ci([[0.0, 0.0], [10.0, 10.0]], seed=0) == (5.0, 5.0)
+    games = [[0.0, 4.0], [1.0, 9.0, 20.0]]
+    exact = [stats.interquartile_mean(list(a) + list(b))
+             for a in itertools.product(games[0], repeat=2) for b in itertools.product(games[1], repeat=3)]
+    assert_interval_of(stats.interquartile_mean_ci(games, seed=0), exact)
+
+
+def test_probability_of_improvement_by_hand():
+    # Game 1: x=1 beats 0 (1); x=2 beats 0, ties 2 (1.5); x=3 beats 0 and 2 (2): 4.5 of 9 pairs.
+    # Game 2: every x beats every y: 1. Mean over games: 0.75.
+    x, y = [[1, 2, 3], [5, 6]], [[0, 2, 4], [1, 2]]
+    assert stats.probability_of_improvement(x, y) == pytest.approx(0.75)
+    assert stats.probability_of_improvement(y, x) == pytest.approx(0.25)
+    assert stats.probability_of_improvement([[1, 2]], [[1, 2]]) == 0.5
+    assert stats.probability_of_improvement_ci([[5, 6], [3, 4]], [[1, 2], [0, 1]], seed=0) == (1.0, 1.0)
+
+
+def test_human_normalized_scores():
+    random_score, human_score = REFERENCES["MsPacman"]
+    assert (random_score, human_score) == (307.3, 6951.6)
+    assert stats.human_normalized(random_score, random_score, human_score) == 0
+    assert stats.human_normalized(human_score, random_score, human_score) == pytest.approx(1)
+    assert stats.human_normalized([-20.7, -3.05], *REFERENCES["Pong"]) == pytest.approx([0.0, 0.5])
+
+
+def test_smoothing_and_grid_never_extrapolate():
+    steps, values = np.array([10, 20, 30, 60]), np.array([1.0, 2.0, 3.0, 6.0])
+    assert stats.window_means(steps, values, np.array([5, 20, 30, 45, 60]), 15) == pytest.approx(
+        [np.nan, 1.5, 2.5, np.nan, 6.0], nan_ok=True)
+    # Grid 0..80 by 10, window 15, run logged up to step 60: 40's window (25, 40] holds the game of
+    # step 30; 50's window is empty inside the range (interpolated between 40 and 60); 0 is before
+    # the first game, 70 and 80 after the run's end.
+    curve = stats.curve_on_grid(steps, values, np.arange(0, 81, 10), 15, end=60)
+    assert curve == pytest.approx([np.nan, 1.0, 1.5, 2.5, 3.0, 4.5, 6.0, np.nan, np.nan], nan_ok=True)
+    assert stats.final_window_mean(steps, values, end=100) == 6.0  # no game after 90: the last one
+    assert stats.final_window_mean(np.arange(1, 21), np.arange(1.0, 21), end=20) == 19.5  # steps 19, 20
+
+
+def test_read_scalars_keeps_every_point(tmp_path):
+    writer = SummaryWriter(str(tmp_path))
+    for step in range(12_000):  # more than the 10,000 the accumulator keeps by default
+        writer.add_scalar("episode/score", step, step // 2)  # two games end at each step
+    writer.close()
+    series = read_scalars(tmp_path)["episode/score"]
+    assert len(series) == 12_000 and series.values.sum() == sum(range(12_000))
+    assert np.all(np.diff(series.steps) >= 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reports from synthetic runs
+
+
+def test_final_scores_are_the_means_of_the_last_tenth_of_each_run(grid_report):
+    for game, arch in itertools.product(("MsPacman", "Breakout"), ("conv", "coordconv")):
+        row = grid_report.row(game, "a2c", arch)
+        finals = [hand_final(synthetic_scores(game, arch, seed)) for seed in range(3)]
+        assert row.final_scores == pytest.approx(finals)
+        assert row.final_score == pytest.approx(np.mean(finals))
+        assert row.final_low < row.final_score < row.final_high
+        assert (row.seed_list, row.steps, row.incomplete_seeds) == ([0, 1, 2], TIMESTEPS, 0)
+        assert row.eval_score == pytest.approx(np.mean([synthetic_scores(game, arch, s)[-10:].mean() for s in range(3)]))
+
+
+def test_curves_and_auc_follow_the_smoothing_rule(grid_report):
+    panel = grid_report.panel("MsPacman", "a2c")
+    assert len(panel.steps) == GRID_POINTS and panel.steps[-1] == TIMESTEPS
+    assert panel.window == SMOOTHING_FRACTION * TIMESTEPS
+    curve = panel.curves["coordconv"]
+    by_hand = np.array([hand_curve(EPISODE_STEPS, synthetic_scores("MsPacman", "coordconv", seed), panel.steps,
+                                   panel.window, TIMESTEPS) for seed in range(3)])
+    assert curve.runs == pytest.approx(by_hand, nan_ok=True)
+    assert curve.mean == pytest.approx(by_hand.mean(axis=0), nan_ok=True)  # mean across seeds
+    assert np.all(curve.seeds_per_step == 3)
+    assert np.all(curve.low < curve.mean) and np.all(curve.mean < curve.high)
+    assert grid_report.row("MsPacman", "a2c", "coordconv").aucs == pytest.approx(np.nanmean(by_hand, axis=1))
+
+
+def test_verdicts_and_differences_against_the_baseline(grid_report):
+    better = grid_report.row("MsPacman", "a2c", "coordconv")
+    conv = grid_report.row("MsPacman", "a2c", "conv")
+    assert better.difference == pytest.approx(better.final_score - conv.final_score)
+    assert better.difference == pytest.approx(400, abs=15) and 0 < better.difference_low < better.difference_high
+    assert better.auc_difference == pytest.approx(400, abs=15) and better.auc_difference_low > 0
+    assert better.verdict == "better"
+    same = grid_report.row("Breakout", "a2c", "coordconv")
+    assert same.difference == pytest.approx(0, abs=1e-9)
+    assert same.difference_low < 0 < same.difference_high and same.verdict == "similar"
+    assert conv.verdict == "" and np.isnan(conv.difference)
+    assert grid_report.headlines["a2c"] == ["coordconv better on 1 of 2 games, similar on 1, worse on 0"]
+
+
+def test_swapping_the_baseline_mirrors_the_verdict(grid_runs):
+    report = build_report(find_runs(grid_runs), baseline="coordconv", reference_scores=REFERENCES, seed=0)
+    conv = report.row("MsPacman", "a2c", "conv")
+    assert conv.verdict == "worse" and conv.difference_high < 0
+    assert report.headlines["a2c"] == ["conv better on 0 of 2 games, similar on 1, worse on 1"]
+    with pytest.raises(ValueError, match="baseline arch 'coordconv_r' has no runs.*archs found: conv, coordconv"):
+        build_report(find_runs(grid_runs), baseline="coordconv_r")
+
+
+def test_aggregate_over_games_uses_human_normalized_final_scores(grid_report):
+    def normalized(arch):
+        return [stats.human_normalized(grid_report.row(game, "a2c", arch).final_scores, *REFERENCES[game])
+                for game in ("Breakout", "MsPacman")]
+
+    aggregates = {aggregate.arch: aggregate for aggregate in grid_report.aggregates}
+    for arch in ("conv", "coordconv"):
+        pooled = np.sort(np.concatenate(normalized(arch)))  # 6 runs: int(1.5) = 1 cut at each end
+        assert aggregates[arch].iqm == pytest.approx(pooled[1:5].mean())
+        assert aggregates[arch].iqm_low <= aggregates[arch].iqm <= aggregates[arch].iqm_high
+        assert aggregates[arch].normalized and aggregates[arch].games == ["Breakout", "MsPacman"]
+    # MsPacman: every coordconv seed beats every conv seed (1); Breakout: the same runs (0.5).
+    assert aggregates["coordconv"].improvement == pytest.approx(0.75)
+    assert np.isnan(aggregates["conv"].improvement)
+
+
+def test_report_files(grid_report, tmp_path):
+    files = write_report(grid_report, tmp_path / "report")
+    with files.summary_csv.open() as file:
+        reader = csv.DictReader(file)
+        assert reader.fieldnames == COLUMNS
+        rows = {(row["game"], row["arch"]): row for row in reader}
+    assert set(rows) == {(game, arch) for game, arch, _ in GRID}
+    row = rows[("MsPacman", "coordconv")]
+    assert float(row["final_score"]) == pytest.approx(grid_report.row("MsPacman", "a2c", "coordconv").final_score)
+    assert (row["seeds"], row["steps"], row["verdict"]) == ("3", str(TIMESTEPS), "better")
+    assert rows[("MsPacman", "conv")]["verdict"] == "" and rows[("MsPacman", "conv")]["difference"] == ""
+    text = files.summary_md.read_text()
+    assert "**coordconv better on 1 of 2 games, similar on 1, worse on 0** (vs conv)" in text
+    assert "percentile bootstrap over seeds, 10,000 resamples" in text and "each group's seeds resampled independently" in text
+    assert "lies above zero and neither lies below zero" in text
+    assert "Aggregate over games: human-normalized final scores" in text and "P(arch > conv)" in text
+    assert files.curves_pdf.read_bytes()[:4] == b"%PDF"
+    image = matplotlib.image.imread(files.curves_png)
+    assert image.shape[0] > 300 and image.shape[1] > 600 and image[..., :3].std() > 0.05
+
+
+def test_the_figure_has_one_panel_per_game_and_agent(grid_report):
+    figure = plot_curves(grid_report)
+    panels = [axis for axis in figure.axes if axis.lines]
+    assert len(panels) == 2
+    assert sorted(axis.get_title() for axis in panels) == ["Breakout (a2c)", "MsPacman (a2c)"]
+    for axis in panels:
+        assert [line.get_label() for line in axis.lines] == ["conv (3 seeds)", "coordconv (3 seeds)"]
+        assert len(axis.collections) == 2  # one CI band per arch
+        assert "frames = 4 x steps" in axis.get_xlabel()
+
+
+def test_tensorboard_holds_the_curves_and_a_margin_layout(grid_report, tmp_path):
+    files = write_report(grid_report, tmp_path / "report")
+    for game, arch in itertools.product(("MsPacman", "Breakout"), ("conv", "coordconv")):
+        accumulator = EventAccumulator(str(files.tensorboard / game / f"a2c-{arch}"), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        assert {f"{game}/a2c/{name}" for name in ("mean", "lower", "upper", "seeds")} <= set(accumulator.Tags()["scalars"])
+        curve = grid_report.panel(game, "a2c").curves[arch]
+        assert [event.value for event in accumulator.Scalars(f"{game}/a2c/mean")] == pytest.approx(curve.mean, rel=1e-6)
+        assert [event.value for event in accumulator.Scalars(f"{game}/a2c/lower")] == pytest.approx(curve.low, rel=1e-6)
+        layout = layout_pb2.Layout.FromString(accumulator.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+        charts = {chart.title: chart for category in layout.category for chart in category.chart}
+        assert set(charts) == {"MsPacman", "Breakout"}
+        series = charts[game].margin.series[0]
+        assert (series.value, series.lower, series.upper) == (f"{game}/a2c/mean", f"{game}/a2c/lower", f"{game}/a2c/upper")
+
+
+def test_unequal_lengths_in_progress_and_broken_runs_are_reported(tmp_path):
+    short_steps = EPISODE_STEPS[EPISODE_STEPS <= 5_000]
+    for arch, seed in itertools.product(("conv", "coordconv"), range(3)):
+        scores = synthetic_scores("MsPacman", arch, seed)
+        if arch == "coordconv" and seed == 1:  # half-way, no evaluation yet
+            write_run(tmp_path, "MsPacman", arch, seed, short_steps, scores[: short_steps.size])
+        else:
+            write_run(tmp_path, "MsPacman", arch, seed, EPISODE_STEPS, scores, evaluation=1.0)
+    crashed = write_run(tmp_path, "MsPacman", "coordconv", 3, EPISODE_STEPS, np.zeros(EPISODE_STEPS.size))
+    for event_file in (crashed / "tb").iterdir():
+        event_file.unlink()  # config.json and an empty tb/
+    no_tb = tmp_path / "MsPacman" / "a2c-conv" / "seed7"
+    no_tb.mkdir()
+    (no_tb / "config.json").write_text((tmp_path / "MsPacman" / "a2c-conv" / "seed0" / "config.json").read_text())
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "config.json").write_text('{"lr": 0.1}')  # some other tool's config
+    (tmp_path / "notes" / "plot.png").write_bytes(b"not a run")
+
+    found = find_runs(tmp_path)
+    assert len(found.runs) == 6
+    notes = "\n".join(found.notes)
+    assert "MsPacman a2c-coordconv seed1: in progress or stopped early, at 5,000 of 10,000 steps (50 %)" in notes
+    assert "skipped MsPacman/a2c-coordconv/seed3: no TensorBoard event files" in notes
+    assert "skipped MsPacman/a2c-conv/seed7: no TensorBoard event files" in notes
+    assert "skipped notes: config.json without config.game" in notes
+
+    report = build_report(found, reference_scores=REFERENCES, seed=0)
+    panel, row = report.panel("MsPacman", "a2c"), report.row("MsPacman", "a2c", "coordconv")
+    curve = panel.curves["coordconv"]
+    assert np.all(curve.seeds_per_step[panel.steps <= 5_000] == 3)
+    assert np.all(curve.seeds_per_step[panel.steps > 5_000] == 2)  # seed 1 is not extrapolated
+    assert np.all(np.isnan(curve.runs[1][panel.steps > 5_000]))
+    at_end = [hand_curve(EPISODE_STEPS, synthetic_scores("MsPacman", "coordconv", seed), [TIMESTEPS], panel.window,
+                         TIMESTEPS)[0] for seed in (0, 2)]
+    assert curve.mean[-1] == pytest.approx(np.mean(at_end))
+    # The in-progress seed's final score is its own last tenth (steps 4,600..5,000).
+    assert row.final_scores[1] == pytest.approx(hand_final(synthetic_scores("MsPacman", "coordconv", 1)[:50], short_steps))
+    assert (row.steps, row.incomplete_seeds, row.eval_seeds) == (5_000, 1, 2)
+    assert "seeds with data on the grid: 3 to 5,000, then 2 to 10,000 steps" in "\n".join(report.notes)
+    assert "(1 in progress)" in summary_markdown(report)
+    labels = [line.get_label() for line in plot_curves(report).axes[0].lines]
+    assert labels == ["conv (3 seeds)", "coordconv (3 seeds, 2 after 5k steps)"]
+
+
+def test_single_seed_and_missing_archs_are_reported(grid_runs, tmp_path):
+    for game, arch, seed in GRID:
+        if game == "MsPacman":
+            write_run(tmp_path, game, arch, seed, EPISODE_STEPS, synthetic_scores(game, arch, seed))
+    write_run(tmp_path, "Pong", "conv", 0, EPISODE_STEPS, np.full(EPISODE_STEPS.size, -20.0))
+    write_run(tmp_path, "Pong", "coordconv", 0, EPISODE_STEPS, np.full(EPISODE_STEPS.size, -19.0))
+    write_run(tmp_path, "Alien", "conv", 0, EPISODE_STEPS, np.full(EPISODE_STEPS.size, 300.0))
+    write_run(tmp_path, "Alien", "conv", 1, EPISODE_STEPS, np.full(EPISODE_STEPS.size, 310.0))
+    write_run(tmp_path, "Amidar", "coordconv", 0, EPISODE_STEPS, np.full(EPISODE_STEPS.size, 50.0))
+    write_run(tmp_path, "Amidar", "coordconv", 1, EPISODE_STEPS, np.full(EPISODE_STEPS.size, 60.0))
+    report = build_report(find_runs(tmp_path), reference_scores=REFERENCES, seed=0)
+
+    pong = report.row("Pong", "a2c", "coordconv")
+    assert pong.verdict == SINGLE_SEED_VERDICT and pong.difference == pytest.approx(1.0)
+    assert all(np.isnan([pong.final_low, pong.final_high, pong.difference_low, pong.difference_high]))
+    record = pong.record()
+    assert [record[c] for c in ("final_low", "final_high", "difference_low", "difference_high")] == ["", "", "", ""]
+    amidar = report.row("Amidar", "a2c", "coordconv")
+    assert amidar.verdict == NO_BASELINE_VERDICT and np.isnan(amidar.difference)
+    assert amidar.final_score == 55.0 and amidar.auc == pytest.approx(55.0)
+    with pytest.raises(KeyError):
+        report.row("Alien", "a2c", "coordconv")
+    notes = "\n".join(report.notes)
+    assert "Pong a2c-coordconv: 1 seed (seed 0): no confidence interval" in notes
+    assert "Alien a2c: no coordconv runs: no coordconv result on this game" in notes
+    assert "Amidar a2c: no conv (baseline) runs: no difference for coordconv on this game" in notes
+    assert "aggregate for a2c: left out Alien, Amidar" in notes
+    assert report.headlines["a2c"] == [
+        "coordconv better on 1 of 2 games, similar on 1, worse on 0 (1 of the similar without a CI: 1 seed); "
+        "no conv runs to compare with on Amidar"]
+    assert {aggregate.games == ["MsPacman", "Pong"] for aggregate in report.aggregates} == {True}
+    text = summary_markdown(report)
+    assert "| Pong | coordconv | 1 | 10,000 | -19.0 (no CI) |" in text and SINGLE_SEED_VERDICT in text
+
+
+def test_a_folder_without_runs_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoRunsError, match=r"no runs under .*empty; a run directory holds config.json"):
+        find_runs(tmp_path / "empty")
+    assert compare.main([str(tmp_path / "empty"), "--out", str(tmp_path / "report"), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert f"error: no runs under {tmp_path / 'empty'}" in error and "<runs>/<game>/<agent>-<arch>/seed<k>/" in error
+
+
+def test_script_writes_the_report_and_refuses_a_non_empty_out(grid_runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    arguments = [str(grid_runs), "--out", str(out), "--no-progress", "--resamples", "2000"]
+    assert compare.main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert f"Curves:      {out / 'curves.png'}" in printed and f"Summary:     {out / 'summary.md'}" in printed
+    assert f"tensorboard --logdir {out / 'tensorboard'}" in printed
+    assert "a2c: coordconv better on 1 of 2 games, similar on 1, worse on 0 (vs conv)" in printed
+    assert "Aggregate over games: human-normalized" in (out / "summary.md").read_text()  # the script passed GAMES
+    before = (out / "summary.csv").read_text()
+    assert compare.main(arguments) == 2
+    assert "is not empty" in capsys.readouterr().err and (out / "summary.csv").read_text() == before
+    assert compare.main([*arguments, "--overwrite"]) == 0
+    assert len(list((out / "tensorboard" / "MsPacman" / "a2c-conv").glob("*tfevents*"))) == 1  # old curves removed
