@@ -18,7 +18,8 @@ from rl_coordconv.analysis.report import build_report, check_output_folder, writ
 from rl_coordconv.analysis.runs import NoRunsError, find_runs
 from rl_coordconv.analysis.statistics import RESAMPLES
 
-RAW_SCORE_METRICS = ("episode/score", "eval/mean_score")
+DEFAULT_METRIC, FALLBACK_METRIC = "episode/score", "eval/mean_score"
+RAW_SCORE_METRICS = (DEFAULT_METRIC, FALLBACK_METRIC)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,7 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("runs_dir", metavar="RUNS_DIR", help="folder holding run directories, at any depth")
     parser.add_argument("--out", required=True, metavar="REPORT_DIR", help="folder for the report (new or empty)")
     parser.add_argument("--baseline", default="conv", help="the arch every other arch is compared with")
-    parser.add_argument("--metric", default="episode/score", help="scalar tag to compare, against agent steps")
+    parser.add_argument("--metric", default=DEFAULT_METRIC,
+                        help=f"scalar tag to compare, against agent steps (default {DEFAULT_METRIC}; "
+                             f"{FALLBACK_METRIC} when no run has finished a game)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples")
     parser.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
@@ -42,8 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_output_folder(args.out, overwrite=args.overwrite)
         found = find_runs(args.runs_dir, progress=not args.no_progress)
-        report = build_report(found, baseline=args.baseline, metric=args.metric, reference_scores=references,
-                              seed=args.seed, resamples=args.resamples)
+        try:
+            report = build_report(found, baseline=args.baseline, metric=args.metric, reference_scores=references,
+                                  seed=args.seed, resamples=args.resamples)
+        except NoRunsError:
+            if args.metric != DEFAULT_METRIC:
+                raise
+            # Runs too short to finish a game still have their final evaluation over whole games.
+            print(f"note: no run has finished a game yet ({DEFAULT_METRIC}); comparing {FALLBACK_METRIC} instead")
+            report = build_report(found, baseline=args.baseline, metric=FALLBACK_METRIC, reference_scores=references,
+                                  seed=args.seed, resamples=args.resamples)
         files = write_report(report, args.out, overwrite=args.overwrite)
     except (NoRunsError, ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,8 +1,8 @@
 """The demo: A2C with the plain Nature CNN and with CoordConv on Ms. Pac-Man, side by side.
 
 A small budget (default 100k agent steps each, about 10 minutes on 2 CPU cores) under
-``runs/demo/<date-time>/``, so a new demo never touches an earlier one. Ends with the
-TensorBoard command to compare the curves.
+``runs/demo/<date-time>/``, so a new demo never touches an earlier one. Ends with the comparison
+report of the two runs (``scripts/compare.py``: curves, table, TensorBoard) and where to find it.
 
     python scripts/demo.py [--timesteps 100k] [--game MsPacman] [--device auto]
 """
@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import compare
 from agents.config import parse_steps
 from agents.experiment import ExperimentConfig, run_experiment
 
@@ -48,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nRuns written:")
     for run_dir in run_dirs:
         print(f"  {run_dir}   (final evaluation: {run_dir / 'evaluation.json'})")
-    print(f"\nCompare the curves (episode/score, rollout/ep_rew_mean):\n  tensorboard --logdir {root}")
-    return 0
+    print("\n== Comparison report (one seed per arch: no confidence intervals) ==")
+    return compare.main([str(root), "--out", str(root / "report"), "--no-progress"])
 
 
 if __name__ == "__main__":

@@ -401,6 +401,20 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_with_its_weights_and_optimizer(t
     assert latest_checkpoint(run_dir).name == "model_1000_steps.zip"
 
 
+def test_demo_trains_both_archs_and_ends_with_the_comparison_report(tmp_path, capsys):
+    import demo
+
+    assert demo.main(["--timesteps", "2000", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    (root,) = tmp_path.iterdir()
+    assert sorted(path.name for path in (root / "MsPacman").iterdir()) == ["a2c-conv", "a2c-coordconv"]
+    rows = (root / "report" / "summary.csv").read_text().splitlines()
+    assert rows[0].startswith("game,agent,arch,seeds,steps") and len(rows) == 3
+    assert f"Curves:      {root / 'report' / 'curves.png'}" in out and (root / "report" / "curves.png").stat().st_size > 0
+    assert f"tensorboard --logdir {root / 'report' / 'tensorboard'}" in out
+    assert "comparing eval/mean_score instead" in out  # 2000 steps over 16 envs finish no game
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
