@@ -262,7 +262,7 @@ class ApeX(DQN):
             train_freq=train_freq,
             gradient_steps=gradient_steps,
             replay_buffer_class=PrioritizedReplayBuffer,
-            replay_buffer_kwargs={"gamma": gamma, **(replay_buffer_kwargs or {})},
+            replay_buffer_kwargs={"gamma": gamma, "seed": seed, **(replay_buffer_kwargs or {})},
             target_update_interval=target_update_interval,
             max_grad_norm=max_grad_norm,
             policy_kwargs=policy_kwargs,

@@ -6,10 +6,12 @@ This is the one place that joins an agent to an environment. Every script and sw
     <runs>/<game>/<agent>-<arch>/seed<k>/
         config.json        every resolved setting, package versions, git commit
         tb/                TensorBoard events: SB3's scalars + episode/score per game
-        checkpoints/       model_<steps>_steps.zip, the latest one resumes the run
-        evaluation.json    final evaluation over full games
+        checkpoints/       model_<steps>_steps.zip, the latest one resumes the run (and for
+                           agents with a replay, replay_<steps>_steps.npz beside the latest)
+        evaluation.json    final evaluation over full games, raw scores
+        train.log          the console output, when the sweep started the run
 
-An existing non-empty run directory is refused unless ``resume=True``.
+An existing run directory (anything in it but ``train.log``) is refused unless ``resume=True``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ AGENTS: dict[str, AgentSpec] = {
 }
 CHECKPOINT_PREFIX = "model"
 REPLAY_PREFIX = "replay"
+LOG_FILE = "train.log"  # the console output of a run started by scripts/sweep.py
 
 
 @dataclass
@@ -92,6 +95,8 @@ class ExperimentConfig:
             raise ValueError(f"unknown arch {self.arch!r}; choose one of {sorted(ARCHS)}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
+        if self.n_envs < 1:
+            raise ValueError(f"{self.agent}.n_envs must be >= 1, got {self.n_envs}")
         if hasattr(self.agent_config, "validate"):
             self.agent_config.validate()
         for name in ("timesteps", "checkpoint_every"):
@@ -137,7 +142,7 @@ def run_experiment(
         config = _config_for_resume(run_dir, config)
         checkpoint = latest_checkpoint(run_dir)
     else:
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists() and any(path.name != LOG_FILE for path in run_dir.iterdir()):
             raise FileExistsError(
                 f"run directory {run_dir} already holds a run; pass --resume to continue it, "
                 "or choose another --seed or --runs"
@@ -349,15 +354,16 @@ def evaluate(model: BaseAlgorithm, config: ExperimentConfig, run_dir: Path) -> d
 
 def _config_for_resume(run_dir: Path, requested: ExperimentConfig) -> ExperimentConfig:
     """The saved config, with the requested ``timesteps`` and ``device``; any other difference
-    from the saved run is an error."""
+    from the saved run is an error, except in the settings of agents the run does not use."""
     path = run_dir / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"nothing to resume: {path} does not exist")
     saved = config_from_dict(json.loads(path.read_text())["config"])
+    unused_agents = set(AGENTS) - {saved.agent}
     differences = [
         name
         for name, value in dataclasses.asdict(requested).items()
-        if name not in ("timesteps", "device") and dataclasses.asdict(saved)[name] != value
+        if name not in ("timesteps", "device", *unused_agents) and dataclasses.asdict(saved)[name] != value
     ]
     if differences:
         raise ValueError(f"--resume with settings that differ from the saved run in {run_dir}: {differences}")

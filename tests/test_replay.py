@@ -363,6 +363,9 @@ def test_new_transitions_enter_with_the_max_priority():
     envs = FakeStackingEnvs(3, 4, 6, (1, 0, 0, 0, 0), seed=9)
     buffer.add(*envs.step())  # the stream is cut, a new one starts: still new transitions
     np.testing.assert_allclose(buffer.tree.get(np.arange(12, 15)), (8.0 + 1e-6) ** 0.5)
+    buffer.update_priorities(np.array([0, 4]), np.array([0.1, 0.1]))  # the max so far is kept
+    buffer.add(*envs.step())
+    np.testing.assert_allclose(buffer.tree.get(np.arange(15, 18)), (8.0 + 1e-6) ** 0.5)
 
 
 def test_update_priorities_leaves_unsampleable_indices_alone():
@@ -417,6 +420,21 @@ def test_actor_td_errors_match_a_naive_reference_and_come_once_per_window():
     for key, error in expected.items():
         assert returned[key] == pytest.approx(error, rel=1e-5, abs=1e-5), key
     assert sum(stream.transitions[-1].truncated for stream in streams) + envs.seen["time_limit"] > 0
+
+
+def test_saved_actor_priorities_are_not_handed_out_again(tmp_path):
+    def actor_buffer():
+        return make_buffer(initial_priority="actor")
+
+    buffer, envs = actor_buffer(), FakeStackingEnvs(3, 4, 6, seed=2)
+    for _ in range(20):
+        buffer.set_acting_values(np.ones(3), np.ones(3))
+        buffer.add(*envs.step())
+    assert buffer.actor_td_errors()[0].size > 0
+    buffer.save(tmp_path / "replay.npz")
+    restored = actor_buffer()
+    restored.load(tmp_path / "replay.npz")
+    assert restored.actor_td_errors()[0].size == 0
 
 
 def test_actor_priorities_need_the_acting_values():

@@ -196,6 +196,18 @@ def test_ape_x_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
     assert max(event.value for event in tags["replay/size"]) <= 4000
 
 
+def test_sb3_dqn_uses_the_rl_zoo_hyperparameters():
+    env = make_atari_vec_env("MsPacman", 1, seed=0)
+    config = ExperimentConfig(agent="dqn")
+    config.dqn.buffer_size = 1000  # only the allocation is smaller than rl-zoo3's 100k
+    model = experiment.build_agent(config, env)
+    assert (model.learning_starts, model.batch_size, model.learning_rate, model.gamma) == (100_000, 32, 1e-4, 0.99)
+    assert (model.target_update_interval, model.train_freq.frequency, model.gradient_steps) == (1000, 4, 1)
+    assert (model.exploration_fraction, model.exploration_initial_eps, model.exploration_final_eps) == (0.1, 1.0, 0.01)
+    assert model.policy.net_args["net_arch"] == [] and isinstance(model.policy.optimizer, torch.optim.Adam)
+    env.close()
+
+
 def test_sb3_dqn_reference_runs(tmp_path):
     small = ["--set", "dqn.buffer_size=2000", "--set", "dqn.learning_starts=500", "--set", "eval_episodes=0", "--no-progress"]
     assert train.main(["--agent", "dqn", "--timesteps", "1500", "--runs", str(tmp_path), *small]) == 0
@@ -227,6 +239,14 @@ def spy_on_apex(monkeypatch) -> list[dict]:
 
 def test_ape_x_resume_continues_the_step_counters_and_the_replay(tmp_path, monkeypatch):
     seen = spy_on_apex(monkeypatch)
+    replay_steps = []
+    save_replay = experiment.save_replay
+
+    def recorded_save_replay(model, run_dir):
+        replay_steps.append(model.num_timesteps)
+        return save_replay(model, run_dir)
+
+    monkeypatch.setattr(experiment, "save_replay", recorded_save_replay)
     config = small_config(agent="apex", timesteps=1200, checkpoint_every=600)
     run_dir = run_experiment(config, tmp_path, progress_bar=False)
     ended = seen[-1]
@@ -236,6 +256,8 @@ def test_ape_x_resume_continues_the_step_counters_and_the_replay(tmp_path, monke
     # SB3's off-policy loop ends at the end of a train_freq chunk: 16 steps of 2 envs here.
     assert seen[3]["learner_steps"] > ended["learner_steps"] and 1800 <= seen[3]["steps"] < 1800 + 32
     assert [path.name for path in (run_dir / "checkpoints").glob("replay_*")] == [f"replay_{seen[3]['steps']}_steps.npz"]
+    checkpoint_steps = sorted(int(path.stem.split("_")[1]) for path in (run_dir / "checkpoints").glob("model_*.zip"))
+    assert len(checkpoint_steps) >= 4 and sorted(set(replay_steps)) == checkpoint_steps  # each replay beside its model
 
 
 def test_ape_x_resume_without_its_replay_says_so_and_refills_it(tmp_path, monkeypatch):
@@ -293,6 +315,43 @@ def test_evaluation_scores_are_whole_games_in_raw_points(tmp_path, monkeypatch):
     assert evaluation["scores"] == [game[1] for game in first_per_env] == [game[2] for game in first_per_env]
     assert all(score > 0 and score % 10 == 0 for score in evaluation["scores"])  # raw Ms. Pac-Man points
     assert all(game[3] >= 2 for game in first_per_env)  # each game spans all three lives
+
+
+def test_evaluation_samples_the_agents_stochastic_policy(tmp_path, monkeypatch):
+    modes = []
+    predict = A2C.predict
+
+    def recorded_predict(self, observation, state=None, episode_start=None, deterministic=False):
+        modes.append(deterministic)
+        return predict(self, observation, state, episode_start, deterministic)
+
+    monkeypatch.setattr(A2C, "predict", recorded_predict)
+    run_experiment(small_config(timesteps=100, eval_episodes=1), tmp_path, progress_bar=False)
+    assert modes and not any(modes)
+
+
+class GamesAtTwoPaces:
+    """Two envs: env 0 ends a game (score 1) every step, env 1 (score 10) every 10 steps."""
+
+    num_envs = 2
+
+    def __init__(self):
+        self.steps = 0
+
+    def reset(self):
+        return np.zeros((2, 1))
+
+    def step(self, actions):
+        self.steps += 1
+        infos = [{"episode": {"r": 1.0, "l": 1}}, {"episode": {"r": 10.0, "l": 10}} if self.steps % 10 == 0 else {}]
+        return np.zeros((2, 1)), np.zeros(2), np.array([True, self.steps % 10 == 0]), infos
+
+
+def test_evaluation_takes_its_games_evenly_from_the_envs():
+    from agents.evaluation import play_full_games
+
+    games = play_full_games(lambda obs: np.zeros(2, dtype=int), GamesAtTwoPaces(), n_games=4)
+    assert sorted(game.score for game in games) == [1.0, 1.0, 10.0, 10.0]
 
 
 def test_resume_restores_the_weights_and_optimizer_state_of_the_checkpoint(tmp_path, monkeypatch):
