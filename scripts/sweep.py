@@ -112,10 +112,11 @@ def plan(args: argparse.Namespace) -> list[Run]:
     timesteps = parse_steps(args.timesteps)
     check_overrides(args.overrides, agents)
     runs = []
-    for game in games:
-        for agent in agents:
-            for arch in archs:
-                for seed in seeds:
+    # Seed-major, so that an interrupted sweep leaves every arch with the same seeds.
+    for seed in seeds:
+        for game in games:
+            for agent in agents:
+                for arch in archs:
                     config = ExperimentConfig(game=game, agent=agent, arch=arch, seed=seed, timesteps=timesteps, device=args.device)
                     agent_overrides = [item for item in args.overrides if agent_of(item) in (None, agent)]
                     apply_overrides(config, agent_overrides)
