@@ -281,7 +281,6 @@ class ApeX(DQN):
         super()._setup_model()
         if getattr(self, "acting", None) is None:  # a loaded model keeps its actors' random state
             self.acting = EpsilonGreedy(epsilon_ladder(self.n_envs), int(self.action_space.n), self.seed)
-        self._band_scores: dict[str, list[float]] = {band: [] for band in EPSILON_BANDS}
         self._learner_clock = (time.perf_counter(), self.learner_steps)
 
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -310,11 +309,9 @@ class ApeX(DQN):
         # No exploration schedule and no env-step target updates: see train().
         self._n_calls += 1
 
-    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
-        super()._update_info_buffer(infos, dones)
-        for index, info in enumerate(infos):
-            if "episode" in info:
-                self._band_scores[epsilon_band(index, self.n_envs)].append(float(info["episode"]["r"]))
+    def score_band(self, env_index: int) -> str:
+        """The third of the epsilon ladder env ``env_index`` plays in, to log its scores apart."""
+        return epsilon_band(env_index, self.n_envs)
 
     def train(self, gradient_steps: int, batch_size: int = 512) -> None:
         replay: PrioritizedReplayBuffer = self.replay_buffer  # type: ignore[assignment]
@@ -352,10 +349,6 @@ class ApeX(DQN):
             self.logger.record("replay/priority_mean", float(priorities.mean()))
         self.logger.record("replay/size", replay.size())
         self.logger.record("replay/fill", replay.size() / self.buffer_size)
-        for band, scores in self._band_scores.items():
-            if scores:
-                self.logger.record(f"rollout/score_{band}", float(np.mean(scores)))
-                scores.clear()
         start_time, start_steps = self._learner_clock
         now = time.perf_counter()
         self.logger.record("time/learner_updates_per_s", (self.learner_steps - start_steps) / max(now - start_time, 1e-9))
@@ -363,7 +356,7 @@ class ApeX(DQN):
         super().dump_logs()
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_band_scores", "_learner_clock"]
+        return [*super()._excluded_save_params(), "_learner_clock"]
 
     def save_replay_buffer(self, path) -> None:
         self.replay_buffer.save(path)  # type: ignore[union-attr]

@@ -296,7 +296,8 @@ def latest_checkpoint(run_dir: Path) -> Path:
 class EpisodeScoreCallback(BaseCallback):
     """Writes every finished game's full, unclipped score (and its human-normalized value) to
     TensorBoard against the agent step at which it ended: ``episode/score``,
-    ``episode/human_normalized``, ``episode/length`` (agent steps)."""
+    ``episode/human_normalized``, ``episode/length`` (agent steps); and ``episode/score_<band>``
+    where the agent plays its envs in bands (the Ape-X agent's thirds of the epsilon ladder)."""
 
     def __init__(self, game: Game) -> None:
         super().__init__()
@@ -310,10 +311,13 @@ class EpisodeScoreCallback(BaseCallback):
     def _on_step(self) -> bool:
         if self._writer is None:
             return True
-        for info in self.locals["infos"]:
+        score_band = getattr(self.model, "score_band", None)
+        for index, info in enumerate(self.locals["infos"]):
             episode = info.get("episode")
             if episode is not None:
                 self._writer.add_scalar("episode/score", episode["r"], self.num_timesteps)
+                if score_band is not None:
+                    self._writer.add_scalar(f"episode/score_{score_band(index)}", episode["r"], self.num_timesteps)
                 self._writer.add_scalar("episode/human_normalized", self.game.human_normalized(episode["r"]), self.num_timesteps)
                 self._writer.add_scalar("episode/length", episode["l"], self.num_timesteps)
         return True

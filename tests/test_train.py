@@ -191,7 +191,8 @@ def test_ape_x_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
                 "train/learner_steps", "replay/size", "replay/fill", "replay/priority_max", "replay/priority_mean",
                 "time/fps", "time/learner_updates_per_s", "eval/mean_score"):
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
-    assert any(tag.startswith("rollout/score_") for tag in tags)
+    bands = {tag: tags[tag] for tag in ("episode/score_exploratory", "episode/score_middle", "episode/score_greedy") if tag in tags}
+    assert bands and sum(len(events) for events in bands.values()) == len(tags["episode/score"])  # each game once
     assert max(event.value for event in tags["train/learner_steps"]) == (4000 - 416) // 32 + 1  # one batch of 32 per 32 transitions from step 416
     assert max(event.value for event in tags["replay/size"]) <= 4000
 
