@@ -13,6 +13,7 @@ Any SB3 algorithm takes them through ``policy_kwargs``::
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -108,20 +109,40 @@ def _coordconv(coord_layers: str, with_r: bool) -> dict[str, Any]:
     }
 
 
-# Architecture name -> SB3 ``policy_kwargs``. Copy before mutating: ``dict(ARCHS[name])``.
+class _Registry(Mapping):
+    """A read-only name -> ``policy_kwargs`` mapping whose lookups return fresh deep copies.
+
+    SB3 writes into the ``policy_kwargs`` it is given (A2C adds its RMSprop optimizer there): with
+    a shared dict, ``A2C(..., policy_kwargs=ARCHS["conv"])`` would hand RMSprop to every later
+    model built from ``ARCHS["conv"]`` in the same process, a DQN included."""
+
+    def __init__(self, entries: dict[str, dict[str, Any]]) -> None:
+        self._entries = entries
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self._entries[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# Architecture name -> SB3 ``policy_kwargs`` (each lookup a fresh copy).
 # ``net_arch=[]`` puts the heads straight on the 512 features, as SB3 does for NatureCNN. It must
 # be explicit: SB3 picks that default only when the extractor class IS NatureCNN, and would give
 # any subclass two extra hidden layers of 64 units per head.
-ARCHS: dict[str, dict[str, Any]] = {
+ARCHS: Mapping[str, dict[str, Any]] = _Registry({
     "conv": {"features_extractor_class": NatureCNN, "net_arch": []},
     "coordconv": _coordconv("first", with_r=False),
     "coordconv_r": _coordconv("first", with_r=True),
     "coordconv_all": _coordconv("all", with_r=False),
-}
+})
 
 
 def policy_kwargs_for(arch: str) -> dict[str, Any]:
     """A fresh copy of ``ARCHS[arch]``, with a clear error for an unknown name."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHS)}")
-    return copy.deepcopy(ARCHS[arch])
+    return ARCHS[arch]

@@ -106,6 +106,16 @@ def test_unknown_arch_lists_the_registry():
         policy_kwargs_for("coord")
 
 
+def test_sb3_writing_into_policy_kwargs_does_not_change_the_registry():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    env = DummyVecEnv([image_env])
+    A2C("CnnPolicy", env, policy_kwargs=ARCHS["conv"], device="cpu")  # A2C adds optimizer_class to the dict
+    assert "optimizer_class" not in ARCHS["conv"]
+    dqn = DQN("CnnPolicy", env, policy_kwargs=ARCHS["conv"], buffer_size=100, device="cpu")
+    assert isinstance(dqn.policy.optimizer, torch.optim.Adam)
+
+
 def test_policy_kwargs_are_fresh_copies():
     kwargs = policy_kwargs_for("coordconv")
     kwargs["features_extractor_kwargs"]["with_r"] = True
