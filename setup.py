@@ -17,6 +17,8 @@ setup(
         "tqdm>=4.60",
         "rich>=13",
         "matplotlib>=3.7",
+        "imageio>=2.30",
+        "imageio-ffmpeg>=0.5",
     ],
     extras_require={
         "dev": ["pytest>=7.4"],

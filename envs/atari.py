@@ -10,6 +10,23 @@ one of two backends:
 Both follow the standard protocol for training: noop reset (up to 30), fire reset, frame skip 4
 with a max over the last two frames, 84x84 grayscale, terminal on life loss, sign-clipped rewards.
 The ``episode`` info (``r``, ``l``, ``t``) reports the full game, unclipped, as SB3's ``Monitor``.
+
+Full-colour frames (videos): only the ``"sb3"`` backend has them, with ``render_mode="rgb_array"``:
+``get_images()`` returns each env's ``(210, 160, 3)`` uint8 screen (so SB3's ``VecVideoRecorder``
+works), and where an episode ends ``infos[i]["terminal_frame"]`` holds its last screen (the env
+has already reset). ale-py's vector env produces the 84x84 grayscale stacks only.
+
+Where the two backends differ, for the same game, seed and actions (tests/test_evaluate.py):
+
+- noop starts: drawn by different RNGs, so the same seed starts the game at other frames;
+- fire reset (games with FIRE, e.g. Breakout): one emulator frame of FIRE on ``"ale_vector"``;
+  FIRE then UP for one agent step (4 frames) each on ``"sb3"``;
+- max-pool: over the last two grayscale frames on ``"ale_vector"``; over the last two RGB screens,
+  then converted to grayscale, on ``"sb3"``: on Ms. Pac-Man, 0.4 % of a frame's pixels differ at
+  the median, 1.3 % at most.
+
+Otherwise the emulation is the same: with noop starts off and the max taken in grayscale, a whole
+game of Ms. Pac-Man gives bit-identical observations, the same rewards and the same length.
 """
 
 from __future__ import annotations
@@ -30,6 +47,10 @@ Backend = Literal["ale_vector", "sb3"]
 BACKENDS: tuple[str, ...] = ("ale_vector", "sb3")
 FRAME_STACK = 4
 MAX_EPISODE_FRAMES = 108_000  # 30 minutes of play at 60 Hz, the usual cap
+NO_FRAMES = (
+    "ale-py's vector env ('ale_vector' backend) has no full-colour screens, only the 84x84 grayscale "
+    "stacks; for frames or videos build the env with backend='sb3', render_mode='rgb_array'"
+)
 
 
 class AleVecEnv(VecEnv):
@@ -150,7 +171,10 @@ class AleVecEnv(VecEnv):
         return [wrapper_class is Monitor for _ in self._get_indices(indices)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:
-        return [None for _ in range(self.num_envs)]
+        raise NotImplementedError(NO_FRAMES)
+
+    def render(self, mode: str | None = None) -> np.ndarray | None:
+        raise NotImplementedError(NO_FRAMES)
 
 
 def make_atari_vec_env(
@@ -162,6 +186,7 @@ def make_atari_vec_env(
     terminal_on_life_loss: bool = True,
     clip_rewards: bool = True,
     subprocess: bool = False,
+    render_mode: str | None = None,
 ) -> VecEnv:
     """An SB3 ``VecEnv`` of ``n_envs`` copies of ``game`` (a suite name such as ``"MsPacman"``).
 
@@ -170,6 +195,8 @@ def make_atari_vec_env(
     :param terminal_on_life_loss: ``False`` for evaluation over full games.
     :param clip_rewards: ``False`` to learn from raw game points.
     :param subprocess: ``"sb3"`` backend only: ``SubprocVecEnv`` instead of ``DummyVecEnv``.
+    :param render_mode: ``"sb3"`` backend only: ``"rgb_array"`` for the ``(210, 160, 3)`` screens
+        through ``get_images()``/``render()`` and ``infos[i]["terminal_frame"]`` where an episode ends.
     :return: observations ``(n_envs, 4, 84, 84)`` uint8, ``Discrete`` actions (the minimal set).
     """
     get_game(game)
@@ -178,9 +205,11 @@ def make_atari_vec_env(
     if backend == "ale_vector":
         if subprocess:
             raise ValueError("subprocess=True applies to the 'sb3' backend only")
+        if render_mode is not None:
+            raise ValueError(f"render_mode={render_mode!r}: {NO_FRAMES}")
         return AleVecEnv(game, n_envs, seed, terminal_on_life_loss=terminal_on_life_loss, clip_rewards=clip_rewards)
     if backend == "sb3":
-        return _make_sb3_reference(game, n_envs, seed, terminal_on_life_loss, clip_rewards, subprocess)
+        return _make_sb3_reference(game, n_envs, seed, terminal_on_life_loss, clip_rewards, subprocess, render_mode)
     raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
 
 
@@ -193,18 +222,47 @@ def _make_registered_env(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
+class TerminalFrame(gym.Wrapper):
+    """Puts the last screen of an episode (a game, or a life with life-loss terminals) in
+    ``info["terminal_frame"]`` (``(210, 160, 3)`` uint8), read before the VecEnv's autoreset
+    replaces it. Needs ``render_mode="rgb_array"``."""
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            info["terminal_frame"] = self.env.render()
+        return obs, reward, terminated, truncated, info
+
+
+def _atari_wrapper_with_terminal_frame(env: gym.Env, **kwargs: Any) -> gym.Env:
+    """SB3's ``AtariWrapper``, then :class:`TerminalFrame` (module level: ``SubprocVecEnv`` pickles it)."""
+    from stable_baselines3.common.atari_wrappers import AtariWrapper
+
+    return TerminalFrame(AtariWrapper(env, **kwargs))
+
+
 def _make_sb3_reference(
-    game: str, n_envs: int, seed: int | None, terminal_on_life_loss: bool, clip_rewards: bool, subprocess: bool
+    game: str,
+    n_envs: int,
+    seed: int | None,
+    terminal_on_life_loss: bool,
+    clip_rewards: bool,
+    subprocess: bool,
+    render_mode: str | None = None,
 ) -> VecEnv:
-    from stable_baselines3.common.env_util import make_atari_env
+    """SB3's ``make_atari_env`` (``Monitor`` -> ``AtariWrapper``) + ``VecFrameStack(4)``; with
+    ``render_mode="rgb_array"``, :class:`TerminalFrame` on top of ``AtariWrapper``."""
+    from stable_baselines3.common.atari_wrappers import AtariWrapper
+    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack, VecTransposeImage
 
-    env = make_atari_env(
+    env = make_vec_env(
         functools.partial(_make_registered_env, get_game(game).sb3_env_id),
         n_envs=n_envs,
         seed=seed,
         vec_env_cls=SubprocVecEnv if subprocess else DummyVecEnv,
+        wrapper_class=_atari_wrapper_with_terminal_frame if render_mode == "rgb_array" else AtariWrapper,
         wrapper_kwargs={"terminal_on_life_loss": terminal_on_life_loss, "clip_reward": clip_rewards},
+        env_kwargs=None if render_mode is None else {"render_mode": render_mode},
     )
     return VecTransposeImage(VecFrameStack(env, n_stack=FRAME_STACK))
-
