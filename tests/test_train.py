@@ -198,6 +198,14 @@ def test_ape_x_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
     assert max(event.value for event in tags["replay/size"]) <= 4000
 
 
+def test_ape_x_trains_on_the_sb3_reference_backend(tmp_path):
+    """SB3's VecFrameStack gives the shifting frame stacks the frame-lean replay stores."""
+    argv = ["--agent", "apex", "--backend", "sb3", "--timesteps", "1200", "--runs", str(tmp_path), *APEX_SMALL]
+    assert train.main([*argv, "--set", "eval_episodes=0"]) == 0
+    tags = scalars(tmp_path / "MsPacman" / "apex-conv" / "seed0")
+    assert max(event.value for event in tags["train/learner_steps"]) > 0
+
+
 def test_sb3_dqn_uses_the_rl_zoo_hyperparameters():
     env = make_atari_vec_env("MsPacman", 1, seed=0)
     config = ExperimentConfig(agent="dqn")
