@@ -434,7 +434,10 @@ def method_text(report: Report) -> str:
         f"resamples, seeded (seed {report.seed}): seeds are resampled with replacement and the 2.5th and "
         "97.5th percentiles of the resampled means are the interval. Differences are this arch minus "
         f"`{report.baseline}`, each group's seeds resampled independently. The curves' bands use the same "
-        "bootstrap at each grid step over the seeds with data there. One seed: no interval.",
+        "bootstrap at each grid step over the seeds with data there. One seed: no interval. With few seeds "
+        "the percentile bootstrap is too narrow by construction (no resample reaches beyond the observed "
+        "values; 3 seeds give 10 distinct resamples): below 5 seeds read the intervals and verdicts as "
+        "indications, not tests.",
         f"- **Verdict**: `better` when the {confidence} % CI of the final-score difference or of the AUC "
         "difference lies above zero and neither lies below zero; `worse` in the mirror case; `similar` "
         f"otherwise. With a single seed on either side there is no CI: `{SINGLE_SEED_VERDICT}`. "
