@@ -19,7 +19,7 @@ from agents.experiment import ExperimentConfig
 from envs import GAMES
 from rl_coordconv.analysis import statistics as stats
 from rl_coordconv.analysis.report import (
-    COLUMNS, FINAL_FRACTION, GRID_POINTS, NO_BASELINE_VERDICT, SINGLE_SEED_VERDICT, SMOOTHING_FRACTION,
+    COLUMNS, GRID_POINTS, NO_BASELINE_VERDICT, SINGLE_SEED_VERDICT, SMOOTHING_FRACTION,
     build_report, plot_curves, summary_markdown, write_report,
 )
 from rl_coordconv.analysis.runs import NoRunsError, find_runs, read_scalars
