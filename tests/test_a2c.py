@@ -1,4 +1,3 @@
-
 import numpy as np
 import pytest
 from stable_baselines3.common.env_util import make_vec_env
