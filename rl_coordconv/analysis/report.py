@@ -615,7 +615,8 @@ def plot_curves(report: Report) -> Figure:
         axis.legend(fontsize=8, loc="best")
     for axis in axes[len(report.panels):]:
         axis.remove()
-    figure.suptitle(f"{report.metric}: mean across seeds, 95 % bootstrap CI; trailing window of "
+    # Two lines, so that a single 5.2-inch panel holds the title too.
+    figure.suptitle(f"{report.metric}: mean across seeds, 95 % bootstrap CI\ntrailing window of "
                     f"{round(100 * SMOOTHING_FRACTION)} % of the steps", fontsize=10)
     return figure
 
