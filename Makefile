@@ -18,7 +18,7 @@ $(VENV)/.installed: setup.py
 	else \
 		$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION); \
 	fi
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,distributed]"
 	$(BIN)/python -c "import torch; print('torch', torch.__version__, 'CUDA available:', torch.cuda.is_available())"
 	touch $@
 

@@ -118,6 +118,23 @@ class EpsilonGreedy:
         return np.where(explore, random_actions, greedy_actions)
 
 
+class ActingStep(NamedTuple):
+    actions: np.ndarray  # (N,) int64
+    q_taken: np.ndarray  # (N,) float32: Q(s, a) of the actions taken
+    q_max: np.ndarray  # (N,) float32: max_a Q(s, a)
+
+
+def act(q_net: nn.Module, observations: torch.Tensor, acting: EpsilonGreedy) -> ActingStep:
+    """One acting step for N env copies: epsilon-greedy actions from ``q_net`` on
+    ``observations`` ``(N, C, H, W)``, with the Q-values the replay turns into Ape-X's actor-side
+    initial priorities."""
+    with torch.no_grad():
+        q_values = q_net(observations)
+    actions = acting.act(q_values.argmax(dim=1).cpu().numpy())
+    taken = q_values.gather(1, torch.as_tensor(actions, device=q_values.device).view(-1, 1))
+    return ActingStep(actions, taken.view(-1).cpu().numpy(), q_values.max(dim=1).values.cpu().numpy())
+
+
 # ------------------------------------------------------------------------------------ the network
 
 
@@ -286,14 +303,11 @@ class ApeX(DQN):
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
         # Ape-X's actors follow their epsilon-greedy policy from the first step.
         observations, _ = self.policy.obs_to_tensor(self._last_obs)
-        with torch.no_grad():
-            q_values = self.q_net(observations)
-        actions = self.acting.act(q_values.argmax(dim=1).cpu().numpy())
+        step = act(self.q_net, observations, self.acting)
         replay: PrioritizedReplayBuffer = self.replay_buffer  # type: ignore[assignment]
         if replay.initial_priority == "actor":
-            taken = q_values.gather(1, torch.as_tensor(actions, device=q_values.device).view(-1, 1))
-            replay.set_acting_values(taken.cpu().numpy(), q_values.max(dim=1).values.cpu().numpy())
-        return actions, actions
+            replay.set_acting_values(step.q_taken, step.q_max)
+        return step.actions, step.actions
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
         """Greedy actions, each replaced by a random one with probability ``eval_epsilon`` unless
@@ -371,14 +385,17 @@ def make_apex(env: VecEnv, arch: str, config: ApeXConfig, *, seed: int | None = 
     config.validate()
     if env.num_envs != config.n_envs:
         raise ValueError(f"the env has {env.num_envs} copies but apex.n_envs is {config.n_envs}")
+    return ApeX("CnnPolicy", env, seed=seed, device=device, **apex_kwargs(arch, config))
+
+
+def apex_kwargs(arch: str, config: ApeXConfig) -> dict[str, Any]:
+    """:class:`ApeX`'s keyword arguments for ``config`` with the CNN ``ARCHS[arch]``."""
     policy_kwargs = policy_kwargs_for(arch)
     policy_kwargs.update(
         optimizer_class=RMSpropTFLike,
         optimizer_kwargs={"alpha": config.rmsprop_alpha, "eps": config.rmsprop_eps, "centered": True},
     )
-    return ApeX(
-        "CnnPolicy",
-        env,
+    return dict(
         learning_rate=config.learning_rate,
         buffer_size=config.buffer_size,
         learning_starts=config.learning_starts,
@@ -396,6 +413,4 @@ def make_apex(env: VecEnv, arch: str, config: ApeXConfig, *, seed: int | None = 
             "initial_priority": config.initial_priority,
         },
         policy_kwargs=policy_kwargs,
-        seed=seed,
-        device=device,
     )

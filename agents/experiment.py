@@ -42,7 +42,8 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.a2c import A2CConfig, make_a2c
-from agents.apex import ApeX, ApeXConfig, make_apex
+from agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
+from agents.distributed import DistributedConfig, require_ray
 from agents.dqn import DQNConfig, make_dqn
 from agents.evaluation import play_full_games
 from envs import BACKENDS, Game, get_game, make_atari_vec_env
@@ -67,6 +68,7 @@ AGENTS: dict[str, AgentSpec] = {
 CHECKPOINT_PREFIX = "model"
 REPLAY_PREFIX = "replay"
 LOG_FILE = "train.log"  # the console output of a run started by scripts/sweep.py
+LEARNER_REPLAY_PLACEHOLDER = 64  # transitions; see build_learner
 
 
 @dataclass
@@ -86,6 +88,7 @@ class ExperimentConfig:
     a2c: A2CConfig = field(default_factory=A2CConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
     apex: ApeXConfig = field(default_factory=ApeXConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)  # apex only
 
     def validate(self) -> None:
         get_game(self.game)
@@ -99,6 +102,10 @@ class ExperimentConfig:
             raise ValueError(f"{self.agent}.n_envs must be >= 1, got {self.n_envs}")
         if hasattr(self.agent_config, "validate"):
             self.agent_config.validate()
+        if self.distributed.enabled:
+            if self.agent != "apex":
+                raise ValueError(f"distributed training is for the apex agent, not {self.agent!r}")
+            self.distributed.validate()
         for name in ("timesteps", "checkpoint_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -130,13 +137,23 @@ def run_directory(runs: Path | str, config: ExperimentConfig) -> Path:
 
 
 def run_experiment(
-    config: ExperimentConfig, runs: Path | str = "runs", *, resume: bool = False, progress_bar: bool = True
+    config: ExperimentConfig,
+    runs: Path | str = "runs",
+    *,
+    resume: bool = False,
+    progress_bar: bool = True,
+    ray_address: str | None = None,
 ) -> Path:
     """Train (or resume) one run to ``config.timesteps`` agent steps and evaluate it.
 
+    :param ray_address: with ``config.distributed.enabled``, the Ray cluster to join
+        (``"auto"``, ``"HOST:PORT"``); ``None`` starts a local Ray sized to the machine.
     :return: the run directory.
     """
     config.validate()
+    distributed = config.distributed.enabled
+    if distributed:
+        require_ray()
     run_dir = run_directory(runs, config)
     if resume:
         config = _config_for_resume(run_dir, config)
@@ -150,12 +167,14 @@ def run_experiment(
         checkpoint = None
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    env = make_atari_vec_env(config.game, config.n_envs, config.seed, config.backend)
+    # The distributed learner's env only gives the model its spaces: the rollout actors play.
+    env = make_atari_vec_env(config.game, 1 if distributed else config.n_envs, config.seed, config.backend)
     if checkpoint is None:
-        model = build_agent(config, env)
+        model = build_learner(config, env) if distributed else build_agent(config, env)
     else:
         model = AGENTS[config.agent].algorithm.load(checkpoint, env=env, device=config.device)
-        _restore_replay(model, run_dir)
+        if not distributed:
+            _restore_replay(model, run_dir)
     _write_config(run_dir, config, model)
     # A resumed run may follow a process that was killed after its last checkpoint: TensorBoard
     # drops that process's events after the checkpoint's step, so no step is drawn twice. (The
@@ -171,15 +190,22 @@ def run_experiment(
     )
     remaining = config.timesteps - model.num_timesteps
     try:
-        if remaining > 0:
+        if distributed:
+            from agents.distributed.run import train_distributed  # imports Ray
+
+            train_distributed(model, config, run_dir, resume=checkpoint is not None, progress_bar=progress_bar,
+                              ray_address=ray_address)
+        elif remaining > 0:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=progress_bar)
     except KeyboardInterrupt:
-        path = save_checkpoint(model, run_dir, _saves_replay(config))
-        print(f"\nInterrupted at {model.num_timesteps:,} steps; saved {path}. Continue with --resume.")
+        if not distributed:  # the distributed loop saves its own checkpoint, replay shards included
+            path = save_checkpoint(model, run_dir, _saves_replay(config))
+            print(f"\nInterrupted at {model.num_timesteps:,} steps; saved {path}. Continue with --resume.")
         raise
     finally:
         env.close()
-    save_checkpoint(model, run_dir, _saves_replay(config))
+    if not distributed:
+        save_checkpoint(model, run_dir, _saves_replay(config))
     if config.eval_episodes > 0:
         evaluate(model, config, run_dir)
     return run_dir
@@ -188,6 +214,14 @@ def run_experiment(
 def build_agent(config: ExperimentConfig, env: VecEnv) -> BaseAlgorithm:
     """A fresh agent of ``config.agent`` with the network ``ARCHS[config.arch]`` on ``env``."""
     return AGENTS[config.agent].make(env, config.arch, config.agent_config, seed=config.seed, device=config.device)
+
+
+def build_learner(config: ExperimentConfig, env: VecEnv) -> ApeX:
+    """The distributed learner's :class:`ApeX` (network, optimizer, counters, logger, ``save``):
+    its own replay is never filled (the replay shards hold the transitions), so it is built at
+    the smallest size the replay accepts rather than ``apex.buffer_size``."""
+    kwargs = {**apex_kwargs(config.arch, config.apex), "buffer_size": LEARNER_REPLAY_PLACEHOLDER}
+    return ApeX("CnnPolicy", env, seed=config.seed, device=config.device, **kwargs)
 
 
 def describe_network(model: BaseAlgorithm) -> dict[str, Any]:
@@ -315,12 +349,18 @@ class EpisodeScoreCallback(BaseCallback):
         for index, info in enumerate(self.locals["infos"]):
             episode = info.get("episode")
             if episode is not None:
-                self._writer.add_scalar("episode/score", episode["r"], self.num_timesteps)
-                if score_band is not None:
-                    self._writer.add_scalar(f"episode/score_{score_band(index)}", episode["r"], self.num_timesteps)
-                self._writer.add_scalar("episode/human_normalized", self.game.human_normalized(episode["r"]), self.num_timesteps)
-                self._writer.add_scalar("episode/length", episode["l"], self.num_timesteps)
+                band = score_band(index) if score_band is not None else None
+                write_game_score(self._writer, self.game, self.num_timesteps, episode["r"], episode["l"], band)
         return True
+
+
+def write_game_score(writer: SummaryWriter, game: Game, step: int, score: float, length: int, band: str | None = None) -> None:
+    """A finished game's scalars at agent step ``step``: see :class:`EpisodeScoreCallback`."""
+    writer.add_scalar("episode/score", score, step)
+    if band is not None:
+        writer.add_scalar(f"episode/score_{band}", score, step)
+    writer.add_scalar("episode/human_normalized", game.human_normalized(score), step)
+    writer.add_scalar("episode/length", length, step)
 
 
 def evaluate(model: BaseAlgorithm, config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:

@@ -4,6 +4,7 @@
     python scripts/train.py --game MsPacman --agent apex --arch conv --set apex.buffer_size=500k
     python scripts/train.py ... --set a2c.n_envs=8 --set checkpoint_every=100k
     python scripts/train.py ... --resume        # continue from the last checkpoint
+    python scripts/train.py --agent apex --distributed [--actors K] [--ray-address auto|HOST:PORT]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import sys
 
 from agents.config import apply_overrides, parse_steps, setting_names
+from agents.distributed import DistributedTrainingStopped
 from agents.experiment import AGENTS, ExperimentConfig, run_directory, run_experiment
 from envs import BACKENDS, GAMES
 from rl_coordconv.extractors import ARCHS
@@ -34,6 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--distributed", action="store_true",
+                        help="apex: rollout actors and replay shards on Ray (pip install -e .[distributed])")
+    parser.add_argument("--actors", type=int, default=None, help="with --distributed: rollout actors (default: cores - 1)")
+    parser.add_argument("--ray-address", default=None,
+                        help="with --distributed: join this Ray cluster (auto, HOST:PORT); default: start a local Ray")
     return parser.parse_args(argv)
 
 
@@ -43,6 +50,14 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         timesteps=parse_steps(args.timesteps), device=args.device, backend=args.backend,
     )
     apply_overrides(config, args.overrides)
+    if args.distributed:
+        config.distributed.enabled = True
+    if args.actors is not None:
+        if not config.distributed.enabled:
+            raise ValueError("--actors applies to --distributed training")
+        config.distributed.actors = args.actors
+    if args.ray_address is not None and not config.distributed.enabled:
+        raise ValueError("--ray-address applies to --distributed training")
     config.validate()
     return config
 
@@ -53,10 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         print(f"Training {config.agent}-{config.arch} on {config.game}, seed {config.seed}, "
               f"{config.timesteps:,} steps -> {run_directory(args.runs, config)}")
-        run_dir = run_experiment(config, args.runs, resume=args.resume, progress_bar=not args.no_progress)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        run_dir = run_experiment(config, args.runs, resume=args.resume, progress_bar=not args.no_progress,
+                                 ray_address=args.ray_address)
+    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except DistributedTrainingStopped as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     print(f"Done: {run_dir}")

@@ -1,0 +1,75 @@
+"""Ape-X on Ray: the single-machine agent's roles (acting, replay, learning) as Ray actors.
+
+- :mod:`~agents.distributed.rollout`: a rollout actor steps its own vectorized env with its slice
+  of the epsilon ladder and a CPU copy of the network (:func:`agents.apex.act`);
+- :mod:`~agents.distributed.blocks`: the frame-lean blocks of steps it sends to replay;
+- :mod:`~agents.distributed.shard`: a replay shard, the prioritized frame-lean replay of its actors;
+- :mod:`~agents.distributed.learner`: the learner loop in the driver (:func:`agents.apex.learner_step`),
+  sampling from the shards with prefetching and publishing weights through Ray's object store.
+
+Ray is an optional extra (``pip install -e .[distributed]``); only the learner module imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+INSTALL_HINT = "pip install -e .[distributed]"
+
+
+@dataclass
+class DistributedConfig:
+    """How the Ape-X agent is spread over Ray actors (``apex.n_envs`` env copies per actor)."""
+
+    enabled: bool = False  # train.py --distributed
+    actors: int = 0  # rollout actors; 0: one per core but the learner's (at least 1)
+    replay_shards: int = 1
+    block_steps: int = 64  # env steps per block sent to replay: block_steps x apex.n_envs transitions
+    weights_interval: int = 50  # learner steps between weight publications
+    prefetch: int = 2  # sample requests in flight per replay shard
+    max_actor_restarts: int = 3  # Ray restarts a dead rollout actor this many times
+    # Actors wait while the learner is more than a block per actor behind apex.replay_ratio, so
+    # that every arch gets the same updates per transition (a slower network would otherwise
+    # learn from fewer). False: actors run freely, as in Ape-X, and the learner takes what it can.
+    hold_replay_ratio: bool = True
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting and what is accepted."""
+        if self.actors < 0:
+            raise ValueError(f"distributed.actors must be >= 0 (0: one per core but one), got {self.actors}")
+        for name in ("replay_shards", "block_steps", "weights_interval", "prefetch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"distributed.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_actor_restarts < 0:
+            raise ValueError(f"distributed.max_actor_restarts must be >= 0, got {self.max_actor_restarts}")
+        if self.replay_shards > self.resolved_actors():
+            raise ValueError(
+                f"distributed.replay_shards ({self.replay_shards}) must not exceed the rollout actors "
+                f"({self.resolved_actors()}): each shard holds the replay of its own actors"
+            )
+
+    def resolved_actors(self) -> int:
+        """The number of rollout actors: ``actors``, or one per core but one."""
+        return self.actors or max((os.cpu_count() or 2) - 1, 1)
+
+
+class DistributedTrainingStopped(RuntimeError):
+    """The distributed run cannot go on; it stops with a checkpoint."""
+
+
+class ReplayShardDied(DistributedTrainingStopped):
+    """A replay shard actor died: its transitions are lost."""
+
+
+class RolloutActorsDied(DistributedTrainingStopped):
+    """Every rollout actor died beyond its restarts."""
+
+
+def require_ray():
+    """``import ray``, or stop with the command that installs it."""
+    try:
+        import ray
+    except ImportError:
+        raise ImportError(f"distributed training needs Ray, an optional extra: {INSTALL_HINT}") from None
+    return ray

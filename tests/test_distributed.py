@@ -1,0 +1,371 @@
+"""Distributed Ape-X: frame-lean blocks, replay shards, and the learner loop on a local Ray."""
+
+import functools
+import re
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+import torch
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from agents.apex import ApeX, apex_kwargs
+from agents.distributed import INSTALL_HINT, DistributedConfig, ReplayShardDied
+from agents.distributed.blocks import StepBlockBuilder, add_block
+from agents.distributed.learner import DistributedApeX
+from agents.distributed.shard import ReplayShard
+from agents.replay import PrioritizedReplayBuffer
+from envs import make_atari_vec_env
+from envs.goal_pixel import GoalPixelEnv
+from test_apex import GOAL_PIXEL, success_rate, tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "scripts" / "train.py"
+
+
+# ----------------------------------------------------------------------------- blocks and shards
+
+
+def play(env, steps, rng, block_steps):
+    """Random play: (direct SB3-style adds, blocks) of the same steps with made-up acting values."""
+    n = env.num_envs
+    observations = env.reset()
+    builder, blocks, direct = StepBlockBuilder(observations), [], []
+    for _ in range(steps):
+        actions = rng.integers(env.action_space.n, size=n)
+        q_taken, q_max = rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)
+        next_observations, rewards, dones, infos = env.step(actions)
+        true_next = next_observations.copy()
+        for i in np.flatnonzero(dones):
+            true_next[i] = infos[i]["terminal_observation"]
+        direct.append((observations.copy(), true_next, actions, rewards, dones, [dict(info) for info in infos], q_taken, q_max))
+        builder.add(actions, q_taken, q_max, next_observations, rewards, dones, infos)
+        if len(builder) == block_steps:
+            blocks.append(builder.build(next_observations))
+        observations = next_observations
+    return direct, blocks
+
+
+def replay_for(env, capacity):
+    return PrioritizedReplayBuffer(capacity, env.observation_space, env.action_space, device="cpu", n_envs=env.num_envs,
+                                   initial_priority="actor", seed=0)
+
+
+def assert_same_replay(expected, actual):
+    for name in PrioritizedReplayBuffer._STATE_ARRAYS:
+        np.testing.assert_array_equal(getattr(actual, name), getattr(expected, name), err_msg=name)
+    np.testing.assert_array_equal(actual.tree.nodes, expected.tree.nodes)
+    assert actual.added == expected.added
+
+
+@pytest.mark.parametrize("game", ["MsPacman", "GoalPixel"])
+def test_blocks_give_the_replay_exactly_what_direct_adds_give(game):
+    # Ms. Pac-Man: 4-frame stacks, life losses and a game over; GoalPixel: terminals and time limits.
+    if game == "MsPacman":
+        env, steps, capacity = make_atari_vec_env("MsPacman", 2, seed=3), 1024, 800
+    else:
+        env, steps, capacity = make_vec_env(GoalPixelEnv, n_envs=3, seed=0, env_kwargs=GOAL_PIXEL), 256, 300
+    direct, blocks = play(env, steps, np.random.default_rng(0), block_steps=32)
+    env.close()
+    expected, actual = replay_for(env, capacity), replay_for(env, capacity)
+    for t, (obs, next_obs, actions, rewards, dones, infos, q_taken, q_max) in enumerate(direct):
+        expected.set_acting_values(q_taken, q_max)
+        expected.add(obs, next_obs, actions, rewards, dones, infos)
+        if (t + 1) % 32 == 0:
+            expected.update_priorities(*expected.actor_td_errors())
+    for block in blocks:
+        add_block(actual, block)
+    assert_same_replay(expected, actual)
+    dones = np.stack([step[4] for step in direct])
+    assert dones.any()
+    if game == "MsPacman":
+        assert any(block.resets for block in blocks), "no game over in the stream: the reset path went untested"
+        assert dones.sum() > sum(len(block.resets) for block in blocks)  # life losses, which continue the game
+    else:
+        truncated = [info.get("TimeLimit.truncated", False) for step in direct for info in step[5]]
+        assert any(truncated) and not all(truncated)
+
+
+def test_a_block_carries_each_atari_frame_once():
+    env = make_atari_vec_env("MsPacman", 4, seed=0)
+    _, blocks = play(env, 64, np.random.default_rng(0), block_steps=64)
+    env.close()
+    per_transition = blocks[0].nbytes / blocks[0].transitions
+    # One 84x84 frame (7,056 B) per transition, the block's first stacks spread over 64 steps,
+    # and 22 B of action, reward, flags and Q-values: far from two stacks (56,448 B).
+    assert 7056 + 22 <= per_transition <= 7056 + 22 + 4 * 84 * 84 / 64 + 1
+
+
+def shard_with_priorities(priorities_by_actor, beta=0.4):
+    env = make_vec_env(GoalPixelEnv, n_envs=2, seed=0, env_kwargs=GOAL_PIXEL)
+    shard = ReplayShard(list(priorities_by_actor), 2, 2 * 400, env.observation_space, env.action_space,
+                        {"n_steps": 1, "beta": beta, "alpha": 1.0, "priority_eps": 1e-9, "initial_priority": "max"}, seed=0)
+    for actor, buffer in zip(shard.actors, shard.buffers):
+        _, blocks = play(env, 40, np.random.default_rng(actor), block_steps=40)
+        shard.add_block(actor, blocks[0])
+        leaves = np.flatnonzero(buffer.tree.leaf_values() > 0)
+        buffer.update_priorities(leaves, np.resize(priorities_by_actor[actor], leaves.size))
+    env.close()
+    return shard
+
+
+def test_a_shard_samples_its_actors_in_proportion_to_priority_with_global_weights():
+    shard = shard_with_priorities({3: [1.0], 7: [1.0, 3.0]})  # actor 7 holds three times actor 3's mass per pair
+    priorities = {3: shard.buffers[0].tree.get, 7: shard.buffers[1].tree.get}
+    total = shard.buffers[0].tree.total + shard.buffers[1].tree.total
+    size = shard.size()
+    counts = {}
+    for _ in range(200):
+        batch = shard.sample(64)
+        owners, leaves = np.divmod(batch.indices, shard.stride)
+        probabilities = np.array([priorities[shard.actors[o]](np.array([leaf]))[0] for o, leaf in zip(owners, leaves)]) / total
+        expected_weights = (size * probabilities) ** -0.4
+        np.testing.assert_allclose(batch.weights[:, 0], expected_weights / expected_weights.max(), rtol=1e-5)
+        for key in zip(owners, leaves):
+            counts[key] = counts.get(key, 0) + 1
+    draws = 200 * 64
+    share_of_actor_7 = sum(c for (owner, _), c in counts.items() if owner == 1) / draws
+    assert share_of_actor_7 == pytest.approx(shard.buffers[1].tree.total / total, abs=0.01)
+    heavy = [c for (owner, leaf), c in counts.items() if owner == 1 and priorities[7](np.array([leaf]))[0] > 2]
+    light = [c for (owner, leaf), c in counts.items() if owner == 1 and priorities[7](np.array([leaf]))[0] < 2]
+    assert np.mean(heavy) / np.mean(light) == pytest.approx(3.0, rel=0.15)
+
+
+def test_a_shard_routes_new_priorities_to_the_buffer_that_holds_them():
+    shard = shard_with_priorities({0: [1.0], 1: [1.0]})
+    batch = shard.sample(32)
+    errors = np.arange(32, dtype=np.float64) + 2.0
+    shard.update_priorities(batch.indices, errors)
+    owners, leaves = np.divmod(batch.indices, shard.stride)
+    last = {}
+    for owner, leaf, error in zip(owners, leaves, errors):
+        last[(owner, leaf)] = error
+    for (owner, leaf), error in last.items():
+        assert shard.buffers[owner].tree.get(np.array([leaf]))[0] == pytest.approx(error + 1e-9)
+    assert shard.stats()["priority_updates"] == 32
+    assert shard.sample(10_000) is None  # more than it holds: not yet
+
+
+# ------------------------------------------------------------------------------ on a local Ray
+
+
+def ray_processes(driver_pid: int) -> set[int]:
+    """Pids of the Ray processes a driver started: the GCS server and raylet of its session
+    (``session_<date>_<time>_<micro>_<driver pid>``) and their children (the workers)."""
+    session = re.compile(rf"session_[0-9_-]+_{driver_pid}\b")
+    commands, parents = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            parents[int(entry.name)] = int((entry / "stat").read_text().split(")")[-1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    pids = {pid for pid, command in commands.items() if session.search(command)}
+    while True:
+        children = {pid for pid, parent in parents.items() if parent in pids} - pids
+        if not children:
+            return pids
+        pids |= children
+
+
+def wait_for_exit(pids: set[int], seconds: float = 20.0) -> set[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pids = {pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)}
+        if not pids:
+            break
+        time.sleep(0.25)
+    return pids
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "Z"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    assert ray_processes(os.getpid())
+    yield
+    ray.shutdown()
+    assert not wait_for_exit(ray_processes(os.getpid())), "Ray processes left after ray.shutdown()"
+
+
+def goal_pixel_trainer(arch="conv", actors=2, **distributed):
+    config = tiny_config()
+    env = make_vec_env(GoalPixelEnv, n_envs=1, seed=0, env_kwargs=GOAL_PIXEL)
+    model = ApeX("CnnPolicy", env, seed=0, device="cpu", **{**apex_kwargs(arch, config), "buffer_size": 64})
+    model.set_logger(Logger(None, []))
+    settings = {"enabled": True, "actors": actors, "block_steps": 16, "weights_interval": 20, **distributed}
+    factories = [functools.partial(make_vec_env, GoalPixelEnv, n_envs=config.n_envs, seed=100 * actor, env_kwargs=GOAL_PIXEL)
+                 for actor in range(actors)]
+    return DistributedApeX(model, arch, config, DistributedConfig(**settings), factories, seed=0)
+
+
+def test_two_rollout_actors_feed_the_replay_get_weights_and_the_learner_learns_goal_pixel(local_ray):
+    trainer = goal_pixel_trainer()
+    published = {}
+    publish = trainer._publish_weights
+
+    def recording_publish():
+        publish()
+        published[trainer._weights_version] = ray.get(trainer._weights_ref)
+
+    trainer._publish_weights = recording_publish
+    try:
+        model = trainer.model
+        before = success_rate(model)
+        trainer.train(30_000)  # 2 actors x 4 envs; the single-machine agent learns it by 30k
+        after = success_rate(model)
+        (stats,) = trainer.shard_stats()
+        assert min(stats["transitions_added"].values()) >= 10_000  # both actors' transitions reached replay
+        assert sum(stats["transitions_added"].values()) == model.num_timesteps >= 30_000
+        assert model.learner_steps > 300
+        assert stats["priority_updates"] == model.learner_steps * model.batch_size  # every batch came back
+        for actor in trainer.actors:
+            version, weights = ray.get(actor.network_weights.remote())
+            assert version > 0  # the learner's weights, not the actor's initial ones
+            assert all(torch.equal(weights[name], value) for name, value in published[version].items())
+        assert before < 0.65
+        assert after >= 0.9, f"success {before:.2f} -> {after:.2f}"
+    finally:
+        trainer.close()
+
+
+def test_a_killed_rollout_actor_is_restarted_and_training_goes_on(local_ray):
+    trainer = goal_pixel_trainer(block_steps=64)
+    try:
+        trainer.train(3_000)
+        killer = threading.Timer(0.5, lambda: ray.kill(trainer.actors[0], no_restart=False))
+        killer.start()
+        trainer.train(20_000)
+        killer.join()
+        assert trainer.restarts >= 1
+        assert trainer.alive == {0, 1}
+        done_before = trainer.shard_stats()[0]["transitions_added"][0]
+        trainer.train(24_000)
+        assert trainer.shard_stats()[0]["transitions_added"][0] > done_before  # the restarted actor plays
+    finally:
+        trainer.close()
+
+
+def test_a_dead_replay_shard_stops_training_with_a_clear_error(local_ray):
+    trainer = goal_pixel_trainer()
+    try:
+        trainer.train(1_000)
+        ray.kill(trainer.shards[0])
+        with pytest.raises(ReplayShardDied, match="replay shard 0 died"):
+            trainer.train(5_000)
+    finally:
+        trainer.close()
+
+
+# ------------------------------------------------------------------------------- through train.py
+
+
+def train(runs, *extra, timesteps="4k"):
+    command = [sys.executable, str(TRAIN), "--agent", "apex", "--game", "MsPacman", "--distributed", "--actors", "2",
+               "--timesteps", timesteps, "--runs", str(runs), "--no-progress",
+               "--set", "apex.n_envs=2", "--set", "apex.buffer_size=20k", "--set", "apex.learning_starts=800",
+               "--set", "apex.batch_size=64", "--set", "checkpoint_every=2k", "--set", "eval_episodes=1", *extra]
+    return command
+
+
+def scalars(run_dir):
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: events.Scalars(tag) for tag in events.Tags()["scalars"]}
+
+
+def test_train_py_distributed_run_directory_resume_and_no_ray_left(tmp_path):
+    first = subprocess.Popen(train(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    assert ray_processes(first.pid), "no local Ray started by the run"
+    output, errors = first.communicate(timeout=300)
+    assert first.returncode == 0, errors[-3000:]
+    assert not wait_for_exit(ray_processes(first.pid)), "Ray processes left after the run"
+    run_dir = tmp_path / "MsPacman" / "apex-conv" / "seed0"
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["config"]["distributed"]["enabled"] and saved["config"]["distributed"]["actors"] == 2
+    logged = scalars(run_dir)
+    for tag in ("distributed/frames_per_s", "distributed/actor0_frames_per_s", "distributed/actor1_frames_per_s",
+                "distributed/learner_updates_per_s", "distributed/weight_lag_max", "replay/shard0_size",
+                "train/loss", "episode/score", "eval/mean_score"):
+        assert tag in logged, tag
+    steps = max(int(path.stem.split("_")[1]) for path in (run_dir / "checkpoints").glob("model_*_steps.zip"))
+    assert steps >= 4000
+    replays = sorted(path.name for path in (run_dir / "checkpoints").glob("replay_*.npz"))
+    assert replays == [f"replay_{steps}_steps.shard0.actor0.npz", f"replay_{steps}_steps.shard0.actor1.npz"]
+    learner_steps = logged["train/learner_steps"][-1].value
+
+    again = subprocess.Popen(train(tmp_path, "--resume", timesteps="5k"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    output, errors = again.communicate(timeout=300)
+    assert again.returncode == 0, errors[-3000:]
+    assert "Restored the replay shards" in output
+    assert not wait_for_exit(ray_processes(again.pid)), "Ray processes left after the resumed run"
+    resumed = scalars(run_dir)
+    assert resumed["train/learner_steps"][-1].value > learner_steps
+    assert resumed["train/learner_steps"][-1].step >= 5000
+
+
+def test_ctrl_c_checkpoints_and_leaves_no_ray_processes(tmp_path):
+    process = subprocess.Popen(train(tmp_path, timesteps="1M"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("Ray:"):
+            break
+    time.sleep(8)
+    started = ray_processes(process.pid)
+    assert started, "no local Ray started by the run"
+    process.send_signal(signal.SIGINT)
+    output = "".join(lines) + process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output[-3000:]
+    assert "Continue with --resume" in output
+    checkpoints = list((tmp_path / "MsPacman" / "apex-conv" / "seed0" / "checkpoints").glob("model_*_steps.zip"))
+    assert checkpoints
+    assert not wait_for_exit(started | ray_processes(process.pid)), "Ray processes left after Ctrl-C"
+
+
+@pytest.fixture
+def train_script(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import train as script
+
+    return script
+
+
+def test_without_ray_distributed_names_the_install_command(train_script, monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    code = train_script.main(["--agent", "apex", "--distributed", "--runs", str(tmp_path)])
+    assert code == 2
+    assert INSTALL_HINT in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--agent", "a2c", "--distributed"], "distributed training is for the apex agent, not 'a2c'"),
+    (["--agent", "apex", "--actors", "2"], "--actors applies to --distributed training"),
+    (["--agent", "apex", "--ray-address", "auto"], "--ray-address applies to --distributed training"),
+    (["--agent", "apex", "--distributed", "--actors", "1", "--set", "distributed.replay_shards=2"],
+     r"distributed.replay_shards \(2\) must not exceed the rollout actors \(1\)"),
+    (["--agent", "apex", "--distributed", "--set", "distributed.block_steps=0"], "distributed.block_steps must be >= 1, got 0"),
+])
+def test_bad_distributed_settings_get_clear_errors(argv, message, train_script, tmp_path, capsys):
+    assert train_script.main([*argv, "--runs", str(tmp_path)]) == 2
+    assert re.search(message, capsys.readouterr().err)
