@@ -235,7 +235,9 @@ def test_two_rollout_actors_feed_the_replay_get_weights_and_the_learner_learns_g
         (stats,) = trainer.shard_stats()
         assert min(stats["transitions_added"].values()) >= 10_000  # both actors' transitions reached replay
         assert sum(stats["transitions_added"].values()) == model.num_timesteps >= 30_000
-        assert model.learner_steps > 300
+        # Held at the replay ratio: 2 samples per transition, batches of 32, but for the warm-up
+        # and a block per actor (the learner alone would fall far behind on 2 cores).
+        assert model.learner_steps >= 0.95 * 2 * model.num_timesteps / 32
         assert stats["priority_updates"] == model.learner_steps * model.batch_size  # every batch came back
         for actor in trainer.actors:
             version, weights = ray.get(actor.network_weights.remote())
