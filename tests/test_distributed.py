@@ -371,3 +371,27 @@ def test_without_ray_distributed_names_the_install_command(train_script, monkeyp
 def test_bad_distributed_settings_get_clear_errors(argv, message, train_script, tmp_path, capsys):
     assert train_script.main([*argv, "--runs", str(tmp_path)]) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_a_replay_shard_killed_mid_run_stops_it_with_a_checkpoint_and_no_ray_left(tmp_path):
+    process = subprocess.Popen(train(tmp_path, timesteps="1M"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, shard = time.monotonic() + 120, None
+    while shard is None and time.monotonic() < deadline:  # the shard's worker, once it holds transitions
+        time.sleep(1)
+        started = ray_processes(process.pid)
+        shard = next((pid for pid in started if _command(pid).startswith("ray::ReplayShard.add_block")), None)
+    assert shard is not None, "no replay shard process found"
+    os.kill(shard, signal.SIGKILL)
+    output, errors = process.communicate(timeout=120)
+    assert process.returncode == 1, errors[-3000:]
+    assert "replay shard 0 died" in errors and "--resume" in errors
+    assert "Stopped at" in output
+    assert list((tmp_path / "MsPacman" / "apex-conv" / "seed0" / "checkpoints").glob("model_*_steps.zip"))
+    assert not wait_for_exit(started | ray_processes(process.pid)), "Ray processes left after the shard died"
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
