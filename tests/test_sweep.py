@@ -1,5 +1,9 @@
+import os
 import shutil
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +43,9 @@ def test_paper9_is_the_whole_suite():
     (["--set", "apex.batch_size=64"], "no selected agent has it \\(the sweep runs a2c\\)"),
     (["--set", "a2c.n_env=8"], "unknown setting 'a2c.n_env'"),
     (["--set", "a2c.n_envs=0"], "a2c.n_envs must be >= 1, got 0"),
+    (["--gpus-per-run", "-1"], "--gpus-per-run must be >= 0, got -1"),
+    (["--gpus-per-run", "0.5"], "--gpus-per-run needs --ray-address"),
+    (["--ray-address", "local", "--device", "cuda"], "--device cuda on Ray needs --gpus-per-run > 0"),
 ])
 def test_bad_grids_are_refused_before_anything_starts(argv, message, tmp_path, capsys):
     defaults = {"--games": "MsPacman", "--timesteps": "1000"}
@@ -75,3 +82,154 @@ def test_sweep_runs_skips_resumes_and_survives_a_failing_run(tmp_path, capsys):
     assert sweep.main([*grid, "--seeds", "0", "--timesteps", "400"]) == 0
     assert latest_checkpoint(conv).name == latest_checkpoint(coordconv).name == "model_400_steps.zip"
     assert (conv / "train.log").read_text().count("--resume") == 1
+
+
+# Sweeps on a local Ray (``--ray-address local``): each run is a Ray task running the same train.py command.
+
+@pytest.fixture
+def ray_sweep_dir(tmp_path, monkeypatch):
+    """A working directory for a Ray sweep: every process it starts (Ray's daemons and workers, train.py)
+    inherits it, which tells the test whether any was left behind."""
+    pytest.importorskip("ray")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def processes_started_in(directory: Path) -> dict[int, str]:
+    """Pid -> command line of every process but this one whose working directory is ``directory`` (Linux /proc)."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if os.readlink(proc / "cwd") == str(directory.resolve()):
+                    found[int(proc.name)] = (proc / "cmdline").read_text(errors="replace").replace("\0", " ")
+            except OSError:  # gone meanwhile, or another user's
+                pass
+    return found
+
+
+def assert_ray_is_gone(directory: Path) -> None:
+    import ray
+    assert not ray.is_initialized()
+    assert processes_started_in(directory) == {}
+
+
+def test_ray_sweep_runs_skips_resumes_and_survives_a_failing_run(ray_sweep_dir, capsys):
+    runs = ray_sweep_dir / "runs"
+    grid = ["--games", "MsPacman", "--archs", "conv,coordconv", "--runs", str(runs), *TINY, "--ray-address", "local"]
+
+    assert sweep.main([*grid, "--seeds", "0", "--timesteps", "200"]) == 0
+    assert_ray_is_gone(ray_sweep_dir)
+    conv, coordconv = (runs / "MsPacman" / f"a2c-{arch}" / "seed0" for arch in ("conv", "coordconv"))
+    for run_dir in (conv, coordconv):
+        assert latest_checkpoint(run_dir).name == "model_200_steps.zip"
+        assert (run_dir / "train.log").read_text().count("train.py") == 1
+
+    # Finished runs are skipped; a run that cannot be resumed (it holds another run) fails; the others go on.
+    other = runs / "MsPacman" / "a2c-coordconv" / "seed1"
+    shutil.copytree(conv, other)
+    (other / "checkpoints" / "model_200_steps.zip").unlink()  # interrupted at step 100
+    capsys.readouterr()
+    assert sweep.main([*grid, "--seeds", "0-1", "--timesteps", "200"]) == 1
+    assert_ray_is_gone(ray_sweep_dir)
+    out = capsys.readouterr().out
+    assert "4 runs: 1 new, 1 to resume, 0 to restart (no checkpoint), 2 finished" in out
+    assert "FAILED (exit 2)" in out and "differ from the saved run" in out  # the tail of its train.log
+    assert "3 of 4 runs finished, 1 failed" in out
+    assert latest_checkpoint(runs / "MsPacman" / "a2c-conv" / "seed1").name == "model_200_steps.zip"
+    assert (conv / "train.log").read_text().count("train.py") == 1  # not started again
+
+    # A longer budget resumes the finished runs from their checkpoints.
+    assert sweep.main([*grid, "--seeds", "0", "--timesteps", "400"]) == 0
+    assert_ray_is_gone(ray_sweep_dir)
+    assert latest_checkpoint(conv).name == latest_checkpoint(coordconv).name == "model_400_steps.zip"
+    assert (conv / "train.log").read_text().count("--resume") == 1
+
+
+def test_ctrl_c_on_a_ray_sweep_saves_checkpoints_and_leaves_no_process(ray_sweep_dir, capsys):
+    runs = ray_sweep_dir / "runs"
+    grid = ["--games", "MsPacman", "--archs", "conv,coordconv", "--seeds", "0", "--timesteps", "1M",
+            "--runs", str(runs), *TINY, "--ray-address", "local"]
+    first_checkpoints = [runs / "MsPacman" / f"a2c-{arch}" / "seed0" / "checkpoints" / "model_100_steps.zip"
+                         for arch in ("conv", "coordconv")]
+    sweep_returned = threading.Event()
+
+    def press_ctrl_c_once_both_runs_learn() -> None:
+        deadline = time.monotonic() + 120
+        while not all(path.exists() for path in first_checkpoints) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not sweep_returned.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c_once_both_runs_learn, daemon=True).start()
+    try:
+        code = sweep.main(grid)
+    finally:
+        sweep_returned.set()
+    assert code == 130
+    assert_ray_is_gone(ray_sweep_dir)
+    for path in first_checkpoints:
+        assert "Interrupted at" in (path.parents[1] / "train.log").read_text()
+    capsys.readouterr()
+    assert sweep.main([*grid, "--dry-run"]) == 0
+    assert "2 runs: 0 new, 2 to resume" in capsys.readouterr().out
+
+
+def parent_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("PPid:")[1].split()[0])
+
+
+def wait_until(condition, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
+def test_a_ray_task_that_is_killed_takes_its_run_down(ray_sweep_dir):
+    """Whether Ray force-cancels the task or its worker dies (SIGKILL: out of memory, ...), its run stops too."""
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    try:
+        launcher = sweep.RayLauncher(ray, threads=1, gpus=0)
+        sleep = [sys.executable, "-c", "import time; time.sleep(600)"]
+        cancelled, crashed = (sweep.Run(None, ray_sweep_dir / name, "new", [*sleep, name])
+                              for name in ("cancelled", "crashed"))
+        for run in (cancelled, crashed):
+            launcher.start(run)
+
+        def sleeper(name: str) -> int | None:
+            found = [pid for pid, command in processes_started_in(ray_sweep_dir).items() if command.endswith(f" {name} ")]
+            return found[0] if found else None
+
+        assert wait_until(lambda: sleeper("cancelled") and sleeper("crashed"))
+        sleepers = [sleeper("cancelled"), sleeper("crashed")]
+        ray.cancel(cancelled.task, force=True)
+        os.kill(parent_of(sleepers[1]), signal.SIGKILL)  # its Ray worker
+        assert wait_until(lambda: len(launcher.wait([cancelled, crashed], 0.1)) == 2)
+        assert sweep.failure(cancelled) == "Ray task failed: TaskCancelledError"
+        assert sweep.failure(crashed).startswith("Ray task failed: WorkerCrashedError")
+        assert wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in sleepers), seconds=5)
+    finally:
+        ray.shutdown()
+    assert_ray_is_gone(ray_sweep_dir)
+
+
+def test_a_ray_sweep_whose_runs_fit_no_node_is_refused(ray_sweep_dir, capsys):
+    code = sweep.main(["--games", "MsPacman", "--seeds", "0", "--timesteps", "200",
+                       "--runs", str(ray_sweep_dir / "runs"), "--threads", "64", "--ray-address", "local"])
+    assert code == 2
+    assert "each run asks for 64 CPUs (--threads) and 0 GPUs (--gpus-per-run), but no node" in capsys.readouterr().err
+    assert not (ray_sweep_dir / "runs").exists()
+    assert_ray_is_gone(ray_sweep_dir)
+
+
+def test_a_ray_sweep_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    code = sweep.main(["--games", "MsPacman", "--seeds", "0", "--timesteps", "200", "--runs", str(tmp_path / "runs"),
+                       "--ray-address", "auto"])
+    assert code == 2
+    assert "--ray-address needs Ray, which is not installed; install it with: pip install -e .[distributed]" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
