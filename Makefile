@@ -35,6 +35,7 @@ bench: venv
 	$(BIN)/python scripts/bench_layers.py
 	$(BIN)/python scripts/bench_envs.py
 	$(BIN)/python scripts/bench_train.py --profile
+	$(BIN)/python scripts/bench_distributed.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -9,7 +9,7 @@ can take in (transitions/s through ``add_block``) and serve (batches/s), and the
 transition an actor sends, which with the per-actor frame rate model the scaling in
 docs/scaling.md.
 
-    python scripts/bench_distributed.py [--envs 16] [--batch 128] [--steps 20000] [--device cuda]
+    python scripts/bench_distributed.py [--actors 1,2] [--envs 16] [--batch 128] [--steps 20000] [--device cuda]
 """
 
 from __future__ import annotations
@@ -55,18 +55,21 @@ def distributed(args: argparse.Namespace, actors: int, hold: bool) -> dict[str, 
     model.set_logger(Logger(None, []))
     factories = [functools.partial(make_atari_vec_env, GAME, config.n_envs, actor * config.n_envs) for actor in range(actors)]
     settings = DistributedConfig(enabled=True, actors=actors, hold_replay_ratio=hold)
-    trainer = DistributedApeX(model, "conv", config, settings, factories, seed=0)
+    # One log line over the whole measured window: no periodic logs inside it.
+    trainer = DistributedApeX(model, "conv", config, settings, factories, seed=0, log_interval_seconds=float("inf"))
     try:
         trainer.train(args.warmup)
         trainer.log()  # starts the measured window
+        steps, transitions, start = model.learner_steps, model.num_timesteps, time.perf_counter()
         trainer.train(args.warmup + args.steps)
+        seconds = time.perf_counter() - start
         values = trainer.log()
     finally:
         trainer.close()
     per_actor = [values[f"distributed/actor{k}_frames_per_s"] for k in range(actors) if f"distributed/actor{k}_frames_per_s" in values]
     return {
-        "frames_per_s": values["distributed/frames_per_s"],
-        "updates_per_s": values["distributed/learner_updates_per_s"],
+        "frames_per_s": 4 * (model.num_timesteps - transitions) / seconds,
+        "updates_per_s": (model.learner_steps - steps) / seconds,
         "actor_frames_per_s": float(np.mean(per_actor)),
         "bytes_per_transition": values["distributed/bytes_per_transition_sent"],
         "weight_lag_mean": values.get("distributed/weight_lag_mean", float("nan")),
@@ -109,6 +112,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=8000, help="transitions before the measured window")
     parser.add_argument("--steps", type=int, default=20000, help="transitions measured")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--actors", default="1,2", help="rollout actor counts to measure, comma-separated")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"{os.cpu_count()} cores, torch {torch.__version__}, ray {ray.__version__}, device {args.device}; "
@@ -120,9 +124,10 @@ def main() -> None:
           f"{shard['block_bytes_per_transition']:,.0f} bytes sent per transition")
 
     results = {"single-machine agent": single_machine(args)}
-    ray.init(num_cpus=max(os.cpu_count() or 1, 2), include_dashboard=False, log_to_driver=False)
+    counts = [int(count) for count in args.actors.split(",")]
+    ray.init(num_cpus=max(os.cpu_count() or 1, *counts), include_dashboard=False, log_to_driver=False)
     try:
-        for actors in (1, 2):
+        for actors in counts:
             for hold in (False, True):
                 results[f"{actors} actor{'s' if actors > 1 else ''}, {'held at ratio 1' if hold else 'free'}"] = distributed(args, actors, hold)
     finally:

@@ -13,6 +13,10 @@ log=${OUT:-/tmp}/cuda_check.log
     --runs "$(mktemp -d)" --set eval_episodes=2 --no-progress
   .venv/bin/python scripts/train.py --game MsPacman --agent apex --arch coordconv --timesteps 12000 --device cuda \
     --runs "$(mktemp -d)" --set apex.buffer_size=20000 --set apex.learning_starts=5000 --set eval_episodes=2 --no-progress
+  .venv/bin/python scripts/train.py --game MsPacman --agent apex --arch coordconv --timesteps 12000 --device cuda \
+    --distributed --actors 8 --runs "$(mktemp -d)" --set apex.n_envs=16 --set apex.buffer_size=40000 \
+    --set apex.learning_starts=5000 --set eval_episodes=2 --no-progress
+  .venv/bin/python scripts/bench_distributed.py --device cuda --batch 512 --steps 40000 --actors 1,4,8,15
   .venv/bin/python scripts/bench_layers.py --device cuda --rounds 11
   .venv/bin/python scripts/bench_train.py --device cuda --rounds 3 --steps 2000
   .venv/bin/python scripts/bench_train.py --agent apex --device cuda --rounds 3 --steps 4096

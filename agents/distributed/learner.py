@@ -38,7 +38,6 @@ from agents.distributed.rollout import FinishedGame, RolloutStats, RolloutWorker
 from agents.distributed.shard import ReplayShard, ShardBatch
 from agents.replay import PrioritizedReplayBufferSamples
 
-LOG_INTERVAL_SECONDS = 10.0
 FRAMES_PER_STEP = 4  # Atari's frame skip: an agent step is 4 emulator frames
 
 
@@ -73,6 +72,7 @@ class DistributedApeX:
     :param config: the agent's settings; ``config.n_envs`` env copies per rollout actor.
     :param env_factories: one picklable callable per rollout actor building its ``VecEnv``.
     :param on_game: called with ``(step, env_index, band, score, length)`` for each finished game.
+    :param log_interval_seconds: how often :meth:`train` writes the throughput scalars.
     """
 
     def __init__(
@@ -85,12 +85,14 @@ class DistributedApeX:
         *,
         seed: int = 0,
         on_game: Callable[[int, int, str, float, int], None] | None = None,
+        log_interval_seconds: float = 10.0,
     ) -> None:
         self.ray = require_ray()
         if not self.ray.is_initialized():
             raise RuntimeError("call ray.init() before building DistributedApeX")
         self.model, self.config, self.distributed = model, config, distributed
         self.on_game = on_game
+        self.log_interval_seconds = log_interval_seconds
         n_actors, n_envs = len(env_factories), config.n_envs
         self.n_actors = n_actors
         ladder = epsilon_ladder(n_actors * n_envs)
@@ -153,7 +155,7 @@ class DistributedApeX:
                     before = model.num_timesteps
                     self._handle(ref, self._pending.pop(ref), until)
                     bar.update(model.num_timesteps - before)
-                if time.perf_counter() - self._meter.since >= LOG_INTERVAL_SECONDS:
+                if time.perf_counter() - self._meter.since >= self.log_interval_seconds:
                     self.log()
         finally:
             bar.close()
