@@ -17,7 +17,10 @@ env stack (DummyVecEnv), ``NStepReplayBuffer``, uniform sampling. Env steps/s an
 updates/s, after both have filled their replay past ``learning_starts``.
 
     python scripts/bench_train.py [--device cuda] [--rounds 5] [--steps 2000] [--profile]
-    python scripts/bench_train.py --agent apex [--envs 32] [--initial-priority actor|max]
+    python scripts/bench_train.py --agent apex [--envs 32] [--initial-priority actor|max] [--with-ray]
+
+``--with-ray`` adds the same agent distributed on a local Ray (``agents.distributed``): one rollout
+actor with the same envs, the learner in this process, held at the same replay ratio.
 """
 
 from __future__ import annotations
@@ -72,7 +75,44 @@ def profile(model, steps: int) -> dict[str, float]:
     return {name: 1e3 * seconds / updates for name, seconds in parts.items()}
 
 
-def make_q_agents(n_envs: int, initial_priority: str, device: str) -> dict:
+class RayApeX:
+    """The distributed agent (one rollout actor, learner here) behind the ``learn`` call the
+    benchmark times."""
+
+    def __init__(self, config, device: str) -> None:
+        import functools
+
+        import ray
+        from stable_baselines3.common.logger import Logger
+
+        from agents.apex import ApeX, apex_kwargs
+        from agents.distributed import DistributedConfig
+        from agents.distributed.learner import DistributedApeX
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        model = ApeX("CnnPolicy", make_atari_vec_env("MsPacman", 1, seed=0), seed=0, device=device,
+                     **{**apex_kwargs("conv", config), "buffer_size": 64})
+        model.set_logger(Logger(None, []))
+        factory = functools.partial(make_atari_vec_env, "MsPacman", config.n_envs, 0)
+        self.model = model
+        self.trainer = DistributedApeX(model, "conv", config, DistributedConfig(enabled=True, actors=1), [factory],
+                                       seed=0, log_interval_seconds=float("inf"))
+
+    def learn(self, steps: int, reset_num_timesteps: bool = True) -> None:
+        self.trainer.train(self.model.num_timesteps + steps)
+
+    @property
+    def _n_updates(self) -> int:
+        return self.model._n_updates
+
+    def close(self) -> None:
+        import ray
+
+        self.trainer.close()
+        ray.shutdown()
+
+
+def make_q_agents(n_envs: int, initial_priority: str, device: str, with_ray: bool = False) -> dict:
     """Ours and SB3's DQN with Ape-X's batch and replay ratio, filled past learning_starts."""
     from stable_baselines3 import DQN
 
@@ -87,9 +127,12 @@ def make_q_agents(n_envs: int, initial_priority: str, device: str) -> dict:
         gradient_steps=gradient_steps, n_steps=config.n_steps, gamma=config.gamma, target_update_interval=2500 * 16,
         seed=0, device=device,
     )
-    for model in (ours, sb3):
+    models = {"ours_apex": ours, "sb3_dqn": sb3}
+    if with_ray:
+        models["ours_apex_ray"] = RayApeX(config, device)
+    for model in models.values():
         model.learn(config.learning_starts + 8 * config.batch_size)  # fill, then a few updates: allocator, kernels
-    return {"ours_apex": ours, "sb3_dqn": sb3}
+    return models
 
 
 def updates(model) -> int:
@@ -100,7 +143,7 @@ def bench_q_agents(args) -> None:
     print(f"Ape-X-style agent vs SB3 DQN on MsPacman, {args.envs} envs, batch 512, replay ratio 1, 3-step; "
           f"initial priorities {args.initial_priority}; device {args.device}; torch threads {torch.get_num_threads()}; "
           f"median of {args.rounds} rounds of {args.steps} steps")
-    models = make_q_agents(args.envs, args.initial_priority, args.device)
+    models = make_q_agents(args.envs, args.initial_priority, args.device, args.with_ray)
     rates = {name: [] for name in models}
     update_rates = {name: [] for name in models}
     for _ in range(args.rounds):
@@ -116,6 +159,10 @@ def bench_q_agents(args) -> None:
         print(f"  {name:10s} {statistics.median(rates[name]):7.0f} env steps/s  {statistics.median(update_rates[name]):6.2f} learner updates/s")
     ratio = statistics.median(o / s for o, s in zip(rates["ours_apex"], rates["sb3_dqn"]))
     print(f"  ours / SB3 DQN: {ratio:.2f}x")
+    if "ours_apex_ray" in rates:
+        ratio = statistics.median(o / s for o, s in zip(rates["ours_apex_ray"], rates["sb3_dqn"]))
+        print(f"  ours on Ray (1 actor, held at the replay ratio) / SB3 DQN: {ratio:.2f}x")
+        models["ours_apex_ray"].close()
 
 
 def main() -> None:
@@ -127,6 +174,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also break one measurement down by phase (a2c)")
     parser.add_argument("--envs", type=int, default=32, help="env copies (apex)")
     parser.add_argument("--initial-priority", default="actor", choices=("actor", "max"), help="apex")
+    parser.add_argument("--with-ray", action="store_true", help="apex: also the distributed agent on a local Ray")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no CUDA device")
