@@ -19,7 +19,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.apex import ApeX, apex_kwargs
+from agents.apex import ApeX, apex_kwargs, epsilon_ladder, sync_target
+from agents.distributed import learner
 from agents.distributed import INSTALL_HINT, DistributedConfig, ReplayShardDied
 from agents.distributed.blocks import StepBlockBuilder, add_block
 from agents.distributed.learner import DistributedApeX
@@ -110,6 +111,7 @@ def shard_with_priorities(priorities_by_actor, beta=0.4):
     env = make_vec_env(GoalPixelEnv, n_envs=2, seed=0, env_kwargs=GOAL_PIXEL)
     shard = ReplayShard(list(priorities_by_actor), 2, 2 * 400, env.observation_space, env.action_space,
                         {"n_steps": 1, "beta": beta, "alpha": 1.0, "priority_eps": 1e-9, "initial_priority": "max"}, seed=0)
+    assert sum(buffer.capacity for buffer in shard.buffers) == 2 * 400  # the shard's capacity, shared
     for actor, buffer in zip(shard.actors, shard.buffers):
         _, blocks = play(env, 40, np.random.default_rng(actor), block_steps=40)
         shard.add_block(actor, blocks[0])
@@ -119,8 +121,9 @@ def shard_with_priorities(priorities_by_actor, beta=0.4):
     return shard
 
 
-def test_a_shard_samples_its_actors_in_proportion_to_priority_with_global_weights():
-    shard = shard_with_priorities({3: [1.0], 7: [1.0, 3.0]})  # actor 7 holds three times actor 3's mass per pair
+@pytest.mark.parametrize("beta", [0.4, 1.0])
+def test_a_shard_samples_its_actors_in_proportion_to_priority_with_global_weights(beta):
+    shard = shard_with_priorities({3: [1.0], 7: [1.0, 3.0]}, beta)  # actor 7 holds three times actor 3's mass per pair
     priorities = {3: shard.buffers[0].tree.get, 7: shard.buffers[1].tree.get}
     total = shard.buffers[0].tree.total + shard.buffers[1].tree.total
     size = shard.size()
@@ -129,7 +132,7 @@ def test_a_shard_samples_its_actors_in_proportion_to_priority_with_global_weight
         batch = shard.sample(64)
         owners, leaves = np.divmod(batch.indices, shard.stride)
         probabilities = np.array([priorities[shard.actors[o]](np.array([leaf]))[0] for o, leaf in zip(owners, leaves)]) / total
-        expected_weights = (size * probabilities) ** -0.4
+        expected_weights = (size * probabilities) ** -beta
         np.testing.assert_allclose(batch.weights[:, 0], expected_weights / expected_weights.max(), rtol=1e-5)
         for key in zip(owners, leaves):
             counts[key] = counts.get(key, 0) + 1
@@ -217,16 +220,22 @@ def goal_pixel_trainer(arch="conv", actors=2, **distributed):
     return DistributedApeX(model, arch, config, DistributedConfig(**settings), factories, seed=0)
 
 
-def test_two_rollout_actors_feed_the_replay_get_weights_and_the_learner_learns_goal_pixel(local_ray):
+def test_two_rollout_actors_feed_the_replay_get_weights_and_the_learner_learns_goal_pixel(local_ray, monkeypatch):
     trainer = goal_pixel_trainer()
-    published = {}
-    publish = trainer._publish_weights
+    published, syncs, replay_at_first_step = {}, [], []
+    publish, learn = trainer._publish_weights, trainer._learn
 
     def recording_publish():
         publish()
         published[trainer._weights_version] = ray.get(trainer._weights_ref)
 
-    trainer._publish_weights = recording_publish
+    def recording_learn(*args):
+        if not replay_at_first_step:
+            replay_at_first_step.append(sum(trainer._shard_sizes))
+        learn(*args)
+
+    trainer._publish_weights, trainer._learn = recording_publish, recording_learn
+    monkeypatch.setattr(learner, "sync_target", lambda policy: (syncs.append(trainer.model.learner_steps), sync_target(policy)))
     try:
         model = trainer.model
         before = success_rate(model)
@@ -239,6 +248,16 @@ def test_two_rollout_actors_feed_the_replay_get_weights_and_the_learner_learns_g
         # and a block per actor (the learner alone would fall far behind on 2 cores).
         assert model.learner_steps >= 0.95 * 2 * model.num_timesteps / 32
         assert stats["priority_updates"] == model.learner_steps * model.batch_size  # every batch came back
+        config = trainer.config
+        assert config.learning_starts <= replay_at_first_step[0] <= config.learning_starts + 2 * 2 * 16 * 4
+        assert stats["size"] <= config.buffer_size
+        assert syncs == list(range(100, model.learner_steps + 1, 100))  # every target_update_interval steps
+        assert sorted(published) == list(range(20, model.learner_steps + 1, 20))  # every weights_interval steps
+        ladder = epsilon_ladder(2 * 4)
+        for actor, handle in enumerate(trainer.actors):
+            epsilons, first_env = ray.get(handle.__ray_call__.remote(lambda worker: (worker.acting.epsilons, worker.first_env)))
+            np.testing.assert_array_equal(epsilons, ladder[4 * actor : 4 * actor + 4])
+            assert first_env == 4 * actor
         for actor in trainer.actors:
             version, weights = ray.get(actor.network_weights.remote())
             assert version > 0  # the learner's weights, not the actor's initial ones
@@ -257,7 +276,7 @@ def test_a_killed_rollout_actor_is_restarted_and_training_goes_on(local_ray):
         killer.start()
         trainer.train(20_000)
         killer.join()
-        assert trainer.restarts >= 1
+        assert trainer.restarts == 1  # one kill, one restart: the failed retries during it are not deaths
         assert trainer.alive == {0, 1}
         done_before = trainer.shard_stats()[0]["transitions_added"][0]
         trainer.train(24_000)
@@ -309,6 +328,8 @@ def test_train_py_distributed_run_directory_resume_and_no_ray_left(tmp_path):
                 "distributed/learner_updates_per_s", "distributed/weight_lag_max", "replay/shard0_size",
                 "train/loss", "episode/score", "eval/mean_score"):
         assert tag in logged, tag
+    bands = [tag for tag in logged if tag.startswith("episode/score_")]
+    assert bands and sum(len(logged[tag]) for tag in bands) == len(logged["episode/score"])
     steps = max(int(path.stem.split("_")[1]) for path in (run_dir / "checkpoints").glob("model_*_steps.zip"))
     assert steps >= 4000
     replays = sorted(path.name for path in (run_dir / "checkpoints").glob("replay_*.npz"))
@@ -322,6 +343,9 @@ def test_train_py_distributed_run_directory_resume_and_no_ray_left(tmp_path):
     assert not wait_for_exit(ray_processes(again.pid)), "Ray processes left after the resumed run"
     resumed = scalars(run_dir)
     assert resumed["train/learner_steps"][-1].value > learner_steps
+    # One batch of 64 per 64 transitions from learning_starts on, the resumed part included; a
+    # block per actor (2 x 64 x 2 transitions) and the prefetched batches of slack.
+    assert resumed["train/learner_steps"][-1].value <= (5000 - 800) / 64 + 2 * 64 * 2 / 64 + 2 + 1
     assert resumed["train/learner_steps"][-1].step >= 5000
 
 
@@ -364,8 +388,8 @@ def test_without_ray_distributed_names_the_install_command(train_script, monkeyp
     (["--agent", "a2c", "--distributed"], "distributed training is for the apex agent, not 'a2c'"),
     (["--agent", "apex", "--actors", "2"], "--actors applies to --distributed training"),
     (["--agent", "apex", "--ray-address", "auto"], "--ray-address applies to --distributed training"),
-    (["--agent", "apex", "--distributed", "--actors", "1", "--set", "distributed.replay_shards=2"],
-     r"distributed.replay_shards \(2\) must not exceed the rollout actors \(1\)"),
+    (["--agent", "apex", "--distributed", "--actors", "3", "--set", "distributed.replay_shards=2"],
+     r"distributed.replay_shards \(2\) must divide the rollout actors \(3\)"),
     (["--agent", "apex", "--distributed", "--set", "distributed.block_steps=0"], "distributed.block_steps must be >= 1, got 0"),
 ])
 def test_bad_distributed_settings_get_clear_errors(argv, message, train_script, tmp_path, capsys):
@@ -395,3 +419,15 @@ def _command(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_train_py_passes_the_ray_address_on(train_script, monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_run_experiment(config, runs, **options):
+        seen.update(options, distributed=config.distributed.enabled)
+        return tmp_path
+
+    monkeypatch.setattr(train_script, "run_experiment", fake_run_experiment)
+    assert train_script.main(["--agent", "apex", "--distributed", "--ray-address", "head:6379", "--runs", str(tmp_path)]) == 0
+    assert seen["ray_address"] == "head:6379" and seen["distributed"]

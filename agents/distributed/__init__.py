@@ -43,10 +43,12 @@ class DistributedConfig:
                 raise ValueError(f"distributed.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_actor_restarts < 0:
             raise ValueError(f"distributed.max_actor_restarts must be >= 0, got {self.max_actor_restarts}")
-        if self.replay_shards > self.resolved_actors():
+        if self.resolved_actors() % self.replay_shards:
+            # The learner takes the same number of batches from each shard, with shard-local
+            # importance weights (as Ape-X's sharded replay): shards must hold equal shares.
             raise ValueError(
-                f"distributed.replay_shards ({self.replay_shards}) must not exceed the rollout actors "
-                f"({self.resolved_actors()}): each shard holds the replay of its own actors"
+                f"distributed.replay_shards ({self.replay_shards}) must divide the rollout actors "
+                f"({self.resolved_actors()}): each shard holds the replay of an equal share of them"
             )
 
     def resolved_actors(self) -> int:

@@ -39,6 +39,7 @@ from agents.distributed.shard import ReplayShard, ShardBatch
 from agents.replay import PrioritizedReplayBufferSamples
 
 FRAMES_PER_STEP = 4  # Atari's frame skip: an agent step is 4 emulator frames
+RETRY_SECONDS = 0.2  # before asking a restarting rollout actor again
 
 
 @dataclass
@@ -120,10 +121,14 @@ class DistributedApeX:
         self.alive = set(range(n_actors))
         self.restarts = 0
         self._lives = [0] * n_actors  # deaths seen per actor
+        self._recovering: set[int] = set()  # actors dead since their last block: Ray restarts them
         self._last_failure = ""
         self._sent_version: dict[int, int | None] = {actor: None for actor in range(n_actors)}
         self._pending: dict[Any, _Flight] = {}
         self._samples_requested = model.learner_steps  # samples so far, for the replay ratio
+        # (transitions, learner steps) when this process could first learn: the replay ratio
+        # counts from there, as SB3 counts from learning_starts, also after a resume.
+        self._ratio_origin: tuple[int, int] | None = None
         self._shard_turn = 0
         self._shard_sizes = [0] * len(self.shards)
         self._waiting: set[int] = set()  # actors held back until the learner catches up
@@ -166,12 +171,23 @@ class DistributedApeX:
     def _submitted_transitions(self) -> int:
         return self.model.num_timesteps + self._rollouts_in_flight() * self.distributed.block_steps * self.config.n_envs
 
+    def _learning_allowed(self, transitions: int) -> float | None:
+        """Learner steps the replay ratio allows after ``transitions``, counted from the moment
+        the replay first held ``learning_starts``; ``None`` before that."""
+        if self._ratio_origin is None:
+            if sum(self._shard_sizes) < self.config.learning_starts:
+                return None  # also after a resume without the replay: refill it first
+            self._ratio_origin = (self.model.num_timesteps, self.model.learner_steps)
+        origin_transitions, origin_steps = self._ratio_origin
+        return origin_steps + self.config.replay_ratio * (transitions - origin_transitions) / self.config.batch_size
+
     def _learner_behind(self) -> bool:
         """Whether the learner owes more than one block per actor of ``replay_ratio``."""
         config = self.config
-        if not self.distributed.hold_replay_ratio or sum(self._shard_sizes) < config.learning_starts:
+        allowed = self._learning_allowed(self._submitted_transitions())
+        if not self.distributed.hold_replay_ratio or allowed is None:
             return False
-        owed = config.replay_ratio * self._submitted_transitions() / config.batch_size - self.model.learner_steps
+        owed = allowed - self.model.learner_steps
         slack = config.replay_ratio * self.n_actors * self.distributed.block_steps * config.n_envs / config.batch_size
         return owed > slack
 
@@ -192,9 +208,9 @@ class DistributedApeX:
     def _request_samples(self) -> None:
         """Keep ``prefetch`` sample requests in flight per shard, within the replay ratio."""
         config = self.config
-        if sum(self._shard_sizes) < config.learning_starts:
-            return  # also after a resume without the replay: refill it first
-        allowed = config.replay_ratio * self.model.num_timesteps / config.batch_size
+        allowed = self._learning_allowed(self.model.num_timesteps)
+        if allowed is None:
+            return
         in_flight = defaultdict(int)
         for flight in self._pending.values():
             if flight.kind == "sample":
@@ -212,9 +228,17 @@ class DistributedApeX:
         if flight.kind == "rollout":
             try:
                 stats: RolloutStats = self.ray.get(ref)
+            except exceptions.ActorUnavailableError as error:
+                if flight.index in self._recovering:  # still restarting: ask again shortly
+                    time.sleep(RETRY_SECONDS)
+                    self._submit_rollout(flight.index, until)
+                else:
+                    self._actor_failed(flight, error, until)
+                return
             except exceptions.RayActorError as error:
                 self._actor_failed(flight, error, until)
                 return
+            self._recovering.discard(stats.actor)
             self._on_rollout(stats, flight.block, until)
             return
         try:
@@ -252,6 +276,7 @@ class DistributedApeX:
         self._last_failure = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         if flight.life == self._lives[actor]:  # a new death, not a second block of the same one
             self._lives[actor] += 1
+            self._recovering.add(actor)
             self._sent_version[actor] = None  # a restarted actor starts from fresh weights
             if self._lives[actor] > self.distributed.max_actor_restarts:
                 self.alive.discard(actor)
@@ -321,18 +346,29 @@ class DistributedApeX:
         self._meter = _Meter()
         return values
 
-    def shard_stats(self) -> list[dict[str, float]]:
+    def _from_shards(self, method: str, *args_of_shard: Callable[[int], Any]) -> list[Any]:
+        """Call ``method`` on every shard (``args_of_shard(k)`` its arguments) and wait for all;
+        a dead shard raises :class:`ReplayShardDied`."""
+        calls = [getattr(shard, method).remote(*(arg(k) for arg in args_of_shard)) for k, shard in enumerate(self.shards)]
+        try:
+            return self.ray.get(calls)
+        except self.ray.exceptions.RayActorError as error:
+            raise ReplayShardDied(
+                f"a replay shard died ({type(error).__name__}) during {method}; its transitions are lost. "
+                "The run stops here; --resume continues from the checkpoint"
+            ) from error
+
+    def shard_stats(self) -> list[dict[str, Any]]:
         """Each shard's :meth:`ReplayShard.stats`."""
-        return self.ray.get([shard.stats.remote() for shard in self.shards])
+        return self._from_shards("stats")
 
     def save_replay(self, prefix: Path) -> list[str]:
         """Each shard writes its buffers to ``<prefix>.shard<k>.actor<id>.npz``."""
-        return [path for paths in self.ray.get([shard.save.remote(f"{prefix}.shard{k}") for k, shard in enumerate(self.shards)])
-                for path in paths]
+        return [path for paths in self._from_shards("save", lambda k: f"{prefix}.shard{k}") for path in paths]
 
     def load_replay(self, prefix: Path) -> int:
         """Load what :meth:`save_replay` wrote at ``prefix``; returns the buffers found."""
-        found = sum(self.ray.get([shard.load.remote(f"{prefix}.shard{k}") for k, shard in enumerate(self.shards)]))
+        found = sum(self._from_shards("load", lambda k: f"{prefix}.shard{k}"))
         self._shard_sizes = [stats["size"] for stats in self.shard_stats()]
         return found
 

@@ -86,6 +86,7 @@ def _game_writer(model: ApeX, config: ExperimentConfig):
 
 
 def _checkpoint(trainer: DistributedApeX, model: ApeX, config: ExperimentConfig, run_dir: Path, with_replay: bool = True) -> Path:
+    path = save_checkpoint(model, run_dir)  # first: a shard dying during its save loses no model
     if with_replay and config.apex.replay_checkpoints:
         folder = run_dir / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,7 @@ def _checkpoint(trainer: DistributedApeX, model: ApeX, config: ExperimentConfig,
         for older in folder.glob(f"{REPLAY_PREFIX}_*_steps.shard*.npz"):
             if str(older) not in written:
                 older.unlink()
-    return save_checkpoint(model, run_dir)
+    return path
 
 
 def _restore_replay(trainer: DistributedApeX, model: ApeX, run_dir: Path) -> None:
