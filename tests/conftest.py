@@ -5,8 +5,17 @@ import os
 for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[variable] = "1"
 
+import signal  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+# A shell starts background jobs with SIGINT ignored, and Python then never installs its
+# KeyboardInterrupt handler; ignored signals also pass to every child. The tests of Ctrl-C
+# (train.py, sweeps) need it delivered, so restore Python's handler (children then start with
+# the default action).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 torch.set_num_threads(1)
 
