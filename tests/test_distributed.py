@@ -268,6 +268,28 @@ def test_two_rollout_actors_feed_the_replay_get_weights_and_the_learner_learns_g
         trainer.close()
 
 
+def test_two_replay_shards_each_get_their_actors_transitions_and_their_batches_priorities(local_ray):
+    trainer = goal_pixel_trainer(replay_shards=2)
+    batches_from = {0: 0, 1: 0}
+    learn = trainer._learn
+
+    def counting_learn(shard, batch, until):
+        batches_from[shard] += 1
+        learn(shard, batch, until)
+
+    trainer._learn = counting_learn
+    try:
+        trainer.train(6_000)
+        first, second = trainer.shard_stats()
+        assert list(first["transitions_added"]) == [0] and list(second["transitions_added"]) == [1]
+        assert first["transitions_added"][0] > 0 and second["transitions_added"][1] > 0
+        assert min(batches_from.values()) > 0
+        assert first["priority_updates"] == batches_from[0] * trainer.config.batch_size
+        assert second["priority_updates"] == batches_from[1] * trainer.config.batch_size
+    finally:
+        trainer.close()
+
+
 def test_a_killed_rollout_actor_is_restarted_and_training_goes_on(local_ray):
     trainer = goal_pixel_trainer(block_steps=64)
     try:
