@@ -43,7 +43,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from agents.a2c import A2CConfig, make_a2c
 from agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
-from agents.distributed import DistributedConfig, require_ray
+from agents.distributed import DistributedConfig, require_ray, start_ray
 from agents.dqn import DQNConfig, make_dqn
 from agents.evaluation import play_full_games
 from envs import BACKENDS, Game, get_game, make_atari_vec_env
@@ -151,9 +151,19 @@ def run_experiment(
     :return: the run directory.
     """
     config.validate()
+    if not config.distributed.enabled:
+        return _run_experiment(config, runs, resume, progress_bar)
+    # Ray first, so that a cluster that cannot be joined leaves no run directory behind.
+    started_ray = start_ray(ray_address, config.distributed.resolved_actors())
+    try:
+        return _run_experiment(config, runs, resume, progress_bar)
+    finally:
+        if started_ray:
+            require_ray().shutdown()
+
+
+def _run_experiment(config: ExperimentConfig, runs: Path | str, resume: bool, progress_bar: bool) -> Path:
     distributed = config.distributed.enabled
-    if distributed:
-        require_ray()
     run_dir = run_directory(runs, config)
     if resume:
         config = _config_for_resume(run_dir, config)
@@ -193,8 +203,7 @@ def run_experiment(
         if distributed:
             from agents.distributed.run import train_distributed  # imports Ray
 
-            train_distributed(model, config, run_dir, resume=checkpoint is not None, progress_bar=progress_bar,
-                              ray_address=ray_address)
+            train_distributed(model, config, run_dir, resume=checkpoint is not None, progress_bar=progress_bar)
         elif remaining > 0:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=progress_bar)
     except KeyboardInterrupt:

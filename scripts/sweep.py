@@ -33,7 +33,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.config import apply_overrides, parse_steps
+from agents.distributed import check_reachable
 from agents.experiment import AGENTS, CHECKPOINT_PREFIX, LOG_FILE, ExperimentConfig, latest_checkpoint, run_directory
 from envs import GAMES
 from rl_coordconv.extractors import ARCHS
@@ -331,18 +331,6 @@ def start_ray(address: str, threads: int, gpus: float) -> Any:
             raise ValueError(f"cannot join the Ray cluster at --ray-address {address}: {error}") from None
         raise
     return ray
-
-
-def check_reachable(address: str, timeout_seconds: float = 10) -> None:
-    """Refuse a ``HOST:PORT`` that nothing answers on (Ray itself would retry for minutes)."""
-    host, _, port = address.rpartition(":")
-    if address in ("auto", "local") or "://" in address or not port.isdigit():
-        return
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_seconds).close()
-    except OSError as error:
-        raise ValueError(f"cannot reach the Ray head at --ray-address {address} ({error}); "
-                         f"start it there with `ray start --head --port {port}`") from None
 
 
 def check_cluster_fits(ray: Any, cpus: int, gpus: float) -> None:

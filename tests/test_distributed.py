@@ -413,10 +413,13 @@ def test_without_ray_distributed_names_the_install_command(train_script, monkeyp
     (["--agent", "apex", "--distributed", "--actors", "3", "--set", "distributed.replay_shards=2"],
      r"distributed.replay_shards \(2\) must divide the rollout actors \(3\)"),
     (["--agent", "apex", "--distributed", "--set", "distributed.block_steps=0"], "distributed.block_steps must be >= 1, got 0"),
+    (["--agent", "apex", "--distributed", "--ray-address", "127.0.0.1:1"],
+     r"cannot reach the Ray head at --ray-address 127.0.0.1:1 .*ray start --head --port 1"),
 ])
 def test_bad_distributed_settings_get_clear_errors(argv, message, train_script, tmp_path, capsys):
     assert train_script.main([*argv, "--runs", str(tmp_path)]) == 2
     assert re.search(message, capsys.readouterr().err)
+    assert not any(tmp_path.iterdir())  # refused before any run directory exists
 
 
 def test_a_replay_shard_killed_mid_run_stops_it_with_a_checkpoint_and_no_ray_left(tmp_path):

@@ -13,6 +13,7 @@ Ray is an optional extra (``pip install -e .[distributed]``); only the learner m
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 INSTALL_HINT = "pip install -e .[distributed]"
@@ -66,6 +67,38 @@ class ReplayShardDied(DistributedTrainingStopped):
 
 class RolloutActorsDied(DistributedTrainingStopped):
     """Every rollout actor died beyond its restarts."""
+
+
+def check_reachable(address: str, timeout_seconds: float = 10) -> None:
+    """Refuse a ``--ray-address HOST:PORT`` that nothing answers on (Ray itself would retry for
+    minutes); ``auto``, ``local`` and URLs are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if address in ("auto", "local") or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_seconds).close()
+    except OSError as error:
+        raise ValueError(f"cannot reach the Ray head at --ray-address {address} ({error}); "
+                         f"start it there with `ray start --head --port {port}`") from None
+
+
+def start_ray(address: str | None, n_actors: int) -> bool:
+    """Join the Ray cluster at ``address`` (``auto``, ``HOST:PORT``), or start a local Ray sized
+    to the machine with a CPU for each of ``n_actors`` rollout actors; nothing when Ray is
+    already up. Returns whether this call started the session (its caller shuts it down)."""
+    ray = require_ray()
+    if address is not None:
+        check_reachable(address)
+    if ray.is_initialized():
+        return False
+    if address is None:
+        ray.init(num_cpus=max(os.cpu_count() or 1, n_actors), include_dashboard=False)
+        return True
+    try:
+        ray.init(address=address)
+    except ConnectionError as error:
+        raise ValueError(f"cannot join the Ray cluster at --ray-address {address}: {error}") from None
+    return True
 
 
 def require_ray():

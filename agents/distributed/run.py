@@ -1,4 +1,4 @@
-"""One distributed Ape-X run: Ray up, actors and shards built, checkpoints, Ray down.
+"""One distributed Ape-X run: actors and shards built, checkpoints, actors and shards gone.
 
 Called by :func:`agents.experiment.run_experiment` in place of ``model.learn`` when
 ``distributed.enabled``; the run directory, config.json, TensorBoard scalars, checkpoints and
@@ -9,7 +9,6 @@ beside the model's checkpoint (``replay_<steps>_steps.shard<k>.actor<id>.npz``, 
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from pathlib import Path
 
@@ -21,25 +20,16 @@ from envs import get_game, make_atari_vec_env
 
 
 def train_distributed(
-    model: ApeX,
-    config: ExperimentConfig,
-    run_dir: Path,
-    *,
-    resume: bool = False,
-    progress_bar: bool = True,
-    ray_address: str | None = None,
+    model: ApeX, config: ExperimentConfig, run_dir: Path, *, resume: bool = False, progress_bar: bool = True
 ) -> None:
-    """Train ``model`` to ``config.timesteps`` env transitions with rollout actors on Ray,
-    checkpointing every ``config.checkpoint_every``; on Ctrl-C or a dead replay shard, checkpoint
-    and stop. Every actor this run started is gone when it returns, and the local Ray too."""
+    """Train ``model`` to ``config.timesteps`` env transitions with rollout actors on the Ray
+    session already started (:func:`agents.distributed.start_ray`), checkpointing every
+    ``config.checkpoint_every``; on Ctrl-C or a dead replay shard, checkpoint and stop. Every
+    actor this run started is gone when it returns."""
     ray = require_ray()
+    if not ray.is_initialized():
+        raise RuntimeError("start Ray first: agents.distributed.start_ray()")
     n_actors = config.distributed.resolved_actors()
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        if ray_address is None:  # a local Ray sized to the machine, with a CPU for each rollout actor
-            ray.init(num_cpus=max(os.cpu_count() or 1, n_actors), include_dashboard=False)
-        else:
-            ray.init(address=ray_address)
     trainer = None
     try:
         n_envs = config.apex.n_envs
@@ -68,8 +58,6 @@ def train_distributed(
     finally:
         if trainer is not None:
             trainer.close()
-        if started_ray:
-            ray.shutdown()
 
 
 def _game_writer(model: ApeX, config: ExperimentConfig):
