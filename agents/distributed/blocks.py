@@ -60,6 +60,9 @@ class StepBlockBuilder:
     """
 
     def __init__(self, first_observations: np.ndarray) -> None:
+        self._start_block(first_observations)
+
+    def _start_block(self, first_observations: np.ndarray) -> None:
         self._start = np.array(first_observations, copy=True)
         self._steps: list[tuple[Any, ...]] = []
         self._resets: list[tuple[int, int, np.ndarray]] = []
@@ -104,7 +107,7 @@ class StepBlockBuilder:
             q_max=np.stack(q_max).astype(np.float32),
             resets=self._resets,
         )
-        self.__init__(next_start)
+        self._start_block(next_start)
         return block
 
 

@@ -306,11 +306,11 @@ class DistributedApeX:
                 break
             self._waiting.discard(actor)
             self._submit_rollout(actor, until)
-        record = model.logger.record
-        record("train/loss", step.loss.item())
-        record("train/mean_q", step.mean_q.item())
-        record("train/mean_abs_td", step.td_errors.abs().mean().item())
-        record("train/is_weight_min", float(batch.weights.min()))
+        record_mean = model.logger.record_mean  # over the learner steps between two log lines
+        record_mean("train/loss", step.loss.item())
+        record_mean("train/mean_q", step.mean_q.item())
+        record_mean("train/mean_abs_td", step.td_errors.abs().mean().item())
+        model.logger.record("train/is_weight_min", float(batch.weights.min()))
 
     def _publish_weights(self) -> None:
         weights = {name: value.detach().cpu() for name, value in self.model.q_net.state_dict().items()}
