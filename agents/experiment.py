@@ -42,6 +42,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.a2c import A2CConfig, make_a2c
+from agents.allocator import keep_freed_memory
 from agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
 from agents.distributed import DistributedConfig, require_ray, start_ray
 from agents.dqn import DQNConfig, make_dqn
@@ -151,6 +152,7 @@ def run_experiment(
     :return: the run directory.
     """
     config.validate()
+    keep_freed_memory()
     if not config.distributed.enabled:
         return _run_experiment(config, runs, resume, progress_bar)
     # Ray first, so that a cluster that cannot be joined leaves no run directory behind.

@@ -35,6 +35,7 @@ import time
 import torch
 
 from agents.a2c import A2CConfig, make_a2c
+from agents.allocator import keep_freed_memory
 from envs import make_atari_vec_env
 
 BACKENDS = {"zoo": "sb3", "ours": "ale_vector"}
@@ -166,6 +167,7 @@ def bench_q_agents(args) -> None:
 
 
 def main() -> None:
+    keep_freed_memory()  # as train.py's runs do; for every variant alike, in this one process
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agent", default="a2c", choices=("a2c", "apex"))
     parser.add_argument("--device", default="cpu")

@@ -54,15 +54,27 @@ def test_dueling_aggregation_by_hand():
     torch.testing.assert_close(dueling_q_values(value, advantage), expected)
 
 
-def test_dueling_network_scales_uint8_frames_as_sb3_does():
+@pytest.mark.parametrize("arch", ["conv", "coordconv"])
+def test_dueling_network_scales_uint8_frames_as_sb3_does(arch):
+    # Our network reads uint8 stacks through its own (channels-last) scaling: the Q-values and
+    # their gradients must be SB3's obs.float() / 255 path's.
+    from gymnasium import spaces
     from stable_baselines3.common.preprocessing import preprocess_obs
 
-    model = goal_pixel_apex()
-    q_net = model.q_net
-    obs = torch.randint(0, 256, (5, 1, 36, 36), dtype=torch.uint8)
-    features = q_net.features_extractor(preprocess_obs(obs, q_net.observation_space))
+    from rl_coordconv.extractors import policy_kwargs_for
+
+    space = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    torch.manual_seed(0)
+    q_net = apex.DuelingCnnPolicy(space, spaces.Discrete(5), lambda _: 1e-3, **policy_kwargs_for(arch)).q_net
+    obs = torch.randint(0, 256, (6, 4, 84, 84), dtype=torch.uint8)
+    q_values = q_net(obs)
+    features = q_net.features_extractor(preprocess_obs(obs, space))
     expected = dueling_q_values(q_net.value_net(features), q_net.q_net(features))
-    assert torch.equal(q_net(obs), expected)
+    torch.testing.assert_close(q_values, expected, rtol=1e-5, atol=1e-6)
+    first_layer = q_net.features_extractor.cnn[0].weight
+    gradient = torch.autograd.grad(q_values.square().sum(), first_layer)[0]
+    expected_gradient = torch.autograd.grad(expected.square().sum(), first_layer)[0]
+    torch.testing.assert_close(gradient, expected_gradient, rtol=1e-4, atol=1e-6)
 
 
 def test_double_q_target_by_hand():

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnv
 
+from agents.allocator import keep_freed_memory
 from agents.apex import DuelingCnnPolicy, EpsilonGreedy, act
 from agents.distributed.blocks import StepBlock, StepBlockBuilder
 from rl_coordconv.extractors import policy_kwargs_for
@@ -52,6 +53,7 @@ class RolloutWorker:
         seed: int | None = None,
     ) -> None:
         torch.set_num_threads(1)  # one core per actor: actors are scaled by adding actors
+        keep_freed_memory()
         self.actor = actor
         self.env = make_env()
         if self.env.num_envs != len(epsilons):
