@@ -469,6 +469,34 @@ def test_save_and_load_round_trip_exactly(tmp_path):
     assert (buffer.size(), buffer.pos, buffer.full, buffer.max_priority) == (restored.size(), restored.pos, restored.full, restored.max_priority)
 
 
+def test_save_and_load_keep_the_acting_values_of_actor_side_priorities(tmp_path):
+    # Windows that complete after a resume take their TD errors from Q-values stored before it.
+    buffer = make_buffer(buffer_size=45, n_steps=3, initial_priority="actor")
+    rng = np.random.default_rng(3)
+    envs = FakeStackingEnvs(3, 4, 6, seed=1)
+
+    def act_and_add(replays):
+        q_taken, q_max, transition = rng.normal(size=3), rng.normal(size=3), envs.step()
+        for replay in replays:
+            replay.set_acting_values(q_taken, q_max)
+            replay.add(*transition)
+
+    for step in range(20):
+        act_and_add([buffer])
+        if step == 17:
+            buffer.actor_td_errors()  # the learner's last call before the save: two steps stay pending
+    path = tmp_path / "replay.npz"
+    buffer.save(path)
+    restored = make_buffer(buffer_size=45, n_steps=3, initial_priority="actor")
+    restored.load(path)
+    for _ in range(3):
+        expected, restored_errors = buffer.actor_td_errors(), restored.actor_td_errors()
+        assert expected[0].size > 0
+        np.testing.assert_array_equal(expected[0], restored_errors[0])
+        np.testing.assert_array_equal(expected[1], restored_errors[1])
+        act_and_add([buffer, restored])
+
+
 def test_the_buffer_pickles_as_sb3_save_replay_buffer_needs():
     import pickle
 

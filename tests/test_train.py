@@ -175,7 +175,9 @@ APEX_SMALL = ["--set", "apex.n_envs=4", "--set", "apex.buffer_size=4000", "--set
               "--set", "apex.batch_size=32", "--set", "checkpoint_every=2000", "--set", "eval_episodes=1", "--no-progress"]
 
 
-def test_ape_x_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
+def test_ape_x_smoke_run_writes_the_expected_files_and_scalars(tmp_path, monkeypatch):
+    allocator_calls = []
+    monkeypatch.setattr(experiment, "keep_freed_memory", lambda: allocator_calls.append(True))
     code = train.main(["--agent", "apex", "--arch", "coordconv", "--timesteps", "4000", "--runs", str(tmp_path), *APEX_SMALL])
     assert code == 0
     run_dir = tmp_path / "MsPacman" / "apex-coordconv" / "seed0"
@@ -196,6 +198,7 @@ def test_ape_x_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
     assert bands and sum(len(events) for events in bands.values()) == len(tags["episode/score"])  # each game once
     assert max(event.value for event in tags["train/learner_steps"]) == (4000 - 416) // 32 + 1  # one batch of 32 per 32 transitions from step 416
     assert max(event.value for event in tags["replay/size"]) <= 4000
+    assert allocator_calls == [True]  # the training process keeps freed batch-sized memory for reuse
 
 
 def test_ape_x_trains_on_the_sb3_reference_backend(tmp_path):
