@@ -307,13 +307,16 @@ def test_a_killed_rollout_actor_is_restarted_and_training_goes_on(local_ray):
         trainer.close()
 
 
-def test_a_dead_replay_shard_stops_training_with_a_clear_error(local_ray):
+def test_a_dead_replay_shard_stops_training_with_a_clear_error(local_ray, tmp_path):
     trainer = goal_pixel_trainer()
     try:
         trainer.train(1_000)
         ray.kill(trainer.shards[0])
         with pytest.raises(ReplayShardDied, match="replay shard 0 died"):
             trainer.train(5_000)
+        # The checkpoint's save of the shards names the dead shard too.
+        with pytest.raises(ReplayShardDied, match=r"replay shard 0 died \(\w+\) during save"):
+            trainer.save_replay(tmp_path / "replay")
     finally:
         trainer.close()
 

@@ -350,13 +350,16 @@ class DistributedApeX:
         """Call ``method`` on every shard (``args_of_shard(k)`` its arguments) and wait for all;
         a dead shard raises :class:`ReplayShardDied`."""
         calls = [getattr(shard, method).remote(*(arg(k) for arg in args_of_shard)) for k, shard in enumerate(self.shards)]
-        try:
-            return self.ray.get(calls)
-        except self.ray.exceptions.RayActorError as error:
-            raise ReplayShardDied(
-                f"a replay shard died ({type(error).__name__}) during {method}; its transitions are lost. "
-                "The run stops here; --resume continues from the checkpoint"
-            ) from error
+        results = []
+        for index, call in enumerate(calls):
+            try:
+                results.append(self.ray.get(call))
+            except self.ray.exceptions.RayActorError as error:
+                raise ReplayShardDied(
+                    f"replay shard {index} died ({type(error).__name__}) during {method}; its transitions are lost. "
+                    "The run stops here; --resume continues from the checkpoint"
+                ) from error
+        return results
 
     def shard_stats(self) -> list[dict[str, Any]]:
         """Each shard's :meth:`ReplayShard.stats`."""
