@@ -24,6 +24,7 @@ import ray
 import torch
 from stable_baselines3.common.logger import Logger
 
+from agents.allocator import keep_freed_memory
 from agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
 from agents.distributed import DistributedConfig
 from agents.distributed.blocks import StepBlockBuilder
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--actors", default="1,2", help="rollout actor counts to measure, comma-separated")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    keep_freed_memory()  # as train.py's runs do (the rollout actors set it themselves)
     print(f"{os.cpu_count()} cores, torch {torch.__version__}, ray {ray.__version__}, device {args.device}; "
           f"{args.envs} envs per actor, batch {args.batch}, replay ratio 1, {args.steps:,} transitions measured")
 
