@@ -125,6 +125,19 @@ def test_ape_x_defaults_reach_the_model():
     np.testing.assert_allclose(model.acting.epsilons, epsilon_ladder(4))
 
 
+def test_the_learner_waits_for_learning_starts_valid_transitions():
+    model = goal_pixel_apex()  # learning_starts 400, batches of 32
+    model.learn(200)
+    assert model.replay_buffer.size() < 400
+    model.train(gradient_steps=1, batch_size=32)  # as a resumed run whose replay was not saved
+    assert model.learner_steps == 0
+    model.learn(400, reset_num_timesteps=False)
+    assert model.replay_buffer.size() >= 400
+    before = model.learner_steps
+    model.train(gradient_steps=1, batch_size=32)
+    assert model.learner_steps == before + 1
+
+
 def test_replay_settings_reach_the_replay():
     model = goal_pixel_apex(n_steps=5, gamma=0.9, alpha=0.7, beta=0.5, priority_eps=1e-3, initial_priority="max")
     replay = model.replay_buffer
