@@ -160,8 +160,8 @@ class DuelingQNetwork(QNetwork):
         # SB3's obs.float() / 255 allocates two batch-sized float tensors; one copy into a
         # channels-last float tensor, scaled in place, gives the same values. In that layout
         # oneDNN runs the backward pass of the Nature CNN's first layer (8x8, stride 4, over 4
-        # channels) about 4x faster on CPU: a learner step at batch 512 takes 13 % less time
-        # (docs/benchmarks.md). Later layers keep the layout; the flatten restores NCHW order.
+        # channels) about 4x faster on CPU: a learner step at batch 512 takes a quarter less
+        # time (docs/benchmarks.md). Later layers keep the layout; the flatten restores NCHW order.
         if self.normalize_images and obs.dtype == torch.uint8:
             scaled = torch.empty_like(obs, dtype=torch.float32, memory_format=torch.channels_last).copy_(obs)
             return features_extractor(scaled.div_(255.0))
