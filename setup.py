@@ -21,7 +21,7 @@ setup(
         "imageio-ffmpeg>=0.5",
     ],
     extras_require={
-        "dev": ["pytest>=7.4"],
+        "dev": ["pytest>=7.4", "scipy>=1.10"],  # scipy: reference statistics in the report tests
         "distributed": ["ray>=2.9"],
     },
 )

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
 import subprocess
 import sys
 import time
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +32,7 @@ import torch
 import torch.nn as nn
 from stable_baselines3 import A2C, DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import get_device
@@ -48,8 +46,10 @@ from agents.distributed import DistributedConfig, require_ray, start_ray
 from agents.dqn import DQNConfig, make_dqn
 from agents.evaluation import play_full_games
 from envs import BACKENDS, Game, get_game, make_atari_vec_env
+from rl_coordconv import rundir
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.layers import CoordConv2d
+from rl_coordconv.rundir import CHECKPOINT_PREFIX, LOG_FILE, REPLAY_PREFIX, latest_checkpoint
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,6 @@ AGENTS: dict[str, AgentSpec] = {
     "dqn": AgentSpec(DQN, make_dqn),
     "apex": AgentSpec(ApeX, make_apex),
 }
-CHECKPOINT_PREFIX = "model"
-REPLAY_PREFIX = "replay"
-LOG_FILE = "train.log"  # the console output of a run started by scripts/sweep.py
 LEARNER_REPLAY_PLACEHOLDER = 64  # transitions; see build_learner
 
 
@@ -267,23 +264,18 @@ def tensorboard_logger(folder: Path, purge_step: int | None = None) -> Logger:
 
 
 def save_checkpoint(model: BaseAlgorithm, run_dir: Path, with_replay: bool = False) -> Path:
-    """Save ``checkpoints/model_<steps>_steps.zip`` and, ``with_replay``, the replay beside it."""
+    """Save ``checkpoints/model_<steps>_steps.zip`` and, ``with_replay``, the replay beside it;
+    each written under a temporary name and renamed, with Ctrl-C held back until it is complete."""
     if with_replay:
         save_replay(model, run_dir)
-    path = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}_{model.num_timesteps}_steps.zip"
-    model.save(path)
-    return path
+    return rundir.save_atomically(rundir.checkpoint_path(run_dir, model.num_timesteps), model.save)
 
 
 def save_replay(model: BaseAlgorithm, run_dir: Path) -> Path:
-    """``checkpoints/replay_<steps>_steps.npz``, the latest only (a full Atari replay is ~7 GB):
-    written under a temporary name, then renamed, so a kill never leaves half a file."""
-    folder = run_dir / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{REPLAY_PREFIX}_{model.num_timesteps}_steps.npz"
-    partial = folder / f"{REPLAY_PREFIX}_partial.npz"
-    model.save_replay_buffer(partial)
-    os.replace(partial, path)
+    """``checkpoints/replay_<steps>_steps.npz``, the latest only (a full Atari replay is ~7 GB),
+    saved atomically (:func:`rl_coordconv.rundir.save_atomically`)."""
+    folder = run_dir / rundir.CHECKPOINT_DIR
+    path = rundir.save_atomically(folder / f"{REPLAY_PREFIX}_{model.num_timesteps}_steps.npz", model.save_replay_buffer)
     for older in folder.glob(f"{REPLAY_PREFIX}_*_steps.npz"):
         if older != path:
             older.unlink()
@@ -310,32 +302,21 @@ def _restore_replay(model: BaseAlgorithm, run_dir: Path) -> None:
         )
 
 
-class RunCheckpointCallback(CheckpointCallback):
-    """SB3's ``CheckpointCallback`` into ``run_dir/checkpoints``; ``with_replay``, it also keeps
-    the latest replay, saved at the same step."""
+class RunCheckpointCallback(BaseCallback):
+    """Every ``save_freq`` calls (env steps of all envs at once), :func:`save_checkpoint` into
+    ``run_dir/checkpoints``, the replay too when ``with_replay``; as SB3's ``CheckpointCallback``,
+    but each file saved atomically, so that a Ctrl-C during the save cannot leave half of it."""
 
     def __init__(self, save_freq: int, run_dir: Path, with_replay: bool) -> None:
-        super().__init__(save_freq, str(run_dir / "checkpoints"), name_prefix=CHECKPOINT_PREFIX)
+        super().__init__()
+        self.save_freq = save_freq
         self.run_dir = run_dir
         self.with_replay = with_replay
 
     def _on_step(self) -> bool:
-        if self.with_replay and self.n_calls % self.save_freq == 0:
-            save_replay(self.model, self.run_dir)
-        return super()._on_step()
-
-
-def latest_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint with the most steps in ``run_dir/checkpoints``."""
-    checkpoints = sorted(
-        (run_dir / "checkpoints").glob(f"{CHECKPOINT_PREFIX}_*_steps.zip"),
-        key=lambda path: int(path.stem.split("_")[-2]),
-    )
-    for path in reversed(checkpoints):
-        if zipfile.is_zipfile(path):
-            return path
-        warnings.warn(f"skipping {path}: not a complete checkpoint (was the run killed while saving it?)", stacklevel=2)
-    raise FileNotFoundError(f"nothing to resume: no checkpoint in {run_dir / 'checkpoints'}")
+        if self.n_calls % self.save_freq == 0:
+            save_checkpoint(self.model, self.run_dir, self.with_replay)
+        return True
 
 
 class EpisodeScoreCallback(BaseCallback):

@@ -6,8 +6,8 @@
 
 Each run is the same single-run code as ``train.py``, in its own process (a crash stays contained),
 writing its console output to ``train.log`` in its run directory. Re-running the same command
-skips finished runs (final checkpoint at ``--timesteps`` and, unless ``eval_episodes=0``, an
-``evaluation.json``) and resumes interrupted ones from their last checkpoint. A failed run is
+skips finished runs (:func:`rl_coordconv.rundir.run_state`: the final evaluation written at
+``--timesteps``, or with ``eval_episodes=0`` a checkpoint there) and resumes interrupted ones from their last checkpoint. A failed run is
 reported at the end with the tail of its log and does not stop the others; the exit status is 1
 when any run failed. Every setting is checked before anything starts.
 
@@ -45,9 +45,10 @@ from tqdm.auto import tqdm
 
 from agents.config import apply_overrides, parse_steps
 from agents.distributed import check_reachable
-from agents.experiment import AGENTS, CHECKPOINT_PREFIX, LOG_FILE, ExperimentConfig, latest_checkpoint, run_directory
+from agents.experiment import AGENTS, ExperimentConfig, run_directory
 from envs import GAMES
 from rl_coordconv.extractors import ARCHS
+from rl_coordconv.rundir import LOG_FILE, RunState, run_state
 
 TRAIN = Path(__file__).resolve().parent / "train.py"
 GAME_SETS = {"paper9": list(GAMES)}
@@ -60,7 +61,7 @@ INTERRUPT_GRACE_SECONDS = 120  # how long an interrupted run may take to save it
 class Run:
     config: ExperimentConfig
     run_dir: Path
-    state: str  # "new", "resume" (has a checkpoint), "restart" (started, no checkpoint) or "done"
+    state: RunState
     argv: list[str]
     process: subprocess.Popen | None = None  # the local train.py process
     task: Any = None  # or the Ray task's ObjectRef
@@ -116,14 +117,6 @@ def check_overrides(overrides: list[str], agents: list[str]) -> None:
             raise ValueError(f"--set {item!r}: no selected agent has it (the sweep runs {', '.join(agents)})")
 
 
-def run_is_finished(run_dir: Path, config: ExperimentConfig) -> bool:
-    try:
-        steps = int(latest_checkpoint(run_dir).stem.split("_")[1])
-    except FileNotFoundError:
-        return False
-    return steps >= config.timesteps and (config.eval_episodes == 0 or (run_dir / "evaluation.json").exists())
-
-
 def plan(args: argparse.Namespace) -> list[Run]:
     """Every run of the grid with its state and its train.py command line; all settings checked."""
     games = parse_names(args.games, list(GAMES), "game", GAME_SETS)
@@ -143,24 +136,14 @@ def plan(args: argparse.Namespace) -> list[Run]:
                     apply_overrides(config, agent_overrides)
                     config.validate()
                     run_dir = run_directory(args.runs, config)
-                    state = _state(run_dir, config)
+                    state = run_state(run_dir, config.timesteps, config.eval_episodes)
                     argv = [sys.executable, str(TRAIN), "--game", game, "--agent", agent, "--arch", arch, "--seed", str(seed),
                             "--timesteps", str(timesteps), "--device", args.device, "--runs", str(args.runs), "--no-progress"]
                     argv += [f"--set={item}" for item in agent_overrides]
-                    if state == "resume":
+                    if state == RunState.RESUMABLE:
                         argv.append("--resume")
                     runs.append(Run(config, run_dir, state, argv))
     return runs
-
-
-def _state(run_dir: Path, config: ExperimentConfig) -> str:
-    if run_is_finished(run_dir, config):
-        return "done"
-    if list((run_dir / "checkpoints").glob(f"{CHECKPOINT_PREFIX}_*_steps.zip")):
-        return "resume"
-    if run_dir.exists() and any(path.name != LOG_FILE for path in run_dir.iterdir()):
-        return "restart"  # it died before its first checkpoint: nothing to resume from
-    return "new"
 
 
 def default_parallelism(threads_per_run: int) -> int:
@@ -172,7 +155,7 @@ def default_parallelism(threads_per_run: int) -> int:
 
 def prepare(run: Run) -> None:
     """Make the run's directory: emptied for a restart, kept (with its checkpoints) for a resume."""
-    if run.state == "restart":
+    if run.state == RunState.STARTED:  # it died before its first checkpoint: nothing to resume from
         shutil.rmtree(run.run_dir)
     run.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -345,7 +328,7 @@ def check_cluster_fits(ray: Any, cpus: int, gpus: float) -> None:
 def execute(runs: list[Run], max_parallel: int, launcher: LocalLauncher | RayLauncher,
             poll_seconds: float = 0.5) -> list[Run]:
     """Run everything not done with ``launcher``, at most ``max_parallel`` at a time; return the failed runs."""
-    waiting = [run for run in runs if run.state != "done"]
+    waiting = [run for run in runs if run.state != RunState.FINISHED]
     running: list[Run] = []
     finished: list[Run] = []
     bar = tqdm(total=len(runs), initial=len(runs) - len(waiting), desc="sweep", unit="run")
@@ -375,8 +358,17 @@ def has_failed(run: Run) -> bool:
 
 
 def failure(run: Run) -> str:
-    """Why ``run`` failed, in a few words: ``"exit 2"``, or what ended its Ray task."""
-    return run.error or f"exit {run.returncode}"
+    """Why ``run`` failed, in a few words: ``"exit 2"``, ``"killed by SIGKILL"`` (out of memory,
+    or ``kill -9``), or what ended its Ray task."""
+    if run.error:
+        return run.error
+    if run.returncode is not None and run.returncode < 0:
+        try:
+            name = signal.Signals(-run.returncode).name
+        except ValueError:
+            name = f"signal {-run.returncode}"
+        return f"killed by {name}"
+    return f"exit {run.returncode}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -423,12 +415,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    counts = {state: sum(run.state == state for run in runs) for state in ("new", "resume", "restart", "done")}
-    print(f"{len(runs)} runs: {counts['new']} new, {counts['resume']} to resume, {counts['restart']} to restart "
-          f"(no checkpoint), {counts['done']} finished")
+    counts = {state: sum(run.state == state for run in runs) for state in RunState}
+    print(f"{len(runs)} runs: {counts[RunState.NEW]} new, {counts[RunState.RESUMABLE]} to resume, "
+          f"{counts[RunState.STARTED]} to restart (no checkpoint), {counts[RunState.FINISHED]} finished")
     if args.dry_run:
         for run in runs:
-            print(("# finished: " if run.state == "done" else "") + shlex.join(run.argv[1:]))
+            print(("# finished: " if run.state == RunState.FINISHED else "") + shlex.join(run.argv[1:]))
         return 0
     ray = None
     try:

@@ -5,7 +5,9 @@ import csv
 import dataclasses
 import itertools
 import json
+import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import matplotlib.image
@@ -439,3 +441,198 @@ def test_script_writes_the_report_and_refuses_a_non_empty_out(grid_runs, tmp_pat
     assert "is not empty" in capsys.readouterr().err and (out / "summary.csv").read_text() == before
     assert compare.main([*arguments, "--overwrite"]) == 0
     assert len(list((out / "tensorboard" / "MsPacman" / "a2c-conv").glob("*tfevents*"))) == 1  # old curves removed
+
+
+# ------------------------------------------------------------------------------------------------
+# What decides a verdict, an aggregate and a run's state
+
+
+def learning_curve(rise_steps: float, plateau: float, seed: int) -> np.ndarray:
+    """Scores that rise linearly to ``plateau`` over the first ``rise_steps`` and stay there: the
+    seeds' plateaus 30 points apart, and a little noise."""
+    noise = np.random.default_rng(seed).normal(0, 2, EPISODE_STEPS.size)
+    return (plateau + 30 * (seed - 1)) * np.minimum(EPISODE_STEPS / rise_steps, 1.0) + noise
+
+
+def two_arch_report(root: Path, conv: tuple[float, float], coordconv: tuple[float, float]):
+    """MsPacman, 3 seeds per arch; each arch's curve ``(rise_steps, plateau)``."""
+    for arch, (rise, plateau) in (("conv", conv), ("coordconv", coordconv)):
+        for seed in range(3):
+            write_run(root, "MsPacman", arch, seed, EPISODE_STEPS, learning_curve(rise, plateau, seed))
+    return build_report(find_runs(root), reference_scores=REFERENCES, seed=0, resamples=2000)
+
+
+def test_learning_faster_to_the_same_final_score_is_better(tmp_path):
+    row = two_arch_report(tmp_path, conv=(8_000, 1000), coordconv=(2_000, 1000)).row("MsPacman", "a2c", "coordconv")
+    assert row.difference_low < 0 < row.difference_high  # the same final score
+    assert row.auc_difference_low > 100  # a clearly larger area under the curve
+    assert row.verdict == "better"
+
+
+def test_learning_slower_to_the_same_final_score_is_worse(tmp_path):
+    row = two_arch_report(tmp_path, conv=(2_000, 1000), coordconv=(8_000, 1000)).row("MsPacman", "a2c", "coordconv")
+    assert row.difference_low < 0 < row.difference_high
+    assert row.auc_difference_high < -100
+    assert row.verdict == "worse"
+
+
+def test_a_higher_final_score_with_a_lower_auc_is_similar(tmp_path):
+    # coordconv ends higher (1200 vs 800) but rises so late that its AUC is lower.
+    row = two_arch_report(tmp_path, conv=(500, 800), coordconv=(9_500, 1200)).row("MsPacman", "a2c", "coordconv")
+    assert row.difference_low > 300 and row.auc_difference_high < -100
+    assert row.verdict == "similar"
+
+
+def test_the_probability_of_improvement_and_its_interval_point_the_same_way(grid_runs):
+    # MsPacman: every coordconv seed beats every conv seed; Breakout: the same runs in another order.
+    for baseline, arch, side in (("conv", "coordconv", 1), ("coordconv", "conv", -1)):
+        report = build_report(find_runs(grid_runs), baseline=baseline, reference_scores=REFERENCES, seed=0,
+                              resamples=2000)
+        (aggregate,) = [aggregate for aggregate in report.aggregates if aggregate.arch == arch]
+        assert aggregate.improvement == pytest.approx(0.5 + side * 0.25)
+        low, high = aggregate.improvement_low, aggregate.improvement_high
+        assert low <= aggregate.improvement <= high
+        assert (low > 0.5) if side > 0 else (high < 0.5), (arch, low, high)
+
+
+def stratified_iqm_interval(groups: list[np.ndarray], resamples: int, seed: int) -> tuple[float, float]:
+    """rliable's stratified bootstrap of the IQM, written out: each game's runs resampled within
+    the game, scipy's trim_mean of a quarter of the pooled resample, the 2.5th and 97.5th percentiles."""
+    from scipy.stats import trim_mean
+
+    rng = np.random.default_rng(seed)
+    resampled = [group[rng.integers(0, group.size, size=(resamples, group.size))] for group in groups]
+    pooled = np.concatenate(resampled, axis=1)
+    values = [trim_mean(sample, 0.25) for sample in pooled]
+    return tuple(np.percentile(values, [2.5, 97.5]))
+
+
+@pytest.mark.parametrize("seeds", [3, 2, 1])
+def test_the_iqm_and_its_interval_with_few_runs(tmp_path, seeds):
+    from scipy.stats import trim_mean
+
+    for arch, seed in itertools.product(("conv", "coordconv"), range(seeds)):
+        write_run(tmp_path, "MsPacman", arch, seed, EPISODE_STEPS, synthetic_scores("MsPacman", arch, seed))
+    report = build_report(find_runs(tmp_path), reference_scores=REFERENCES, seed=0, resamples=2000)
+    random_score, human_score = 307.3, 6951.6  # Ms. Pac-Man's references (Mnih et al. 2015)
+    for aggregate in report.aggregates:
+        finals = np.array([hand_final(synthetic_scores("MsPacman", aggregate.arch, seed)) for seed in range(seeds)])
+        normalized = (finals - random_score) / (human_score - random_score)
+        assert aggregate.runs == seeds
+        assert aggregate.iqm == pytest.approx(trim_mean(normalized, 0.25))
+        if seeds == 1:
+            assert np.isnan(aggregate.iqm_low) and np.isnan(aggregate.iqm_high)
+        else:
+            assert (aggregate.iqm_low, aggregate.iqm_high) == pytest.approx(
+                stratified_iqm_interval([normalized], 2000, seed=0))
+            assert np.isfinite([aggregate.iqm_low, aggregate.iqm_high]).all()
+    (coordconv,) = [aggregate for aggregate in report.aggregates if aggregate.arch == "coordconv"]
+    assert coordconv.improvement == 1.0  # +400 points in every seed
+    assert np.isnan(coordconv.improvement_low) == (seeds == 1)
+    table = summary_markdown(report).split("### Aggregate over games")[1]
+    iqm_cells = [line.split(" | ")[2] for line in table.splitlines() if line.startswith("| conv") or line.startswith("| coordconv")]
+    assert all(cell.endswith("(no CI)") == (seeds == 1) for cell in iqm_cells), iqm_cells
+    assert all(("[" in cell) == (seeds > 1) for cell in iqm_cells), iqm_cells
+
+
+def test_every_column_of_summary_csv(grid_report, tmp_path):
+    files = write_report(grid_report, tmp_path / "report")
+    with files.summary_csv.open() as file:
+        rows = {(row["game"], row["arch"]): row for row in csv.DictReader(file)}
+    references = {"MsPacman": (307.3, 6951.6), "Breakout": (1.7, 30.5)}  # random, human (Mnih et al. 2015)
+    for (game, arch), row in rows.items():
+        finals = np.array([hand_final(synthetic_scores(game, arch, seed)) for seed in range(3)])
+        base_finals = np.array([hand_final(synthetic_scores(game, "conv", seed)) for seed in range(3)])
+        evaluations = [synthetic_scores(game, arch, seed)[-10:].mean() for seed in range(3)]
+        panel = grid_report.panel(game, "a2c")
+        aucs = [np.nanmean(hand_curve(EPISODE_STEPS, synthetic_scores(game, arch, seed), panel.steps, panel.window,
+                                      TIMESTEPS)) for seed in range(3)]
+        base_aucs = [np.nanmean(hand_curve(EPISODE_STEPS, synthetic_scores(game, "conv", seed), panel.steps,
+                                           panel.window, TIMESTEPS)) for seed in range(3)]
+        random_score, human_score = references[game]
+        expected = {
+            "game": game, "agent": "a2c", "arch": arch, "seeds": 3, "steps": TIMESTEPS, "seed_list": "0 1 2",
+            "configured_steps": TIMESTEPS, "incomplete_seeds": 0, "eval_seeds": 3,
+            "final_score": finals.mean(), "auc": np.mean(aucs), "eval_score": np.mean(evaluations),
+            "human_normalized_final": np.mean((finals - random_score) / (human_score - random_score)),
+        }
+        for name, values in (("final", finals), ("auc", aucs), ("eval", evaluations)):
+            expected[f"{name}_low"], expected[f"{name}_high"] = stats.bootstrap_ci(values, resamples=10_000, seed=0)
+        if arch == "conv":
+            expected.update({column: "" for column in COLUMNS if "difference" in column}, verdict="")
+        else:
+            expected["difference"] = finals.mean() - base_finals.mean()
+            expected["auc_difference"] = np.mean(aucs) - np.mean(base_aucs)
+            expected["difference_low"], expected["difference_high"] = stats.bootstrap_difference_ci(
+                finals, base_finals, resamples=10_000, seed=0)
+            expected["auc_difference_low"], expected["auc_difference_high"] = stats.bootstrap_difference_ci(
+                aucs, base_aucs, resamples=10_000, seed=0)
+            expected["verdict"] = {"MsPacman": "better", "Breakout": "similar"}[game]
+        assert set(expected) == set(COLUMNS)
+        for column in COLUMNS:
+            value = expected[column]
+            if isinstance(value, (float, np.floating)):
+                assert float(row[column]) == pytest.approx(value, rel=1e-6, abs=1e-9), (game, arch, column)  # events hold float32
+            else:
+                assert row[column] == str(value), (game, arch, column)
+
+
+def test_the_report_uses_the_latest_checkpoints_evaluation_and_says_which(grid_runs, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(grid_runs, root)
+    run_dir = root / "MsPacman" / "a2c-conv" / "seed0"
+    (run_dir / "evaluation_5000.json").write_text(json.dumps({"timesteps": 5_000, "episodes": 30, "mean_score": -1.0}))
+    (run_dir / "evaluation_10000.json").write_text(json.dumps({"timesteps": 10_000, "episodes": 30, "mean_score": 123.0}))
+    # At the same checkpoint, the evaluation over more games wins, whichever file holds it.
+    seed1 = root / "MsPacman" / "a2c-conv" / "seed1"
+    final = json.loads((seed1 / "evaluation.json").read_text())
+    (seed1 / "evaluation.json").write_text(json.dumps({**final, "episodes": 30}))
+    (seed1 / "evaluation_10000.json").write_text(json.dumps({"timesteps": 10_000, "episodes": 5, "mean_score": -7.0}))
+    report = build_report(find_runs(root), reference_scores=REFERENCES, seed=0, resamples=2000)
+    others = [synthetic_scores("MsPacman", "conv", seed)[-10:].mean() for seed in (1, 2)]
+    assert report.row("MsPacman", "a2c", "conv").eval_score == pytest.approx(np.mean([123.0, *others]))
+    notes = "\n".join(report.notes)
+    assert ("MsPacman a2c-conv seed0: evaluated 3 times (evaluation_5000.json (5,000 steps, 30 games), "
+            "evaluation.json (10,000 steps, 0 games), evaluation_10000.json (10,000 steps, 30 games)); "
+            "the report uses evaluation_10000.json, the latest checkpoint's") in notes
+
+
+def test_a_copied_run_counts_once_the_longer_copy_wins(grid_runs, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(grid_runs, root)
+    short = root / "copy" / "MsPacman" / "a2c-conv" / "seed0"
+    write_run(root / "copy", "MsPacman", "conv", 0, EPISODE_STEPS[:50], np.full(50, -5000.0))
+    found = find_runs(root)
+    assert len(found.runs) == len(GRID)
+    (kept,) = [run for run in found.runs if run.name == "MsPacman a2c-conv seed0"]
+    assert kept.path == root / "MsPacman" / "a2c-conv" / "seed0" and kept.last_step == TIMESTEPS
+    assert ("MsPacman a2c-conv seed0 appears twice: kept MsPacman/a2c-conv/seed0 (10,000 steps), "
+            f"ignored {short.relative_to(root)} (5,000 steps)") in found.notes
+    report = build_report(found, reference_scores=REFERENCES, seed=0, resamples=2000)
+    assert report.row("MsPacman", "a2c", "conv").final_scores[0] == pytest.approx(
+        hand_final(synthetic_scores("MsPacman", "conv", 0)))
+
+
+def test_a_run_checkpointed_at_its_steps_is_finished_though_its_last_scalar_is_earlier(tmp_path):
+    """Finished means what the sweep means (rundir.run_state): trained to its steps and evaluated."""
+    from rl_coordconv.rundir import RunState, run_state
+
+    last_game = EPISODE_STEPS[EPISODE_STEPS <= 9_000]  # no game ended in its last 1,000 steps
+    run_dir = write_run(tmp_path, "MsPacman", "conv", 0, last_game, np.full(last_game.size, 500.0), evaluation=500.0)
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    (run_dir / "evaluation.json").write_text(json.dumps({**evaluation, "timesteps": TIMESTEPS}))
+    (run_dir / "checkpoints").mkdir()
+    with zipfile.ZipFile(run_dir / "checkpoints" / f"model_{TIMESTEPS}_steps.zip", "w") as archive:
+        archive.writestr("data", "{}")
+    (run,) = find_runs(tmp_path).runs
+    assert run.last_step == 9_000 < TIMESTEPS
+    assert run.finished and not run.in_progress
+    assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.FINISHED
+    assert not any("in progress" in note for note in find_runs(tmp_path).notes)
+    # The same run without its final evaluation: trained, not finished, for the report as for the sweep.
+    (run_dir / "evaluation.json").unlink()
+    (run,) = find_runs(tmp_path).runs
+    assert not run.finished and not run.in_progress
+    assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.RESUMABLE
+    assert "MsPacman a2c-conv seed0: trained to 10,000 steps, but its final evaluation is missing" in \
+        "\n".join(find_runs(tmp_path).notes)

@@ -290,6 +290,31 @@ def test_two_replay_shards_each_get_their_actors_transitions_and_their_batches_p
         trainer.close()
 
 
+def test_a_shard_serving_k_of_n_actors_holds_k_n_of_the_replay(local_ray):
+    trainer = goal_pixel_trainer(actors=4, replay_shards=2)  # apex.buffer_size 4,000
+    try:
+        capacities = [ray.get(shard.__ray_call__.remote(lambda shard: [buffer.capacity for buffer in shard.buffers]))
+                      for shard in trainer.shards]
+        assert capacities == [[1000, 1000], [1000, 1000]]  # two actors a shard, 2,000 transitions each
+    finally:
+        trainer.close()
+
+
+def test_each_actors_games_are_logged_in_the_band_of_its_own_envs(local_ray):
+    # 2 actors x 4 envs: one ladder over 8 envs, cut in thirds by rank (3 * env // 8).
+    band_of_env = {0: "exploratory", 1: "exploratory", 2: "exploratory", 3: "middle",  # actor 0
+                   4: "middle", 5: "middle", 6: "greedy", 7: "greedy"}  # actor 1
+    trainer = goal_pixel_trainer()
+    games = []
+    trainer.on_game = lambda step, env, band, score, length: games.append((env, band))
+    try:
+        trainer.train(3_000)
+    finally:
+        trainer.close()
+    assert {env for env, _ in games} == set(band_of_env)  # every env of both actors finished games
+    assert all(band == band_of_env[env] for env, band in games)
+
+
 def test_a_killed_rollout_actor_is_restarted_and_training_goes_on(local_ray):
     trainer = goal_pixel_trainer(block_steps=64)
     try:

@@ -244,6 +244,40 @@ def test_each_agent_evaluates_with_its_own_policy(tmp_path):
         "deterministic": False, "epsilon": None, "description": "actions sampled from the policy"}
 
 
+def greedy_a2c_actions(policy, observations: np.ndarray) -> np.ndarray:
+    """The argmax of the A2C policy's action logits, computed through its layers by hand."""
+    with torch.no_grad():
+        obs = torch.as_tensor(observations).float() / 255.0
+        latent = policy.mlp_extractor.forward_actor(policy.pi_features_extractor(obs))
+        return policy.action_net(latent).argmax(dim=1).numpy()
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_the_deterministic_flag_reaches_the_a2c_policy(run_dir, monkeypatch, deterministic):
+    played = []
+    real_play = evaluate.play_full_games
+
+    def recording_play(predict, env, episodes, **options):
+        def recording_predict(observations):
+            actions = predict(observations)
+            played.append((observations.copy(), np.asarray(actions).copy()))
+            return actions
+        return real_play(recording_predict, env, episodes, **options)
+
+    monkeypatch.setattr(evaluate, "play_full_games", recording_play)
+    flags = ["--deterministic"] if deterministic else []
+    assert evaluate.main([str(run_dir), "--episodes", "1", "--no-progress", *flags]) == 0
+    observations = np.concatenate([obs for obs, _ in played])
+    actions = np.concatenate([action for _, action in played])
+    policy = A2C.load(run_dir / "checkpoints" / "model_300_steps.zip", device="cpu").policy
+    greedy = greedy_a2c_actions(policy, observations)
+    assert len(actions) > 100
+    if deterministic:
+        np.testing.assert_array_equal(actions, greedy)
+    else:  # sampled: an almost untrained policy spreads its actions over the 9 of Ms. Pac-Man
+        assert np.mean(actions != greedy) > 0.5 and len(np.unique(actions)) >= 5
+
+
 # Saliency ----------------------------------------------------------------------------------------
 
 

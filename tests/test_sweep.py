@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import signal
@@ -82,6 +83,89 @@ def test_sweep_runs_skips_resumes_and_survives_a_failing_run(tmp_path, capsys):
     assert sweep.main([*grid, "--seeds", "0", "--timesteps", "400"]) == 0
     assert latest_checkpoint(conv).name == latest_checkpoint(coordconv).name == "model_400_steps.zip"
     assert (conv / "train.log").read_text().count("--resume") == 1
+
+
+FAKE_TRAIN = """
+import json, os, signal, sys, time
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+with open(os.environ["SWEEP_TIMES"], "a") as times:
+    times.write(json.dumps({"seed": int(args["--seed"]), "start": time.time()}) + "\\n")
+print("fake training of seed", args["--seed"], flush=True)
+time.sleep(0.6)
+behaviour = os.environ["SWEEP_BEHAVIOUR"].split(",")[int(args["--seed"])]
+with open(os.environ["SWEEP_TIMES"], "a") as times:
+    times.write(json.dumps({"seed": int(args["--seed"]), "end": time.time()}) + "\\n")
+if behaviour == "ok":
+    sys.exit(0)
+os.kill(os.getpid(), getattr(signal, behaviour))
+"""
+
+
+@pytest.fixture
+def fake_train(tmp_path, monkeypatch):
+    """sweep.py with a train.py stand-in that records when each run starts and ends, then exits 0
+    or dies from a signal, per seed (``SWEEP_BEHAVIOUR``: e.g. "ok,SIGKILL,SIGTERM")."""
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    times = tmp_path / "times.jsonl"
+    monkeypatch.setattr(sweep, "TRAIN", script)
+    monkeypatch.setenv("SWEEP_TIMES", str(times))
+    return times
+
+
+def most_at_once(times_file: Path) -> int:
+    """The most runs that were between their start and their end at the same moment."""
+    events = [json.loads(line) for line in times_file.read_text().splitlines()]
+    edges = sorted((event.get("start", event.get("end")), 1 if "start" in event else -1) for event in events)
+    running = peak = 0
+    for _, change in edges:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def test_a_run_killed_by_a_signal_fails_with_its_log_tail(fake_train, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SWEEP_BEHAVIOUR", "ok,SIGKILL,SIGTERM")
+    code = sweep.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-2", "--timesteps", "1000",
+                       "--runs", str(tmp_path / "runs"), "--max-parallel", "3"])
+    out = capsys.readouterr().out
+    assert code == 1
+    for seed, signal_name in ((1, "SIGKILL"), (2, "SIGTERM")):
+        run_dir = tmp_path / "runs" / "MsPacman" / "a2c-conv" / f"seed{seed}"
+        assert f"FAILED (killed by {signal_name}): {run_dir}\n" in out
+        assert f"fake training of seed {seed}" in out.split(f"FAILED (killed by {signal_name})")[1]  # its log tail
+    failed = [line for line in out.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 2 and not any(line.endswith("seed0") for line in failed)
+    assert "1 of 3 runs finished, 2 failed" in out
+
+
+def test_max_parallel_bounds_the_runs_at_once(fake_train, tmp_path, monkeypatch):
+    monkeypatch.setenv("SWEEP_BEHAVIOUR", ",".join(["ok"] * 5))
+    for bound in (1, 2):
+        fake_train.unlink(missing_ok=True)
+        assert sweep.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-4", "--timesteps", "1000",
+                           "--runs", str(tmp_path / f"runs{bound}"), "--max-parallel", str(bound)]) == 0
+        assert most_at_once(fake_train) == bound  # reached, never passed
+
+
+def test_a_run_that_died_before_its_first_checkpoint_starts_afresh(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    grid = ["--games", "MsPacman", "--archs", "conv,coordconv", "--runs", str(runs), *TINY, "--seeds", "0",
+            "--timesteps", "200"]
+    assert sweep.main(grid) == 0
+    conv, coordconv = (runs / "MsPacman" / f"a2c-{arch}" / "seed0" for arch in ("conv", "coordconv"))
+    # conv died before its first checkpoint; coordconv was killed while writing it.
+    shutil.rmtree(conv / "checkpoints")
+    for path in (coordconv / "checkpoints").iterdir():
+        path.write_bytes(path.read_bytes()[:1000])
+    assert {path.name for path in conv.iterdir()} == {"config.json", "tb", "train.log"}
+    capsys.readouterr()
+    assert sweep.main(grid) == 0
+    assert "2 runs: 0 new, 0 to resume, 2 to restart (no checkpoint), 0 finished" in capsys.readouterr().out
+    for run_dir in (conv, coordconv):
+        assert latest_checkpoint(run_dir).name == "model_200_steps.zip"
+        assert (run_dir / "train.log").read_text().count("train.py") == 1  # a fresh start, not a resume
+        assert "--resume" not in (run_dir / "train.log").read_text()
 
 
 # Sweeps on a local Ray (``--ray-address local``): each run is a Ray task running the same train.py command.
@@ -208,7 +292,11 @@ def test_a_ray_task_that_is_killed_takes_its_run_down(ray_sweep_dir):
         ray.cancel(cancelled.task, force=True)
         os.kill(parent_of(sleepers[1]), signal.SIGKILL)  # its Ray worker
         assert wait_until(lambda: len(launcher.wait([cancelled, crashed], 0.1)) == 2)
-        assert sweep.failure(cancelled) == "Ray task failed: TaskCancelledError"
+        # A force-cancelled worker first SIGKILLs its children (Ray's kill_child_processes_on_worker_exit),
+        # then exits: the task either dies with the worker (TaskCancelledError), or returns the
+        # child's -9 just before, when its wait() wakes first. Both are Ray's race; both fail the run.
+        assert sweep.has_failed(cancelled)
+        assert sweep.failure(cancelled) in ("Ray task failed: TaskCancelledError", "killed by SIGKILL")
         assert sweep.failure(crashed).startswith("Ray task failed: WorkerCrashedError")
         assert wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in sleepers), seconds=5)
     finally:

@@ -1,6 +1,8 @@
 import copy
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -475,6 +477,31 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_with_its_weights_and_optimizer(t
     policy, optimizer = checkpoint_state(run_dir / "checkpoints" / "model_600_steps.zip")
     assert_same_state(seen[0][0], policy, "policy")
     assert_same_state(seen[0][1], optimizer, "optimizer")
+    assert latest_checkpoint(run_dir).name == "model_1000_steps.zip"
+
+
+def test_ctrl_c_while_a_checkpoint_is_written_still_leaves_a_complete_checkpoint(tmp_path, monkeypatch, capsys):
+    """A SIGINT that lands while torch writes a periodic checkpoint into SB3's zip (the zip's
+    write callback raises KeyboardInterrupt there, and torch turns it into 'RuntimeError: unexpected
+    pos') must neither lose the interrupt nor leave half a checkpoint."""
+    real_write = zipfile._ZipWriteFile.write
+    writes = []
+
+    def write_then_ctrl_c(self, data):
+        writes.append(len(data))
+        if len(writes) == 3:  # inside the first checkpoint's policy.pth, as a Ctrl-C would land
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_write(self, data)
+
+    monkeypatch.setattr(zipfile._ZipWriteFile, "write", write_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(small_config(), tmp_path, progress_bar=False)
+    monkeypatch.undo()
+    run_dir = experiment.run_directory(tmp_path, small_config())
+    assert "Interrupted at 500 steps; saved" in capsys.readouterr().out
+    assert [path.name for path in (run_dir / "checkpoints").iterdir()] == ["model_500_steps.zip"]  # no partial file
+    assert A2C.load(run_dir / "checkpoints" / "model_500_steps.zip", device="cpu").num_timesteps == 500
+    run_experiment(small_config(), tmp_path, resume=True, progress_bar=False)
     assert latest_checkpoint(run_dir).name == "model_1000_steps.zip"
 
 

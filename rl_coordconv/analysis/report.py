@@ -32,7 +32,6 @@ from rl_coordconv.analysis.runs import FoundRuns, NoRunsError, Run
 GRID_POINTS = 100  # common steps per panel, evenly spaced up to the panel's longest run
 SMOOTHING_FRACTION = 0.05  # trailing window, as a fraction of the panel's longest run
 FINAL_FRACTION = 0.10  # final score: the last 10 % of each run's steps
-EVAL_METRIC = "eval/mean_score"
 FRAMES_PER_STEP = 4
 COLUMNS = [
     "game", "agent", "arch", "seeds", "steps", "final_score", "final_low", "final_high", "auc", "auc_low", "auc_high",
@@ -246,8 +245,7 @@ def _row(game: str, agent: str, arch: str, runs: list[Run], curve: ArchCurve, me
     row.auc_low, row.auc_high = stats.bootstrap_ci(aucs[~np.isnan(aucs)], resamples=resamples, seed=seed)
     if reference is not None:
         row.human_normalized_final = _mean(stats.human_normalized(finals, *reference))
-    evaluations = np.array([run.scalars[EVAL_METRIC].values[-1] for run in runs
-                            if EVAL_METRIC in run.scalars and len(run.scalars[EVAL_METRIC])])
+    evaluations = np.array([run.evaluation.mean_score for run in runs if run.evaluation is not None])
     if evaluations.size:
         row.eval_score, row.eval_seeds = float(evaluations.mean()), int(evaluations.size)
         row.eval_low, row.eval_high = stats.bootstrap_ci(evaluations, resamples=resamples, seed=seed)

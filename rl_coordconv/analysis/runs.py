@@ -1,12 +1,9 @@
-"""Finding run directories and reading their TensorBoard scalars.
+"""Finding run directories and reading their TensorBoard scalars and evaluations.
 
-A run directory is recognised by its ``config.json`` alone, not by where it lies, so runs copied
-from a cluster into any folder structure are found. It holds::
-
-    config.json        {"config": {"game", "agent", "arch", "seed", "timesteps", ...}, ...}
-    tb/                TensorBoard event files (episode/score against agent steps, ...)
-    evaluation.json    written when the run finished and was evaluated
-    checkpoints/       model_<steps>_steps.zip
+A run directory (:mod:`rl_coordconv.rundir`) is recognised by its ``config.json`` alone, not by
+where it lies, so runs copied from a cluster into any folder structure are found, and so are run
+records without checkpoints. Its state (finished or not) is the one the sweep acts on
+(:func:`rl_coordconv.rundir.run_state`).
 
 Scalars are read from TensorBoard's own event files with every point kept (the event
 accumulator's default keeps a sample of 10,000 per tag).
@@ -16,12 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from rl_coordconv import rundir
+from rl_coordconv.rundir import Evaluation, RunState
 
 RUN_LAYOUT = (
     "a run directory holds config.json with "
@@ -29,7 +28,7 @@ RUN_LAYOUT = (
     "TensorBoard event files, as scripts/train.py writes them at <runs>/<game>/<agent>-<arch>/seed<k>/"
 )
 CONFIG_KEYS = ("game", "agent", "arch", "seed")
-_CHECKPOINT = re.compile(r"model_(\d+)_steps\.zip$")
+DEFAULT_EVAL_EPISODES = 10  # what a config.json without eval_episodes was trained with
 
 
 class NoRunsError(ValueError):
@@ -50,7 +49,8 @@ class Series:
 
 @dataclass
 class Run:
-    """One run directory: what its config.json says and what its TensorBoard events hold."""
+    """One run directory: what its config.json says, what its TensorBoard events hold, its
+    evaluations and its state."""
 
     path: Path
     game: str
@@ -59,11 +59,18 @@ class Run:
     seed: int
     timesteps: int | None  # configured agent steps; None when config.json does not say
     scalars: dict[str, Series] = field(default_factory=dict)
-    finished: bool = False  # evaluated, or checkpointed at (or past) its configured steps
+    state: RunState = RunState.STARTED
+    checkpointed_steps: int = 0  # the latest complete checkpoint's steps (0: none, or a record without them)
+    evaluations: list[Evaluation] = field(default_factory=list)  # oldest checkpoint first
 
     @property
     def name(self) -> str:
         return f"{self.game} {self.agent}-{self.arch} seed{self.seed}"
+
+    @property
+    def finished(self) -> bool:
+        """Trained to its configured steps and evaluated, as the sweep counts it (``rundir.run_state``)."""
+        return self.state == RunState.FINISHED
 
     @property
     def last_step(self) -> int:
@@ -71,9 +78,19 @@ class Run:
         return max((int(series.steps[-1]) for series in self.scalars.values() if len(series)), default=0)
 
     @property
+    def trained_steps(self) -> int:
+        """How far it trained, as far as its files tell: its latest checkpoint or its last scalar."""
+        return max(self.checkpointed_steps, self.last_step)
+
+    @property
     def in_progress(self) -> bool:
         """Not finished and short of its configured steps: still running, or stopped early."""
-        return not self.finished and self.timesteps is not None and self.last_step < self.timesteps
+        return not self.finished and self.timesteps is not None and self.trained_steps < self.timesteps
+
+    @property
+    def evaluation(self) -> Evaluation | None:
+        """The evaluation of its latest evaluated checkpoint, over the most games when there are several."""
+        return self.evaluations[-1] if self.evaluations else None
 
 
 @dataclass
@@ -128,12 +145,6 @@ def read_run_config(path: Path | str) -> dict:
     return config
 
 
-def _final_checkpoint_steps(run_dir: Path) -> int:
-    steps = [int(match.group(1)) for path in (run_dir / "checkpoints").glob("model_*_steps.zip")
-             if (match := _CHECKPOINT.search(path.name))]
-    return max(steps, default=0)
-
-
 def load_run(run_dir: Path | str) -> Run:
     """Read one run directory.
 
@@ -151,20 +162,20 @@ def load_run(run_dir: Path | str) -> Run:
     if not any(len(series) for series in scalars.values()):
         raise ValueError("TensorBoard event files without any scalar (crashed before logging)")
     timesteps = config.get("timesteps")
-    run = Run(
+    timesteps = int(timesteps) if isinstance(timesteps, (int, float)) else None
+    eval_episodes = config.get("eval_episodes", DEFAULT_EVAL_EPISODES)
+    return Run(
         path=run_dir,
         game=str(config["game"]),
         agent=str(config["agent"]),
         arch=str(config["arch"]),
         seed=int(config["seed"]),
-        timesteps=int(timesteps) if isinstance(timesteps, (int, float)) else None,
+        timesteps=timesteps,
         scalars=scalars,
+        state=rundir.run_state(run_dir, timesteps, int(eval_episodes)) if timesteps is not None else RunState.STARTED,
+        checkpointed_steps=rundir.checkpointed_steps(run_dir),
+        evaluations=rundir.evaluations(run_dir),
     )
-    run.finished = (
-        (run_dir / "evaluation.json").exists()
-        or (run.timesteps is not None and max(_final_checkpoint_steps(run_dir), run.last_step) >= run.timesteps)
-    )
-    return run
 
 
 def find_runs(root: Path | str, *, progress: bool = False) -> FoundRuns:
@@ -203,6 +214,14 @@ def find_runs(root: Path | str, *, progress: bool = False) -> FoundRuns:
         raise NoRunsError(f"no runs under {root}{detail}; {RUN_LAYOUT}")
     for run in found:
         if run.in_progress:
-            notes.append(f"{run.name}: in progress or stopped early, at {run.last_step:,} of {run.timesteps:,} steps "
-                         f"({100 * run.last_step / run.timesteps:.0f} %)")
+            notes.append(f"{run.name}: in progress or stopped early, at {run.trained_steps:,} of {run.timesteps:,} "
+                         f"steps ({100 * run.trained_steps / run.timesteps:.0f} %)")
+        elif not run.finished:
+            notes.append(f"{run.name}: trained to {run.trained_steps:,} steps, but its final evaluation is missing "
+                         "(the sweep resumes it to evaluate it)")
+        if len(run.evaluations) > 1:
+            listed = ", ".join(f"{evaluation.path.name} ({evaluation.timesteps:,} steps, {evaluation.episodes} games)"
+                               for evaluation in run.evaluations)
+            notes.append(f"{run.name}: evaluated {len(run.evaluations)} times ({listed}); the report uses "
+                         f"{run.evaluation.path.name}, the latest checkpoint's")
     return FoundRuns(root, found, notes)

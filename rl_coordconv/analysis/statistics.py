@@ -151,6 +151,12 @@ def _as_groups(scores_by_game: Sequence[Sequence[float]] | Sequence[np.ndarray])
     return groups
 
 
+def _resamplable(groups: list[np.ndarray]) -> bool:
+    """Whether a stratified bootstrap can vary at all: some game has two runs or more. With one run
+    per game every resample is the data itself, and there is no interval."""
+    return any(group.size >= 2 for group in groups)
+
+
 def _stratified_resamples(groups: list[np.ndarray], resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Each game's seeds resampled with replacement within that game: ``(resamples, seeds_g)`` each."""
     return [group[_resample_indices(group.size, resamples, rng)] for group in groups]
@@ -166,10 +172,13 @@ def interquartile_mean_ci(
     """Stratified-bootstrap CI of the IQM (rliable's ``StratifiedBootstrap``, percentile method):
     each resample draws, within every game, as many seeds as that game has, with replacement;
     the IQM is taken over the pooled resampled scores. Games may have different numbers of seeds.
+    NaN (no interval) when every game has a single run.
 
     :param scores_by_game: one array of run scores (one per seed) per game.
     """
     groups = _as_groups(scores_by_game)
+    if not _resamplable(groups):
+        return NO_INTERVAL
     pooled = np.concatenate(_stratified_resamples(groups, resamples, np.random.default_rng(seed)), axis=1)
     low, high = _percentiles(_interquartile_means(pooled), confidence)
     return float(low), float(high)
@@ -210,10 +219,12 @@ def probability_of_improvement_ci(
 ) -> Interval:
     """Stratified-bootstrap CI of :func:`probability_of_improvement` (rliable's
     ``StratifiedIndependentBootstrap``): X's and Y's seeds are resampled independently, within
-    each game."""
+    each game. NaN (no interval) when every game has a single run of X and of Y."""
     xs, ys = _as_groups(scores_by_game), _as_groups(baseline_by_game)
     if len(xs) != len(ys):
         raise ValueError(f"scores for {len(xs)} games but baseline scores for {len(ys)}")
+    if not (_resamplable(xs) or _resamplable(ys)):
+        return NO_INTERVAL
     rng = np.random.default_rng(seed)
     resampled_x, resampled_y = _stratified_resamples(xs, resamples, rng), _stratified_resamples(ys, resamples, rng)
     per_resample = np.mean([_improvement(x, y) for x, y in zip(resampled_x, resampled_y)], axis=0)

@@ -1,0 +1,200 @@
+"""The run directory: where one run keeps what it writes, and what state it is in.
+
+One run of one agent, arch, game and seed lives in ``<runs>/<game>/<agent>-<arch>/seed<k>/``::
+
+    config.json                 every resolved setting, package versions, git commit
+    tb/                         TensorBoard events (episode/score per finished game, ...)
+    checkpoints/                model_<steps>_steps.zip; the latest resumes the run (agents with
+                                a replay keep replay_<steps>_steps.npz beside the latest)
+    evaluation.json             the training's final evaluation over full games
+    evaluation_<steps>.json     later evaluations of a checkpoint (``evaluate``)
+    train.log                   the console output, when the sweep started the run
+
+Training, the sweep, the report and ``evaluate`` all read a run through this module, so that
+"finished" and "the latest checkpoint" mean one thing everywhere. It imports neither torch nor
+the agents: the report reads run directories copied from a cluster without them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+CONFIG_FILE = "config.json"
+TENSORBOARD_DIR = "tb"
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_PREFIX = "model"
+REPLAY_PREFIX = "replay"
+LOG_FILE = "train.log"
+FINAL_EVALUATION = "evaluation.json"
+_CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)_steps\.zip$")
+_EVALUATION_NAME = re.compile(r"^evaluation(?:_(\d+))?\.json$")
+
+
+class RunState(str, Enum):
+    """Where a run directory stands, as the sweep acts on it."""
+
+    NEW = "new"  # no directory, or nothing in it but train.log: start it
+    STARTED = "started"  # it wrote files but no complete checkpoint: nothing to resume, start it afresh
+    RESUMABLE = "resumable"  # a complete checkpoint, not finished: resume it
+    FINISHED = "finished"  # trained to its configured steps, and evaluated unless told not to
+
+
+def checkpoint_path(run_dir: Path | str, steps: int) -> Path:
+    """``run_dir/checkpoints/model_<steps>_steps.zip``."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"{CHECKPOINT_PREFIX}_{steps}_steps.zip"
+
+
+def checkpoint_steps(path: Path | str) -> int | None:
+    """The agent steps in a checkpoint's name (``model_500000_steps.zip`` -> 500000); None for
+    any other name."""
+    match = _CHECKPOINT_NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def checkpoints(run_dir: Path | str) -> list[tuple[int, Path]]:
+    """Every ``model_<steps>_steps.zip`` of the run, complete or not, by ascending steps."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    found = [(steps, path) for path in folder.glob(f"{CHECKPOINT_PREFIX}_*_steps.zip")
+             if (steps := checkpoint_steps(path)) is not None]
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: Path | str) -> Path:
+    """The complete checkpoint with the most steps (a file cut short by a kill is skipped, with a
+    warning).
+
+    :raises FileNotFoundError: the run has no complete checkpoint.
+    """
+    for _, path in reversed(checkpoints(run_dir)):
+        if zipfile.is_zipfile(path):
+            return path
+        warnings.warn(f"skipping {path}: not a complete checkpoint (was the run killed while saving it?)", stacklevel=2)
+    raise FileNotFoundError(f"nothing to resume: no checkpoint in {Path(run_dir) / CHECKPOINT_DIR}")
+
+
+def checkpointed_steps(run_dir: Path | str) -> int:
+    """The steps of the latest complete checkpoint; 0 without one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return checkpoint_steps(latest_checkpoint(run_dir)) or 0
+        except FileNotFoundError:
+            return 0
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation file of a run: the checkpoint's ``timesteps`` (agent steps), the number of
+    full games and their mean raw score, and the whole record as written."""
+
+    path: Path
+    timesteps: int
+    episodes: int
+    mean_score: float
+    record: dict
+
+
+def read_evaluation(path: Path | str) -> Evaluation:
+    """One ``evaluation*.json``.
+
+    :raises ValueError: unreadable, or without ``timesteps`` and ``mean_score``.
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+        return Evaluation(path, int(record["timesteps"]), int(record.get("episodes", len(record.get("scores", [])))),
+                          float(record["mean_score"]), record)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"unreadable evaluation {path.name} ({type(error).__name__}: {error})") from None
+
+
+def evaluations(run_dir: Path | str) -> list[Evaluation]:
+    """Every readable evaluation of the run, oldest checkpoint first; at the same checkpoint, the
+    one over fewer games first. Unreadable files are skipped with a warning."""
+    found = []
+    for path in sorted(Path(run_dir).glob("evaluation*.json")):
+        if not _EVALUATION_NAME.match(path.name):
+            continue
+        try:
+            found.append(read_evaluation(path))
+        except ValueError as error:
+            warnings.warn(str(error), stacklevel=2)
+    return sorted(found, key=lambda evaluation: (evaluation.timesteps, evaluation.episodes, evaluation.path.name))
+
+
+def final_evaluation(run_dir: Path | str) -> Evaluation | None:
+    """The training's own final evaluation (``evaluation.json``), if readable."""
+    path = Path(run_dir) / FINAL_EVALUATION
+    try:
+        return read_evaluation(path) if path.exists() else None
+    except ValueError:
+        return None
+
+
+def run_state(run_dir: Path | str, timesteps: int, eval_episodes: int) -> RunState:
+    """The state of the run in ``run_dir`` configured for ``timesteps`` agent steps and a final
+    evaluation of ``eval_episodes`` games (0: none).
+
+    Finished: its final evaluation was written at (or past) ``timesteps`` (training writes it
+    after the final checkpoint, so run records without checkpoints still count), or, with no
+    evaluation asked for, a complete checkpoint at (or past) ``timesteps``.
+    """
+    run_dir = Path(run_dir)
+    evaluation = final_evaluation(run_dir) if eval_episodes > 0 else None
+    if evaluation is not None and evaluation.timesteps >= timesteps:
+        return RunState.FINISHED
+    steps = checkpointed_steps(run_dir)
+    if eval_episodes == 0 and steps >= timesteps > 0:
+        return RunState.FINISHED
+    if steps > 0:
+        return RunState.RESUMABLE
+    if run_dir.is_dir() and any(path.name != LOG_FILE for path in run_dir.iterdir()):
+        return RunState.STARTED
+    return RunState.NEW
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) back until the block has ended, then deliver it: a write inside
+    cannot be cut in half, and the interrupt still stops the program right after. Only the main
+    thread handles signals; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            signal.raise_signal(signal.SIGINT)  # now handled by the handler that was there before
+
+
+def save_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:
+    """``write(partial)`` to a temporary name beside ``path``, then rename it to ``path``, with
+    Ctrl-C held back meanwhile: ``path`` is always either the old file or a complete new one.
+
+    :param write: writes the whole file to the path it is given (e.g. ``model.save``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.partial{path.suffix}")
+    with interrupts_deferred():
+        try:
+            write(partial)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,115 @@
+"""The run-directory contract: checkpoint names, run states, evaluations, atomic saves."""
+
+import json
+import os
+import signal
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rl_coordconv import rundir
+from rl_coordconv.rundir import RunState, run_state
+
+TIMESTEPS = 1000
+
+
+def checkpoint(run_dir: Path, steps: int, complete: bool = True) -> Path:
+    path = run_dir / "checkpoints" / f"model_{steps}_steps.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("data", "{}")
+    if not complete:
+        path.write_bytes(path.read_bytes()[:20])
+    return path
+
+
+def evaluation(run_dir: Path, steps: int, name: str = "evaluation.json", episodes: int = 10) -> None:
+    (run_dir / name).write_text(json.dumps({"timesteps": steps, "episodes": episodes, "mean_score": 1.0}))
+
+
+def test_checkpoint_names_and_steps(tmp_path):
+    assert rundir.checkpoint_path(tmp_path, 500) == tmp_path / "checkpoints" / "model_500_steps.zip"
+    assert rundir.checkpoint_steps("model_500000_steps.zip") == 500_000
+    assert rundir.checkpoint_steps("model_500_steps.partial.zip") is None
+    assert rundir.checkpoint_steps("replay_500_steps.npz") is None
+    for steps in (900, 1000, 200):
+        checkpoint(tmp_path, steps)
+    assert [steps for steps, _ in rundir.checkpoints(tmp_path)] == [200, 900, 1000]  # by steps, not by name
+    checkpoint(tmp_path, 1100, complete=False)
+    with pytest.warns(UserWarning, match="model_1100_steps.zip: not a complete checkpoint"):
+        assert rundir.latest_checkpoint(tmp_path).name == "model_1000_steps.zip"
+    assert rundir.checkpointed_steps(tmp_path) == 1000
+
+
+def test_run_states(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.NEW
+    run_dir.mkdir()
+    (run_dir / "train.log").write_text("$ train.py ...")
+    assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.NEW  # the sweep's log only
+    (run_dir / "config.json").write_text("{}")
+    assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.STARTED
+    checkpoint(run_dir, 500, complete=False)
+    assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.STARTED  # nothing to resume from
+    checkpoint(run_dir, 500)
+    assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.RESUMABLE
+    checkpoint(run_dir, TIMESTEPS)
+    assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.RESUMABLE  # trained, not evaluated
+    assert run_state(run_dir, TIMESTEPS, eval_episodes=0) == RunState.FINISHED
+    evaluation(run_dir, 500, name="evaluation_500.json")  # evaluate's, of an earlier checkpoint
+    assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.RESUMABLE
+    evaluation(run_dir, TIMESTEPS)
+    assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.FINISHED
+    assert run_state(run_dir, 2 * TIMESTEPS, eval_episodes=10) == RunState.RESUMABLE  # a longer budget
+
+
+def test_a_run_record_without_checkpoints_is_finished_by_its_final_evaluation(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    evaluation(tmp_path, TIMESTEPS)
+    assert run_state(tmp_path, TIMESTEPS, eval_episodes=10) == RunState.FINISHED
+    evaluation(tmp_path, TIMESTEPS // 2)
+    assert run_state(tmp_path, TIMESTEPS, eval_episodes=10) == RunState.STARTED
+
+
+def test_evaluations_oldest_checkpoint_first_and_more_games_last(tmp_path):
+    evaluation(tmp_path, 1000, episodes=10)
+    evaluation(tmp_path, 1000, name="evaluation_1000.json", episodes=30)
+    evaluation(tmp_path, 500, name="evaluation_500.json", episodes=100)
+    (tmp_path / "evaluation_700.json").write_text("{not json")
+    (tmp_path / "evaluation_notes.json").write_text("{}")  # not an evaluation's name
+    with pytest.warns(UserWarning, match="unreadable evaluation evaluation_700.json"):
+        found = rundir.evaluations(tmp_path)
+    assert [(item.path.name, item.timesteps, item.episodes) for item in found] == [
+        ("evaluation_500.json", 500, 100), ("evaluation.json", 1000, 10), ("evaluation_1000.json", 1000, 30)]
+
+
+def test_an_atomic_save_that_fails_leaves_the_old_file_and_no_partial_one(tmp_path):
+    path = tmp_path / "checkpoints" / "model_500_steps.zip"
+    rundir.save_atomically(path, lambda target: target.write_bytes(b"old"))
+
+    def failing_write(target: Path) -> None:
+        target.write_bytes(b"half of it")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        rundir.save_atomically(path, failing_write)
+    assert path.read_bytes() == b"old"
+    assert sorted(item.name for item in path.parent.iterdir()) == ["model_500_steps.zip"]
+
+
+def test_a_ctrl_c_during_an_atomic_save_lands_after_the_write(tmp_path):
+    path = tmp_path / "model_500_steps.zip"
+    written = []
+
+    def write_with_ctrl_c(target: Path) -> None:
+        with target.open("wb") as file:
+            file.write(b"first half, ")
+            os.kill(os.getpid(), signal.SIGINT)
+            file.write(b"second half")
+        written.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        rundir.save_atomically(path, write_with_ctrl_c)
+    assert written and path.read_bytes() == b"first half, second half"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
