@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import threading
 import warnings
@@ -198,3 +199,24 @@ def save_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:
         finally:
             partial.unlink(missing_ok=True)
     return path
+
+
+def record_files(run_dir: Path | str) -> list[Path]:
+    """What a run's record holds: config.json, the TensorBoard events, the evaluations and
+    train.log; never checkpoints, replays or videos (large, and not needed to report a run)."""
+    run_dir = Path(run_dir)
+    files = [run_dir / CONFIG_FILE, run_dir / LOG_FILE, *sorted(run_dir.glob("evaluation*.json"))]
+    files += sorted(path for path in (run_dir / TENSORBOARD_DIR).rglob("*") if path.is_file())
+    return [path for path in files if path.is_file()]
+
+
+def copy_record(run_dir: Path | str, destination: Path | str) -> list[Path]:
+    """Copy the run's :func:`record_files` to ``destination`` (same names); returns the copies."""
+    run_dir, destination = Path(run_dir), Path(destination)
+    copies = []
+    for path in record_files(run_dir):
+        target = destination / path.relative_to(run_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        copies.append(target)
+    return copies

@@ -3,6 +3,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -113,3 +115,30 @@ def test_a_ctrl_c_during_an_atomic_save_lands_after_the_write(tmp_path):
         rundir.save_atomically(path, write_with_ctrl_c)
     assert written and path.read_bytes() == b"first half, second half"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+def test_copy_records_takes_finished_runs_without_their_checkpoints(tmp_path):
+    source = tmp_path / "sweep"
+    for seed, finished in ((0, True), (1, False)):
+        run_dir = source / "MsPacman" / "a2c-conv" / f"seed{seed}"
+        (run_dir / "tb").mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps({"config": {"timesteps": TIMESTEPS, "eval_episodes": 10}}))
+        (run_dir / "tb" / "events.out.tfevents.1.host").write_bytes(b"events")
+        (run_dir / "train.log").write_text("$ train.py")
+        checkpoint(run_dir, TIMESTEPS if finished else 500)
+        (run_dir / "checkpoints" / "replay_1000_steps.npz").write_bytes(b"replay")
+        (run_dir / "videos").mkdir()
+        (run_dir / "videos" / "game1.mp4").write_bytes(b"video")
+        if finished:
+            evaluation(run_dir, TIMESTEPS)
+            evaluation(run_dir, TIMESTEPS, name="evaluation_1000.json", episodes=30)
+    destination = tmp_path / "results"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "copy_records.py"
+    done = subprocess.run([sys.executable, str(script), str(source), str(destination)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "copied 1 finished runs" in done.stdout and "1 not finished, left out" in done.stdout
+    copied = sorted(str(path.relative_to(destination)) for path in destination.rglob("*") if path.is_file())
+    assert copied == [f"MsPacman/a2c-conv/seed0/{name}" for name in
+                      ("config.json", "evaluation.json", "evaluation_1000.json", "tb/events.out.tfevents.1.host",
+                       "train.log")]
+    assert run_state(destination / "MsPacman" / "a2c-conv" / "seed0", TIMESTEPS, eval_episodes=10) == RunState.FINISHED
