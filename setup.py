@@ -1,11 +1,19 @@
 from setuptools import find_packages, setup
 
+# One installed name: the folders agents/ and envs/ install as rl_coordconv.agents and
+# rl_coordconv.envs, never as top-level packages (PyPI has packages called agents and envs).
+SUBPACKAGES = {"rl_coordconv.agents": "agents", "rl_coordconv.envs": "envs"}
+PACKAGES = ["rl_coordconv", *(f"rl_coordconv.{name}" for name in find_packages("rl_coordconv"))]
+for package, folder in SUBPACKAGES.items():
+    PACKAGES += [package, *(f"{package}.{name}" for name in find_packages(folder))]
+
 setup(
     name="rl-coordconv",
-    version="0.1.0",
+    version="0.2.0",
     description="CoordConv layers and Stable-Baselines3 feature extractors for deep RL on Atari",
     python_requires=">=3.10",
-    packages=find_packages(include=["rl_coordconv", "rl_coordconv.*", "agents", "agents.*", "envs", "envs.*"]),
+    packages=PACKAGES,
+    package_dir=SUBPACKAGES,
     install_requires=[
         "torch>=2.1",
         "stable-baselines3>=2.7,<3",
@@ -21,7 +29,7 @@ setup(
         "imageio-ffmpeg>=0.5",
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "scipy>=1.10"],  # scipy: reference statistics in the report tests
+        "dev": ["pytest>=7.4", "scipy>=1.10", "setuptools>=70.1"],  # scipy: reference statistics; setuptools: the wheel test
         "distributed": ["ray>=2.9"],
     },
 )

@@ -8,7 +8,7 @@ version only changes where they run:
 - acting: :func:`epsilon_ladder`, :class:`EpsilonGreedy` (greedy actions in, actions out); the
   acting network's Q-values go to the replay, which turns them into Ape-X's actor-side initial
   priorities without another forward pass;
-- replay: :class:`~agents.replay.PrioritizedReplayBuffer` (add / sample / update priorities);
+- replay: :class:`~rl_coordconv.agents.replay.PrioritizedReplayBuffer` (add / sample / update priorities);
 - learning: :func:`learner_step` (loss, optimizer step, new priorities) and :func:`sync_target`.
 
 :class:`ApeX` wires them into SB3's ``DQN`` learn loop, so callbacks, logging, ``save``/``load``
@@ -31,7 +31,7 @@ from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.dqn.policies import CnnPolicy, DQNPolicy, QNetwork
 
-from agents.replay import PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
+from rl_coordconv.agents.replay import PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
 from rl_coordconv.extractors import policy_kwargs_for
 
 INITIAL_PRIORITIES = ("actor", "max")

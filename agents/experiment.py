@@ -22,7 +22,6 @@ import platform
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,24 +31,25 @@ import torch
 import torch.nn as nn
 from stable_baselines3 import A2C, DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.a2c import A2CConfig, make_a2c
-from agents.allocator import keep_freed_memory
-from agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
-from agents.distributed import DistributedConfig, require_ray, start_ray
-from agents.dqn import DQNConfig, make_dqn
-from agents.evaluation import play_full_games
-from envs import BACKENDS, Game, get_game, make_atari_vec_env
-from rl_coordconv import rundir
+from rl_coordconv.agents.a2c import A2CConfig, make_a2c
+from rl_coordconv.agents.allocator import keep_freed_memory
+from rl_coordconv.agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
+from rl_coordconv.agents.checkpoints import RunCheckpointCallback, load_checkpoint, restore_replay, save_checkpoint
+from rl_coordconv.agents.distributed import DistributedConfig, require_ray, start_ray
+from rl_coordconv.agents.dqn import DQNConfig, make_dqn
+from rl_coordconv.agents.evaluation import play_full_games
+from rl_coordconv.agents.scores import EpisodeScoreCallback
+from rl_coordconv.envs import BACKENDS, get_game, make_atari_vec_env
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.layers import CoordConv2d
-from rl_coordconv.rundir import CHECKPOINT_PREFIX, LOG_FILE, REPLAY_PREFIX, latest_checkpoint
+from rl_coordconv.rundir import LOG_FILE, latest_checkpoint
 
 
 @dataclass(frozen=True)
@@ -181,9 +181,9 @@ def _run_experiment(config: ExperimentConfig, runs: Path | str, resume: bool, pr
     if checkpoint is None:
         model = build_learner(config, env) if distributed else build_agent(config, env)
     else:
-        model = AGENTS[config.agent].algorithm.load(checkpoint, env=env, device=config.device)
+        model = load_checkpoint(AGENTS[config.agent].algorithm, checkpoint, env=env, device=config.device)
         if not distributed:
-            _restore_replay(model, run_dir)
+            restore_replay(model, run_dir)
     _write_config(run_dir, config, model)
     # A resumed run may follow a process that was killed after its last checkpoint: TensorBoard
     # drops that process's events after the checkpoint's step, so no step is drawn twice. (The
@@ -200,7 +200,7 @@ def _run_experiment(config: ExperimentConfig, runs: Path | str, resume: bool, pr
     remaining = config.timesteps - model.num_timesteps
     try:
         if distributed:
-            from agents.distributed.run import train_distributed  # imports Ray
+            from rl_coordconv.agents.distributed.run import train_distributed  # imports Ray
 
             train_distributed(model, config, run_dir, resume=checkpoint is not None, progress_bar=progress_bar)
         elif remaining > 0:
@@ -217,6 +217,10 @@ def _run_experiment(config: ExperimentConfig, runs: Path | str, resume: bool, pr
     if config.eval_episodes > 0:
         evaluate(model, config, run_dir)
     return run_dir
+
+
+def _saves_replay(config: ExperimentConfig) -> bool:
+    return bool(getattr(config.agent_config, "replay_checkpoints", False))
 
 
 def build_agent(config: ExperimentConfig, env: VecEnv) -> BaseAlgorithm:
@@ -261,98 +265,6 @@ def tensorboard_logger(folder: Path, purge_step: int | None = None) -> Logger:
     """An SB3 logger writing TensorBoard events to ``folder``; with ``purge_step``, TensorBoard
     discards the events that earlier writers in ``folder`` logged at that step or later."""
     return Logger(str(folder), [_TensorBoardOutput(str(folder), purge_step)])
-
-
-def save_checkpoint(model: BaseAlgorithm, run_dir: Path, with_replay: bool = False) -> Path:
-    """Save ``checkpoints/model_<steps>_steps.zip`` and, ``with_replay``, the replay beside it;
-    each written under a temporary name and renamed, with Ctrl-C held back until it is complete."""
-    if with_replay:
-        save_replay(model, run_dir)
-    return rundir.save_atomically(rundir.checkpoint_path(run_dir, model.num_timesteps), model.save)
-
-
-def save_replay(model: BaseAlgorithm, run_dir: Path) -> Path:
-    """``checkpoints/replay_<steps>_steps.npz``, the latest only (a full Atari replay is ~7 GB),
-    saved atomically (:func:`rl_coordconv.rundir.save_atomically`)."""
-    folder = run_dir / rundir.CHECKPOINT_DIR
-    path = rundir.save_atomically(folder / f"{REPLAY_PREFIX}_{model.num_timesteps}_steps.npz", model.save_replay_buffer)
-    for older in folder.glob(f"{REPLAY_PREFIX}_*_steps.npz"):
-        if older != path:
-            older.unlink()
-    return path
-
-
-def _saves_replay(config: ExperimentConfig) -> bool:
-    return bool(getattr(config.agent_config, "replay_checkpoints", False))
-
-
-def _restore_replay(model: BaseAlgorithm, run_dir: Path) -> None:
-    """Load the replay saved with the checkpoint the model came from, or say that there is none."""
-    if not hasattr(model, "replay_buffer"):
-        return
-    path = run_dir / "checkpoints" / f"{REPLAY_PREFIX}_{model.num_timesteps}_steps.npz"
-    if path.exists():
-        model.load_replay_buffer(path)
-        print(f"Restored the replay ({model.replay_buffer.size():,} transitions) from {path}")
-    else:
-        warnings.warn(
-            f"no replay saved at step {model.num_timesteps:,} in {path.parent}: the run resumes with an "
-            "empty replay buffer and refills it before learning",
-            stacklevel=2,
-        )
-
-
-class RunCheckpointCallback(BaseCallback):
-    """Every ``save_freq`` calls (env steps of all envs at once), :func:`save_checkpoint` into
-    ``run_dir/checkpoints``, the replay too when ``with_replay``; as SB3's ``CheckpointCallback``,
-    but each file saved atomically, so that a Ctrl-C during the save cannot leave half of it."""
-
-    def __init__(self, save_freq: int, run_dir: Path, with_replay: bool) -> None:
-        super().__init__()
-        self.save_freq = save_freq
-        self.run_dir = run_dir
-        self.with_replay = with_replay
-
-    def _on_step(self) -> bool:
-        if self.n_calls % self.save_freq == 0:
-            save_checkpoint(self.model, self.run_dir, self.with_replay)
-        return True
-
-
-class EpisodeScoreCallback(BaseCallback):
-    """Writes every finished game's full, unclipped score (and its human-normalized value) to
-    TensorBoard against the agent step at which it ended: ``episode/score``,
-    ``episode/human_normalized``, ``episode/length`` (agent steps); and ``episode/score_<band>``
-    where the agent plays its envs in bands (the Ape-X agent's thirds of the epsilon ladder)."""
-
-    def __init__(self, game: Game) -> None:
-        super().__init__()
-        self.game = game
-        self._writer = None
-
-    def _on_training_start(self) -> None:
-        formats = [f for f in self.logger.output_formats if isinstance(f, TensorBoardOutputFormat)]
-        self._writer = formats[0].writer if formats else None
-
-    def _on_step(self) -> bool:
-        if self._writer is None:
-            return True
-        score_band = getattr(self.model, "score_band", None)
-        for index, info in enumerate(self.locals["infos"]):
-            episode = info.get("episode")
-            if episode is not None:
-                band = score_band(index) if score_band is not None else None
-                write_game_score(self._writer, self.game, self.num_timesteps, episode["r"], episode["l"], band)
-        return True
-
-
-def write_game_score(writer: SummaryWriter, game: Game, step: int, score: float, length: int, band: str | None = None) -> None:
-    """A finished game's scalars at agent step ``step``: see :class:`EpisodeScoreCallback`."""
-    writer.add_scalar("episode/score", score, step)
-    if band is not None:
-        writer.add_scalar(f"episode/score_{band}", score, step)
-    writer.add_scalar("episode/human_normalized", game.human_normalized(score), step)
-    writer.add_scalar("episode/length", length, step)
 
 
 def evaluate(model: BaseAlgorithm, config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:

@@ -24,13 +24,13 @@ import ray
 import torch
 from stable_baselines3.common.logger import Logger
 
-from agents.allocator import keep_freed_memory
-from agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
-from agents.distributed import DistributedConfig
-from agents.distributed.blocks import StepBlockBuilder
-from agents.distributed.learner import DistributedApeX
-from agents.distributed.shard import ReplayShard
-from envs import make_atari_vec_env
+from rl_coordconv.agents.allocator import keep_freed_memory
+from rl_coordconv.agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
+from rl_coordconv.agents.distributed import DistributedConfig
+from rl_coordconv.agents.distributed.blocks import StepBlockBuilder
+from rl_coordconv.agents.distributed.learner import DistributedApeX
+from rl_coordconv.agents.distributed.shard import ReplayShard
+from rl_coordconv.envs import make_atari_vec_env
 
 GAME = "MsPacman"
 

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from envs import get_game, make_atari_vec_env
+from rl_coordconv.envs import get_game, make_atari_vec_env
 
 
 class RawAle:

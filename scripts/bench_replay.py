@@ -36,7 +36,7 @@ from gymnasium import spaces
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from agents.replay import PrioritizedReplayBuffer, SumTree  # noqa: E402
+from rl_coordconv.agents.replay import PrioritizedReplayBuffer, SumTree  # noqa: E402
 
 ATARI = spaces.Box(0, 255, (4, 84, 84), np.uint8)
 ACTIONS = spaces.Discrete(9)

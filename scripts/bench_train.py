@@ -19,7 +19,7 @@ updates/s, after both have filled their replay past ``learning_starts``.
     python scripts/bench_train.py [--device cuda] [--rounds 5] [--steps 2000] [--profile]
     python scripts/bench_train.py --agent apex [--envs 32] [--initial-priority actor|max] [--with-ray]
 
-``--with-ray`` adds the same agent distributed on a local Ray (``agents.distributed``): one rollout
+``--with-ray`` adds the same agent distributed on a local Ray (``rl_coordconv.agents.distributed``): one rollout
 actor with the same envs, the learner in this process, held at the same replay ratio.
 """
 
@@ -34,9 +34,9 @@ import time
 
 import torch
 
-from agents.a2c import A2CConfig, make_a2c
-from agents.allocator import keep_freed_memory
-from envs import make_atari_vec_env
+from rl_coordconv.agents.a2c import A2CConfig, make_a2c
+from rl_coordconv.agents.allocator import keep_freed_memory
+from rl_coordconv.envs import make_atari_vec_env
 
 BACKENDS = {"zoo": "sb3", "ours": "ale_vector"}
 
@@ -86,9 +86,9 @@ class RayApeX:
         import ray
         from stable_baselines3.common.logger import Logger
 
-        from agents.apex import ApeX, apex_kwargs
-        from agents.distributed import DistributedConfig
-        from agents.distributed.learner import DistributedApeX
+        from rl_coordconv.agents.apex import ApeX, apex_kwargs
+        from rl_coordconv.agents.distributed import DistributedConfig
+        from rl_coordconv.agents.distributed.learner import DistributedApeX
 
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         model = ApeX("CnnPolicy", make_atari_vec_env("MsPacman", 1, seed=0), seed=0, device=device,
@@ -117,7 +117,7 @@ def make_q_agents(n_envs: int, initial_priority: str, device: str, with_ray: boo
     """Ours and SB3's DQN with Ape-X's batch and replay ratio, filled past learning_starts."""
     from stable_baselines3 import DQN
 
-    from agents.apex import ApeXConfig, make_apex, replay_schedule
+    from rl_coordconv.agents.apex import ApeXConfig, make_apex, replay_schedule
 
     config = ApeXConfig(n_envs=n_envs, buffer_size=100_000, learning_starts=10_000, initial_priority=initial_priority)
     ours = make_apex(make_atari_vec_env("MsPacman", n_envs, seed=0), "conv", config, seed=0, device=device)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from envs import GAMES
+from rl_coordconv.envs import GAMES
 from rl_coordconv.analysis.report import build_report, check_output_folder, write_report
 from rl_coordconv.analysis.runs import NoRunsError, find_runs
 from rl_coordconv.analysis.statistics import RESAMPLES

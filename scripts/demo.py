@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import compare
-from agents.config import parse_steps
-from agents.experiment import ExperimentConfig, run_experiment
+from rl_coordconv.agents.config import parse_steps
+from rl_coordconv.agents.experiment import ExperimentConfig, run_experiment
 
 ARCHS = ("conv", "coordconv")
 

@@ -35,8 +35,9 @@ from stable_baselines3.common.utils import set_random_seed
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from agents.apex import ApeX
-from agents.evaluation import (
+from rl_coordconv.agents.apex import ApeX
+from rl_coordconv.agents.checkpoints import load_checkpoint
+from rl_coordconv.agents.evaluation import (
     PlayedGame,
     action_saliency,
     play_full_games,
@@ -44,8 +45,9 @@ from agents.evaluation import (
     render_games,
     video_frame,
 )
-from agents.experiment import AGENTS, ExperimentConfig, config_from_dict, latest_checkpoint
-from envs import get_game, make_atari_vec_env
+from rl_coordconv.agents.experiment import AGENTS, ExperimentConfig, config_from_dict
+from rl_coordconv.rundir import latest_checkpoint
+from rl_coordconv.envs import get_game, make_atari_vec_env
 
 EVAL_SEED_OFFSET = 10_000  # env seeds config.seed + 10_000 + i, as the training's final evaluation
 MAX_EVAL_ENVS = 8
@@ -138,7 +140,7 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
 def load_model(config: ExperimentConfig, path: Path, device: str) -> BaseAlgorithm:
     algorithm = AGENTS[config.agent].algorithm
     try:
-        return algorithm.load(path, device=device)
+        return load_checkpoint(algorithm, path, device=device)
     except Exception as error:  # a damaged file, or another agent's checkpoint
         raise UsageError(f"cannot load {path} as a {config.agent} ({algorithm.__name__}) model: "
                          f"{type(error).__name__}: {error}") from None

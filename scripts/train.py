@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agents.config import apply_overrides, parse_steps, setting_names
-from agents.distributed import DistributedTrainingStopped
-from agents.experiment import AGENTS, ExperimentConfig, run_directory, run_experiment
-from envs import BACKENDS, GAMES
+from rl_coordconv.agents.config import apply_overrides, parse_steps, setting_names
+from rl_coordconv.agents.distributed import DistributedTrainingStopped
+from rl_coordconv.agents.experiment import AGENTS, ExperimentConfig, run_directory, run_experiment
+from rl_coordconv.envs import BACKENDS, GAMES
 from rl_coordconv.extractors import ARCHS
 
 

@@ -4,8 +4,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 
-from agents.a2c import A2CConfig, make_a2c
-from envs import GOAL_PIXEL_ID, make_atari_vec_env
+from rl_coordconv.agents.a2c import A2CConfig, make_a2c
+from rl_coordconv.envs import GOAL_PIXEL_ID, make_atari_vec_env
 
 # GoalPixel on a 3x3 board: a random walk reaches the goal within 12 steps in about half of the
 # episodes, in ~8 steps; an agent that reads both positions needs ~2.

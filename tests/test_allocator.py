@@ -7,7 +7,7 @@ import pytest
 # learner step does, and prints the minor page faults of the last 10.
 SCALE_BATCHES = """
 import resource, sys, torch
-from agents.allocator import keep_freed_memory
+from rl_coordconv.agents.allocator import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 batch = torch.zeros(512, 4, 84, 84, dtype=torch.uint8)

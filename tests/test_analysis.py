@@ -17,8 +17,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.custom_scalar import layout_pb2
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.experiment import ExperimentConfig
-from envs import GAMES
+from rl_coordconv.agents.experiment import ExperimentConfig
+from rl_coordconv.envs import GAMES
 from rl_coordconv.analysis import statistics as stats
 from rl_coordconv.analysis.report import (
     COLUMNS, GRID_POINTS, NO_BASELINE_VERDICT, SINGLE_SEED_VERDICT, SMOOTHING_FRACTION,

@@ -3,12 +3,12 @@ import pytest
 import torch
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents import apex
-from agents.apex import (
+from rl_coordconv.agents import apex
+from rl_coordconv.agents.apex import (
     ApeX, ApeXConfig, EpsilonGreedy, double_q_targets, dueling_q_values, epsilon_band, epsilon_ladder,
     learner_step, make_apex, replay_schedule,
 )
-from envs import GOAL_PIXEL_ID
+from rl_coordconv.envs import GOAL_PIXEL_ID
 
 GOAL_PIXEL = {"grid_size": 3, "max_steps": 12}
 

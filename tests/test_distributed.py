@@ -19,15 +19,15 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.apex import ApeX, apex_kwargs, epsilon_ladder, sync_target
-from agents.distributed import learner
-from agents.distributed import INSTALL_HINT, DistributedConfig, ReplayShardDied
-from agents.distributed.blocks import StepBlockBuilder, add_block
-from agents.distributed.learner import DistributedApeX
-from agents.distributed.shard import ReplayShard
-from agents.replay import PrioritizedReplayBuffer
-from envs import make_atari_vec_env
-from envs.goal_pixel import GoalPixelEnv
+from rl_coordconv.agents.apex import ApeX, apex_kwargs, epsilon_ladder, sync_target
+from rl_coordconv.agents.distributed import learner
+from rl_coordconv.agents.distributed import INSTALL_HINT, DistributedConfig, ReplayShardDied
+from rl_coordconv.agents.distributed.blocks import StepBlockBuilder, add_block
+from rl_coordconv.agents.distributed.learner import DistributedApeX
+from rl_coordconv.agents.distributed.shard import ReplayShard
+from rl_coordconv.agents.replay import PrioritizedReplayBuffer
+from rl_coordconv.envs import make_atari_vec_env
+from rl_coordconv.envs.goal_pixel import GoalPixelEnv
 from test_apex import GOAL_PIXEL, success_rate, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from stable_baselines3.common.env_checker import check_env
 
-from envs import BACKENDS, GAMES, GOAL_PIXEL_ID, make_atari_vec_env
-from envs.goal_pixel import AGENT_INTENSITY, GOAL_INTENSITY, GoalPixelEnv
+from rl_coordconv.envs import BACKENDS, GAMES, GOAL_PIXEL_ID, make_atari_vec_env
+from rl_coordconv.envs.goal_pixel import AGENT_INTENSITY, GOAL_INTENSITY, GoalPixelEnv
 
 
 def random_actions(env, steps: int, seed: int = 0) -> np.ndarray:
@@ -126,7 +126,7 @@ def test_game_over_returns_the_new_game_and_the_true_last_observation(backend):
 
 
 def test_time_limit_truncation_is_flagged():
-    from envs.atari import AleVecEnv
+    from rl_coordconv.envs.atari import AleVecEnv
 
     env = AleVecEnv("MsPacman", 2, seed=0, max_episode_frames=400, clip_rewards=False)
     previous = env.reset()
@@ -148,7 +148,7 @@ def test_time_limit_truncation_is_flagged():
 
 
 def first_life_loss_step(actions) -> int:
-    from envs.atari import AleVecEnv
+    from rl_coordconv.envs.atari import AleVecEnv
 
     env = AleVecEnv("Breakout", 1, seed=1)
     env.reset()
@@ -164,7 +164,7 @@ def test_life_loss_and_time_limit_in_the_same_step(terminal_on_life_loss):
     """The time limit falls on the step of the first life loss: the game ends with its score.
     Learning from life losses, that step is a true terminal (no bootstrap); playing whole games,
     it is a truncation."""
-    from envs.atari import AleVecEnv
+    from rl_coordconv.envs.atari import AleVecEnv
 
     actions = random_actions(make_atari_vec_env("Breakout", 1), 3000, seed=1)
     step = first_life_loss_step(actions)

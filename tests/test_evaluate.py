@@ -15,11 +15,11 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnvWrapper, VecFrameStack, VecTransposeImage, VecVideoRecorder
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.apex import ApeXConfig, make_apex
-from agents.dqn import DQNConfig, make_dqn
-from agents.evaluation import action_saliency, policy_action_scores
-from envs import get_game, make_atari_vec_env
-from envs.atari import AleVecEnv, _make_registered_env
+from rl_coordconv.agents.apex import ApeXConfig, make_apex
+from rl_coordconv.agents.dqn import DQNConfig, make_dqn
+from rl_coordconv.agents.evaluation import action_saliency, policy_action_scores
+from rl_coordconv.envs import get_game, make_atari_vec_env
+from rl_coordconv.envs.atari import AleVecEnv, _make_registered_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import evaluate  # noqa: E402

@@ -123,7 +123,7 @@ def test_policy_kwargs_are_fresh_copies():
 
 
 def image_env() -> gym.Env:
-    import envs  # noqa: F401  (registers GoalPixel)
+    import rl_coordconv.envs  # noqa: F401  (registers GoalPixel)
 
     return gym.make("GoalPixel-v0")
 

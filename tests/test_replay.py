@@ -5,8 +5,8 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import agents.replay as replay
-from agents.replay import PrioritizedReplayBuffer, SumTree
+import rl_coordconv.agents.replay as replay
+from rl_coordconv.agents.replay import PrioritizedReplayBuffer, SumTree
 
 EVENTS = ("step", "life_loss", "game_over", "time_limit", "cut")
 
@@ -303,7 +303,7 @@ def test_overwritten_transitions_are_never_sampled():
 
 
 def test_rebuilt_stacks_equal_the_observations_of_a_real_atari_stream():
-    from envs import make_atari_vec_env
+    from rl_coordconv.envs import make_atari_vec_env
 
     env = make_atari_vec_env("MsPacman", 2, seed=0)
     buffer = PrioritizedReplayBuffer(2 * 150, env.observation_space, env.action_space, "cpu", 2, n_steps=3, seed=0)
@@ -333,7 +333,7 @@ def test_sb3_dqn_learns_with_the_buffer():
     from stable_baselines3 import DQN
     from stable_baselines3.common.env_util import make_vec_env
 
-    import envs  # noqa: F401  (registers GoalPixel-v0)
+    import rl_coordconv.envs  # noqa: F401  (registers GoalPixel-v0)
 
     env = make_vec_env("GoalPixel-v0", n_envs=2, seed=0)
     model = DQN(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.experiment import latest_checkpoint
-from envs import GAMES
+from rl_coordconv.rundir import latest_checkpoint
+from rl_coordconv.envs import GAMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import sweep  # noqa: E402

@@ -15,15 +15,17 @@ import pytest
 import torch
 from stable_baselines3 import A2C
 
-from agents.apex import ApeX
+from rl_coordconv.agents.apex import ApeX
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureCNN
 from stable_baselines3.common.vec_env import VecEnvWrapper
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents import experiment
-from agents.config import apply_overrides, parse_steps
-from agents.experiment import AGENTS, ExperimentConfig, latest_checkpoint, run_experiment
-from envs import make_atari_vec_env
+from rl_coordconv.agents import checkpoints, experiment
+from rl_coordconv.agents.scores import EpisodeScoreCallback
+from rl_coordconv.agents.config import apply_overrides, parse_steps
+from rl_coordconv.agents.experiment import AGENTS, ExperimentConfig, run_experiment
+from rl_coordconv.rundir import latest_checkpoint
+from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.layers import CoordConv2d
 
@@ -255,13 +257,13 @@ def spy_on_apex(monkeypatch) -> list[dict]:
 def test_ape_x_resume_continues_the_step_counters_and_the_replay(tmp_path, monkeypatch):
     seen = spy_on_apex(monkeypatch)
     replay_steps = []
-    save_replay = experiment.save_replay
+    save_replay = checkpoints.save_replay
 
     def recorded_save_replay(model, run_dir):
         replay_steps.append(model.num_timesteps)
         return save_replay(model, run_dir)
 
-    monkeypatch.setattr(experiment, "save_replay", recorded_save_replay)
+    monkeypatch.setattr(checkpoints, "save_replay", recorded_save_replay)
     config = small_config(agent="apex", timesteps=1200, checkpoint_every=600)
     run_dir = run_experiment(config, tmp_path, progress_bar=False)
     ended = seen[-1]
@@ -363,7 +365,7 @@ class GamesAtTwoPaces:
 
 
 def test_evaluation_takes_its_games_evenly_from_the_envs():
-    from agents.evaluation import play_full_games
+    from rl_coordconv.agents.evaluation import play_full_games
 
     games = play_full_games(lambda obs: np.zeros(2, dtype=int), GamesAtTwoPaces(), n_games=4)
     assert sorted(game.score for game in games) == [1.0, 1.0, 10.0, 10.0]
@@ -467,7 +469,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_with_its_weights_and_optimizer(t
         return True
 
     with monkeypatch.context() as patch:
-        patch.setattr(experiment.EpisodeScoreCallback, "_on_step", interrupt_at_600_steps)
+        patch.setattr(EpisodeScoreCallback, "_on_step", interrupt_at_600_steps)
         with pytest.raises(KeyboardInterrupt):
             run_experiment(small_config(), tmp_path, progress_bar=False)
     run_dir = experiment.run_directory(tmp_path, small_config())

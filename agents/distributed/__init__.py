@@ -1,10 +1,10 @@
 """Ape-X on Ray: the single-machine agent's roles (acting, replay, learning) as Ray actors.
 
-- :mod:`~agents.distributed.rollout`: a rollout actor steps its own vectorized env with its slice
-  of the epsilon ladder and a CPU copy of the network (:func:`agents.apex.act`);
-- :mod:`~agents.distributed.blocks`: the frame-lean blocks of steps it sends to replay;
-- :mod:`~agents.distributed.shard`: a replay shard, the prioritized frame-lean replay of its actors;
-- :mod:`~agents.distributed.learner`: the learner loop in the driver (:func:`agents.apex.learner_step`),
+- :mod:`~rl_coordconv.agents.distributed.rollout`: a rollout actor steps its own vectorized env with its slice
+  of the epsilon ladder and a CPU copy of the network (:func:`rl_coordconv.agents.apex.act`);
+- :mod:`~rl_coordconv.agents.distributed.blocks`: the frame-lean blocks of steps it sends to replay;
+- :mod:`~rl_coordconv.agents.distributed.shard`: a replay shard, the prioritized frame-lean replay of its actors;
+- :mod:`~rl_coordconv.agents.distributed.learner`: the learner loop in the driver (:func:`rl_coordconv.agents.apex.learner_step`),
   sampling from the shards with prefetching and publishing weights through Ray's object store.
 
 Ray is an optional extra (``pip install -e .[distributed]``); only the learner module imports it.

@@ -7,7 +7,7 @@ frame where an episode ended), plus the whole stack of each env that was reset. 
 Atari transition instead of 56 KB for an ``(obs, next_obs)`` pair of stacks.
 
 :class:`StepBlockBuilder` turns the steps of a ``VecEnv`` into a block; :func:`add_block` replays
-a block into a :class:`~agents.replay.PrioritizedReplayBuffer` through its ordinary ``add``, so the
+a block into a :class:`~rl_coordconv.agents.replay.PrioritizedReplayBuffer` through its ordinary ``add``, so the
 replay sees exactly the observations the env returned.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.replay import PrioritizedReplayBuffer
+from rl_coordconv.agents.replay import PrioritizedReplayBuffer
 
 
 @dataclass

@@ -6,7 +6,7 @@ The driver runs one event loop over Ray object refs:
   the ``ObjectRef`` on, it never copies the frames), and the actor gets its next block to play,
   with the newest weights when they changed (fetched by Ray before the block starts, so stepping
   never waits on the learner);
-- a finished sample request is one :func:`agents.apex.learner_step`; its new priorities go back
+- a finished sample request is one :func:`rl_coordconv.agents.apex.learner_step`; its new priorities go back
   to the shard without waiting, and another request replaces it (``prefetch`` in flight per
   shard, so the learner does not wait on the network);
 - every ``weights_interval`` learner steps the online network is put in Ray's object store once.
@@ -32,11 +32,11 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
-from agents.apex import ApeX, ApeXConfig, epsilon_band, epsilon_ladder, learner_step, sync_target
-from agents.distributed import DistributedConfig, ReplayShardDied, RolloutActorsDied, require_ray
-from agents.distributed.rollout import FinishedGame, RolloutStats, RolloutWorker
-from agents.distributed.shard import ReplayShard, ShardBatch
-from agents.replay import PrioritizedReplayBufferSamples
+from rl_coordconv.agents.apex import ApeX, ApeXConfig, epsilon_band, epsilon_ladder, learner_step, sync_target
+from rl_coordconv.agents.distributed import DistributedConfig, ReplayShardDied, RolloutActorsDied, require_ray
+from rl_coordconv.agents.distributed.rollout import FinishedGame, RolloutStats, RolloutWorker
+from rl_coordconv.agents.distributed.shard import ReplayShard, ShardBatch
+from rl_coordconv.agents.replay import PrioritizedReplayBufferSamples
 
 FRAMES_PER_STEP = 4  # Atari's frame skip: an agent step is 4 emulator frames
 RETRY_SECONDS = 0.2  # before asking a restarting rollout actor again
@@ -66,7 +66,7 @@ class _Meter:
 
 
 class DistributedApeX:
-    """Trains ``model`` (an :class:`~agents.apex.ApeX`, the learner) with rollout actors on Ray.
+    """Trains ``model`` (an :class:`~rl_coordconv.agents.apex.ApeX`, the learner) with rollout actors on Ray.
 
     :param model: the learner's model: its policy, optimizer, step counters, logger and ``save``
         are those of the single-machine agent; its own replay is not used.

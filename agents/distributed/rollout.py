@@ -1,7 +1,7 @@
 """A rollout actor: one vectorized env, its slice of the epsilon ladder, a CPU copy of the network.
 
 Plain Python, so that it runs in-process in tests and as a Ray actor in
-:mod:`agents.distributed.learner`. Acting is :func:`agents.apex.act`, the single-machine agent's own.
+:mod:`rl_coordconv.agents.distributed.learner`. Acting is :func:`rl_coordconv.agents.apex.act`, the single-machine agent's own.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.allocator import keep_freed_memory
-from agents.apex import DuelingCnnPolicy, EpsilonGreedy, act
-from agents.distributed.blocks import StepBlock, StepBlockBuilder
+from rl_coordconv.agents.allocator import keep_freed_memory
+from rl_coordconv.agents.apex import DuelingCnnPolicy, EpsilonGreedy, act
+from rl_coordconv.agents.distributed.blocks import StepBlock, StepBlockBuilder
 from rl_coordconv.extractors import policy_kwargs_for
 
 

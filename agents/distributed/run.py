@@ -1,6 +1,6 @@
 """One distributed Ape-X run: actors and shards built, checkpoints, actors and shards gone.
 
-Called by :func:`agents.experiment.run_experiment` in place of ``model.learn`` when
+Called by :func:`rl_coordconv.agents.experiment.run_experiment` in place of ``model.learn`` when
 ``distributed.enabled``; the run directory, config.json, TensorBoard scalars, checkpoints and
 evaluation are the single-machine agent's. With replay checkpoints, each shard writes its buffers
 beside the model's checkpoint (``replay_<steps>_steps.shard<k>.actor<id>.npz``, the latest only).
@@ -11,24 +11,30 @@ from __future__ import annotations
 import functools
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agents.apex import ApeX
-from agents.distributed import DistributedTrainingStopped, ReplayShardDied, require_ray
-from agents.distributed.learner import DistributedApeX
-from agents.experiment import REPLAY_PREFIX, ExperimentConfig, save_checkpoint, write_game_score
-from envs import get_game, make_atari_vec_env
+from rl_coordconv.agents.apex import ApeX
+from rl_coordconv.agents.distributed import DistributedTrainingStopped, ReplayShardDied, require_ray
+from rl_coordconv.agents.distributed.learner import DistributedApeX
+from rl_coordconv.agents.checkpoints import save_checkpoint
+from rl_coordconv.agents.scores import write_game_score
+from rl_coordconv.envs import get_game, make_atari_vec_env
+from rl_coordconv.rundir import REPLAY_PREFIX
+
+if TYPE_CHECKING:
+    from rl_coordconv.agents.experiment import ExperimentConfig
 
 
 def train_distributed(
-    model: ApeX, config: ExperimentConfig, run_dir: Path, *, resume: bool = False, progress_bar: bool = True
+    model: ApeX, config: "ExperimentConfig", run_dir: Path, *, resume: bool = False, progress_bar: bool = True
 ) -> None:
     """Train ``model`` to ``config.timesteps`` env transitions with rollout actors on the Ray
-    session already started (:func:`agents.distributed.start_ray`), checkpointing every
+    session already started (:func:`rl_coordconv.agents.distributed.start_ray`), checkpointing every
     ``config.checkpoint_every``; on Ctrl-C or a dead replay shard, checkpoint and stop. Every
     actor this run started is gone when it returns."""
     ray = require_ray()
     if not ray.is_initialized():
-        raise RuntimeError("start Ray first: agents.distributed.start_ray()")
+        raise RuntimeError("start Ray first: rl_coordconv.agents.distributed.start_ray()")
     n_actors = config.distributed.resolved_actors()
     trainer = None
     try:
@@ -60,7 +66,7 @@ def train_distributed(
             trainer.close()
 
 
-def _game_writer(model: ApeX, config: ExperimentConfig):
+def _game_writer(model: ApeX, config: "ExperimentConfig"):
     writer = next(
         (output.writer for output in model.logger.output_formats if hasattr(output, "writer")), None
     )
@@ -73,7 +79,7 @@ def _game_writer(model: ApeX, config: ExperimentConfig):
     return on_game
 
 
-def _checkpoint(trainer: DistributedApeX, model: ApeX, config: ExperimentConfig, run_dir: Path, with_replay: bool = True) -> Path:
+def _checkpoint(trainer: DistributedApeX, model: ApeX, config: "ExperimentConfig", run_dir: Path, with_replay: bool = True) -> Path:
     path = save_checkpoint(model, run_dir)  # first: a shard dying during its save loses no model
     if with_replay and config.apex.replay_checkpoints:
         folder = run_dir / "checkpoints"

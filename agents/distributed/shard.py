@@ -2,7 +2,7 @@
 
 The replay keeps its env streams in lockstep (one ``add`` per step of all its envs), while rollout
 actors step at their own pace; so a shard holds one
-:class:`~agents.replay.PrioritizedReplayBuffer` per actor and samples across them as one
+:class:`~rl_coordconv.agents.replay.PrioritizedReplayBuffer` per actor and samples across them as one
 replay: stratified proportional sampling over the concatenated sum trees, importance weights from
 the shard's total priority and size.
 """
@@ -15,13 +15,13 @@ from typing import Any, NamedTuple
 import numpy as np
 from gymnasium import spaces
 
-from agents.distributed.blocks import StepBlock, add_block
-from agents.replay import PrioritizedReplayBuffer
+from rl_coordconv.agents.distributed.blocks import StepBlock, add_block
+from rl_coordconv.agents.replay import PrioritizedReplayBuffer
 
 
 class ShardBatch(NamedTuple):
     """A prioritized batch as numpy arrays (cheap to send through Ray's object store); the fields
-    of :class:`~agents.replay.PrioritizedReplayBufferSamples`, ``indices`` being the shard's."""
+    of :class:`~rl_coordconv.agents.replay.PrioritizedReplayBufferSamples`, ``indices`` being the shard's."""
 
     observations: np.ndarray  # (B, C, H, W) uint8
     actions: np.ndarray  # (B, 1) int64
@@ -36,7 +36,7 @@ class ShardBatch(NamedTuple):
 class ReplayShard:
     """The replay of ``actors`` rollout actors (ids), ``capacity`` transitions shared evenly.
 
-    :param replay_kwargs: the :class:`~agents.replay.PrioritizedReplayBuffer` keywords
+    :param replay_kwargs: the :class:`~rl_coordconv.agents.replay.PrioritizedReplayBuffer` keywords
         (``n_steps``, ``gamma``, ``alpha``, ``beta``, ``priority_eps``, ``initial_priority``).
     """
 

@@ -1,0 +1,156 @@
+"""The package's structure: one installed name, imports that point down only, no cycles, and
+checkpoints of the version that installed ``agents`` and ``envs`` at the top level still load."""
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from stable_baselines3.common.env_util import make_vec_env
+
+ROOT = Path(__file__).resolve().parents[1]
+# Source folder -> installed package name (setup.py's package_dir).
+PACKAGE_FOLDERS = {"rl_coordconv": "rl_coordconv", "agents": "rl_coordconv.agents", "envs": "rl_coordconv.envs"}
+CORE = ("rl_coordconv", "rl_coordconv.layers", "rl_coordconv.extractors", "rl_coordconv.rundir")
+FIXTURE = ROOT / "tests" / "fixtures" / "apex_coordconv_goal_pixel_416_steps"
+
+
+def module_name(path: Path) -> str:
+    folder, *rest = path.relative_to(ROOT).with_suffix("").parts
+    parts = [PACKAGE_FOLDERS[folder], *rest]
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def package_modules() -> dict[str, Path]:
+    return {module_name(path): path for folder in PACKAGE_FOLDERS for path in sorted((ROOT / folder).rglob("*.py"))}
+
+
+def runtime_imports(path: Path) -> list[tuple[str, str | None]]:
+    """(module, imported name or None) for every import that runs (``if TYPE_CHECKING:`` blocks
+    left out), at any depth: imports inside functions make cycles too."""
+    tree = ast.parse(path.read_text())
+    skipped = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+               and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+               for node in ast.walk(block)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found += [(alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [(node.module, alias.name) for alias in node.names]
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Edges from each package module to the package modules it imports."""
+    modules = package_modules()
+    graph = {}
+    for name, path in modules.items():
+        edges = set()
+        for module, imported in runtime_imports(path):
+            target = f"{module}.{imported}" if f"{module}.{imported}" in modules else module
+            if target in modules and not name.startswith(target + ".") and target != name:
+                edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def test_no_code_imports_a_top_level_agents_or_envs():
+    offenders = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if ".venv" in path.parts or "build" in path.parts:
+            continue
+        for module, _ in runtime_imports(path):
+            if module.split(".")[0] in ("agents", "envs"):
+                offenders.append(f"{path.relative_to(ROOT)}: {module}")
+    assert offenders == []
+
+
+@pytest.mark.parametrize("layer, forbidden", [
+    (CORE, ("rl_coordconv.agents", "rl_coordconv.envs", "rl_coordconv.analysis", "rl_coordconv.supervised")),
+    (("rl_coordconv.envs",), ("rl_coordconv.agents",)),
+    (("rl_coordconv.analysis",), ("rl_coordconv.agents", "rl_coordconv.envs")),
+    (("rl_coordconv.supervised",), ("rl_coordconv.agents", "rl_coordconv.envs")),
+])
+def test_imports_point_down_only(layer, forbidden):
+    graph = import_graph()
+    members = [name for name in graph if any(name == top or (top != "rl_coordconv" and name.startswith(top + "."))
+                                             for top in layer)]
+    assert members
+    wrong = sorted(f"{name} -> {target}" for name in members for target in graph[name]
+                   if any(target == bad or target.startswith(bad + ".") for bad in forbidden))
+    assert wrong == []
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    cycles, index, low, stack, on_stack, counter = [], {}, {}, [], set(), [0]
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    assert cycles == []
+
+
+def test_the_wheel_installs_one_top_level_name(tmp_path):
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                            "--wheel-dir", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("rl_coordconv-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names} == {"rl_coordconv", wheel.name.split("-py")[0] + ".dist-info"}
+    for module in ("rl_coordconv/agents/apex.py", "rl_coordconv/agents/distributed/learner.py",
+                   "rl_coordconv/envs/atari.py", "rl_coordconv/analysis/report.py"):
+        assert module in names
+
+
+def test_a_checkpoint_saved_under_the_old_names_loads_resumes_and_evaluates():
+    from rl_coordconv.agents.apex import ApeX, DuelingCnnPolicy
+    from rl_coordconv.agents.checkpoints import load_checkpoint
+    from rl_coordconv.agents.replay import PrioritizedReplayBuffer
+    from rl_coordconv.envs import GOAL_PIXEL_ID
+    from rl_coordconv.layers import CoordConv2d
+
+    env = make_vec_env(GOAL_PIXEL_ID, n_envs=4, seed=1, env_kwargs={"grid_size": 3, "max_steps": 12})
+    model = load_checkpoint(ApeX, FIXTURE.with_suffix(".zip"), env=env, device="cpu")
+    assert "agents" not in sys.modules and "envs" not in sys.modules  # the old names are gone again
+    assert isinstance(model, ApeX) and isinstance(model.policy, DuelingCnnPolicy)
+    assert model.replay_buffer_class is PrioritizedReplayBuffer
+    assert isinstance(model.policy.q_net.features_extractor.cnn[0], CoordConv2d)
+    assert model.num_timesteps == 416
+    model.load_replay_buffer(FIXTURE.with_name(FIXTURE.name + "_replay.npz"))
+    assert model.replay_buffer.size() > 0
+    learner_steps = model.learner_steps
+    model.learn(128, reset_num_timesteps=False)  # resumes: the same counters, more learning
+    assert model.num_timesteps >= 416 + 128 and model.learner_steps > learner_steps
+    actions, _ = model.predict(env.reset(), deterministic=True)
+    assert actions.shape == (4,) and np.all((0 <= actions) & (actions < 4))
