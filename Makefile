@@ -23,7 +23,7 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 demo: venv
-	$(BIN)/python scripts/demo.py
+	$(BIN)/rl-coordconv demo
 
 test: venv
 	$(BIN)/python -m pytest

@@ -28,6 +28,7 @@ setup(
         "imageio>=2.30",
         "imageio-ffmpeg>=0.5",
     ],
+    entry_points={"console_scripts": ["rl-coordconv = rl_coordconv.commands:main"]},
     extras_require={
         "dev": ["pytest>=7.4", "scipy>=1.10", "setuptools>=70.1"],  # scipy: reference statistics; setuptools: the wheel test
         "distributed": ["ray>=2.9"],

@@ -1,16 +1,30 @@
-"""Playing whole games with a trained policy, for evaluation: scores, video frames, saliency."""
+"""Playing whole games with a trained policy, for evaluation: scores, video frames, saliency.
+
+:func:`evaluate_model` is the one evaluation of a run: the training's final one
+(``evaluation.json``) and ``rl-coordconv evaluate``'s of any checkpoint (``evaluation_<steps>.json``)
+play the same games with the same policy and write the same record.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, NamedTuple
+import time
+from typing import Any, Callable, Iterator, NamedTuple
 
 import cv2
 import numpy as np
 import torch
+from stable_baselines3 import A2C, DQN
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
+from rl_coordconv.agents.apex import ApeX
+from rl_coordconv.envs import get_game, make_atari_vec_env
+
 Policy = Callable[[np.ndarray], np.ndarray]  # (n_envs, *obs_shape) observations -> (n_envs,) actions
+EVAL_SEED_OFFSET = 10_000  # evaluation envs are seeded config.seed + 10_000 (+ i for env i): other games than training's
+MAX_EVAL_ENVS = 8  # games played at once
 
 
 class PlayedGame(NamedTuple):
@@ -59,6 +73,93 @@ def play_full_games(
 # Saliency ----------------------------------------------------------------------------------------
 
 ActionScores = Callable[[torch.Tensor], torch.Tensor]  # (B, C, H, W) float -> (B, n_actions)
+
+
+def evaluation_policy(model: BaseAlgorithm, deterministic: bool) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
+    """The agent's evaluation policy, ``(n_envs, 4, 84, 84)`` -> ``(n_envs,)`` actions, and what it is.
+
+    - A2C: actions sampled from the policy (its argmax when ``deterministic``).
+    - Ape-X: greedy actions, each replaced by a random one with probability ``eval_epsilon``.
+    - SB3's DQN: ``predict`` explores with probability ``exploration_rate``, the attribute saved in
+      the checkpoint, i.e. the training schedule's value at that step (``exploration_final_eps``,
+      0.01, once past the first ``exploration_fraction`` of the run; up to 1.0 before). One draw per
+      call decides for all envs at once whether they all act at random.
+    - ``deterministic``: the Q agents act greedily.
+    """
+    def predict(observations: np.ndarray) -> np.ndarray:
+        return model.predict(observations, deterministic=deterministic)[0]
+
+    if isinstance(model, ApeX):
+        epsilon = 0.0 if deterministic else float(model.eval_epsilon)
+        description = f"greedy on Q, random actions with probability eval_epsilon={epsilon}"
+    elif isinstance(model, DQN):
+        epsilon = 0.0 if deterministic else float(model.exploration_rate)
+        description = (f"greedy on Q, all envs at random with probability exploration_rate={epsilon} "
+                       "(SB3 DQN.predict; the value saved with the checkpoint)")
+    elif isinstance(model, A2C):
+        epsilon = None
+        description = "argmax of the action logits" if deterministic else "actions sampled from the policy"
+    else:
+        epsilon = None
+        description = f"{type(model).__name__}.predict(deterministic={deterministic})"
+    return predict, {"deterministic": deterministic, "epsilon": epsilon, "description": description}
+
+
+def summarize(games: list[PlayedGame], game: str) -> dict[str, Any]:
+    """Mean / std (population) / min / max of the raw scores, the human-normalized mean, and every
+    game's score and length (agent steps), in the order the games ended."""
+    scores = np.array([played.score for played in games])
+    normalize = get_game(game).human_normalized
+    return {
+        "episodes": len(games),
+        "mean_score": float(scores.mean()),
+        "std_score": float(scores.std()),
+        "min_score": float(scores.min()),
+        "max_score": float(scores.max()),
+        "human_normalized_mean": float(normalize(float(scores.mean()))),
+        "human_normalized_scores": [float(normalize(float(score))) for score in scores],
+        "scores": scores.tolist(),
+        "lengths": [played.length for played in games],
+    }
+
+
+def evaluate_model(
+    model: BaseAlgorithm,
+    game: str,
+    run_seed: int,
+    backend: str,
+    n_games: int,
+    *,
+    deterministic: bool = False,
+    on_game: Callable[[PlayedGame], None] | None = None,
+) -> dict[str, Any]:
+    """Play ``n_games`` full games (no life-loss terminals, raw points: each game's
+    ``info["episode"]["r"]``) with the agent's :func:`evaluation_policy` on envs seeded
+    ``run_seed + EVAL_SEED_OFFSET``, the policy's own randomness seeded alike.
+
+    :return: the evaluation record: ``timesteps`` (the model's agent steps), ``game``, ``backend``,
+        ``seed``, ``policy``, the :func:`summarize` fields, ``lengths_unit`` and ``seconds``.
+    """
+    seed = run_seed + EVAL_SEED_OFFSET
+    set_random_seed(seed)  # A2C's sampling and the Q agents' exploration repeat
+    predict, policy = evaluation_policy(model, deterministic)
+    env = make_atari_vec_env(game, min(n_games, MAX_EVAL_ENVS), seed=seed, backend=backend,
+                             terminal_on_life_loss=False, clip_rewards=False)
+    started = time.time()
+    try:
+        games = play_full_games(predict, env, n_games, on_game=on_game)
+    finally:
+        env.close()
+    return {
+        "timesteps": int(model.num_timesteps),
+        "game": game,
+        "backend": backend,
+        "seed": seed,
+        "policy": policy,
+        **summarize(games, game),
+        "lengths_unit": "agent steps",
+        "seconds": round(time.time() - started, 1),
+    }
 
 
 def policy_action_scores(policy: BasePolicy) -> ActionScores:

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn as nn
 from stable_baselines3 import A2C, DQN
@@ -44,12 +43,12 @@ from rl_coordconv.agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
 from rl_coordconv.agents.checkpoints import RunCheckpointCallback, load_checkpoint, restore_replay, save_checkpoint
 from rl_coordconv.agents.distributed import DistributedConfig, require_ray, start_ray
 from rl_coordconv.agents.dqn import DQNConfig, make_dqn
-from rl_coordconv.agents.evaluation import play_full_games
+from rl_coordconv.agents.evaluation import evaluate_model
 from rl_coordconv.agents.scores import EpisodeScoreCallback
 from rl_coordconv.envs import BACKENDS, get_game, make_atari_vec_env
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.layers import CoordConv2d
-from rl_coordconv.rundir import LOG_FILE, latest_checkpoint
+from rl_coordconv.rundir import FINAL_EVALUATION, LOG_FILE, checkpoint_path, latest_checkpoint
 
 
 @dataclass(frozen=True)
@@ -268,36 +267,15 @@ def tensorboard_logger(folder: Path, purge_step: int | None = None) -> Logger:
 
 
 def evaluate(model: BaseAlgorithm, config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
-    """Play ``config.eval_episodes`` full games (no life-loss terminals, raw rewards) with the
-    agent's evaluation policy; write ``evaluation.json`` and ``eval/mean_score`` to TensorBoard.
-
-    Scores are the games' ``info["episode"]["r"]``: the raw sum over every life of the game."""
-    eval_env = make_atari_vec_env(
-        config.game,
-        min(config.eval_episodes, 8),
-        seed=config.seed + 10_000,
-        backend=config.backend,
-        terminal_on_life_loss=False,
-        clip_rewards=False,
-    )
-    try:
-        games = play_full_games(lambda obs: model.predict(obs, deterministic=False)[0], eval_env, config.eval_episodes)
-    finally:
-        eval_env.close()
-    scores = [game.score for game in games]
-    result = {
-        "timesteps": model.num_timesteps,
-        "episodes": len(games),
-        "mean_score": float(np.mean(scores)),
-        "std_score": float(np.std(scores)),
-        "human_normalized_mean": get_game(config.game).human_normalized(float(np.mean(scores))),
-        "scores": scores,
-        "lengths": [game.length for game in games],
-    }
-    (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2))
-    model.logger.record("eval/mean_score", result["mean_score"])
+    """The run's final evaluation: :func:`~rl_coordconv.agents.evaluation.evaluate_model` over
+    ``config.eval_episodes`` full games, written to ``evaluation.json`` (the record
+    ``rl-coordconv evaluate`` writes for any checkpoint) and ``eval/mean_score`` to TensorBoard."""
+    record = {"checkpoint": str(checkpoint_path(run_dir, model.num_timesteps)), "agent": config.agent,
+              "arch": config.arch, **evaluate_model(model, config.game, config.seed, config.backend, config.eval_episodes)}
+    (run_dir / FINAL_EVALUATION).write_text(json.dumps(record, indent=2))
+    model.logger.record("eval/mean_score", record["mean_score"])
     model.logger.dump(model.num_timesteps)
-    return result
+    return record
 
 
 def _config_for_resume(run_dir: Path, requested: ExperimentConfig) -> ExperimentConfig:

@@ -1,57 +1,8 @@
-"""Copy the records of finished runs (config.json, TensorBoard events, evaluations, train.log; no
-checkpoints) from a sweep's folder into another, e.g. a results/ folder kept in git.
+"""``python scripts/copy_records.py ...`` is ``rl-coordconv records ...`` (rl_coordconv/commands/records.py)."""
 
-    python scripts/copy_records.py /work/runs/a2c-paper9-500k results/a2c-paper9-500k
-
-Runs are found by their config.json at any depth and keep their path below SOURCE. Only finished
-runs are copied (rl_coordconv.rundir.run_state), so a record never holds a run in progress;
-running it again copies the runs that finished since.
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
 import sys
-from pathlib import Path
 
-from rl_coordconv import rundir
-from rl_coordconv.rundir import RunState
-
-
-def copy_finished_records(source: Path, destination: Path) -> tuple[list[Path], list[Path]]:
-    """Copy every finished run's record under ``source`` to the same path under ``destination``.
-
-    :return: (the runs copied, the runs left out as not finished), as paths below ``source``.
-    """
-    copied, unfinished = [], []
-    for config_file in sorted(source.rglob(rundir.CONFIG_FILE)):
-        run_dir = config_file.parent
-        config = json.loads(config_file.read_text()).get("config", {})
-        state = rundir.run_state(run_dir, int(config.get("timesteps", 0)), int(config.get("eval_episodes", 0)))
-        where = run_dir.relative_to(source)
-        if state == RunState.FINISHED:
-            rundir.copy_record(run_dir, destination / where)
-            copied.append(where)
-        else:
-            unfinished.append(where)
-    return copied, unfinished
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", type=Path, metavar="SOURCE", help="folder of run directories (a sweep's --runs)")
-    parser.add_argument("destination", type=Path, metavar="DEST", help="where the records go")
-    args = parser.parse_args(argv)
-    if not args.source.is_dir():
-        print(f"error: {args.source} is not a directory", file=sys.stderr)
-        return 2
-    copied, unfinished = copy_finished_records(args.source, args.destination)
-    size = sum(path.stat().st_size for path in args.destination.rglob("*") if path.is_file()) if copied else 0
-    print(f"copied {len(copied)} finished runs to {args.destination} ({size / 1e6:.1f} MB in all); "
-          f"{len(unfinished)} not finished, left out")
-    return 0
-
+from rl_coordconv.commands.records import main
 
 if __name__ == "__main__":
     sys.exit(main())

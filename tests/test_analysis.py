@@ -26,8 +26,7 @@ from rl_coordconv.analysis.report import (
 )
 from rl_coordconv.analysis.runs import NoRunsError, find_runs, read_scalars
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import compare  # noqa: E402
+from rl_coordconv.commands import compare
 
 REFERENCES = {name: (game.random_score, game.human_score) for name, game in GAMES.items()}
 TIMESTEPS = 10_000

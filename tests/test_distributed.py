@@ -31,7 +31,7 @@ from rl_coordconv.envs.goal_pixel import GoalPixelEnv
 from test_apex import GOAL_PIXEL, success_rate, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ROOT / "scripts" / "train.py"
+TRAIN = [sys.executable, "-m", "rl_coordconv", "train"]
 
 
 # ----------------------------------------------------------------------------- blocks and shards
@@ -350,7 +350,7 @@ def test_a_dead_replay_shard_stops_training_with_a_clear_error(local_ray, tmp_pa
 
 
 def train(runs, *extra, timesteps="4k"):
-    command = [sys.executable, str(TRAIN), "--agent", "apex", "--game", "MsPacman", "--distributed", "--actors", "2",
+    command = [*TRAIN, "--agent", "apex", "--game", "MsPacman", "--distributed", "--actors", "2",
                "--timesteps", timesteps, "--runs", str(runs), "--no-progress",
                "--set", "apex.n_envs=2", "--set", "apex.buffer_size=20k", "--set", "apex.learning_starts=800",
                "--set", "apex.batch_size=64", "--set", "checkpoint_every=2k", "--set", "eval_episodes=1", *extra]
@@ -419,11 +419,10 @@ def test_ctrl_c_checkpoints_and_leaves_no_ray_processes(tmp_path):
 
 
 @pytest.fixture
-def train_script(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import train as script
+def train_script():
+    from rl_coordconv.commands import train
 
-    return script
+    return train
 
 
 def test_without_ray_distributed_names_the_install_command(train_script, monkeypatch, tmp_path, capsys):

@@ -21,9 +21,8 @@ from rl_coordconv.agents.evaluation import action_saliency, policy_action_scores
 from rl_coordconv.envs import get_game, make_atari_vec_env
 from rl_coordconv.envs.atari import AleVecEnv, _make_registered_env
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import evaluate  # noqa: E402
-import train  # noqa: E402
+from rl_coordconv.agents import evaluation
+from rl_coordconv.commands import evaluate, train
 
 BANNER = 16  # rows above the screen, for the score
 SMALL_APEX = ApeXConfig(n_envs=2, buffer_size=2000, learning_starts=200, batch_size=32)
@@ -70,7 +69,7 @@ class GameRecorder(VecEnvWrapper):
 
 
 def record_envs(monkeypatch) -> dict[str, list[GameRecorder]]:
-    """Wrap every env the script builds in a GameRecorder, listed by backend."""
+    """Wrap every env the command builds in a GameRecorder, listed by backend."""
     made = {"ale_vector": [], "sb3": []}
 
     def recorded(*args, **kwargs):
@@ -78,7 +77,8 @@ def record_envs(monkeypatch) -> dict[str, list[GameRecorder]]:
         made[kwargs.get("backend", "ale_vector")].append(env)
         return env
 
-    monkeypatch.setattr(evaluate, "make_atari_vec_env", recorded)
+    monkeypatch.setattr(evaluation, "make_atari_vec_env", recorded)  # the scored games
+    monkeypatch.setattr(evaluate, "make_atari_vec_env", recorded)  # the videos
     return made
 
 
@@ -255,7 +255,7 @@ def greedy_a2c_actions(policy, observations: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_the_deterministic_flag_reaches_the_a2c_policy(run_dir, monkeypatch, deterministic):
     played = []
-    real_play = evaluate.play_full_games
+    real_play = evaluation.play_full_games
 
     def recording_play(predict, env, episodes, **options):
         def recording_predict(observations):
@@ -264,7 +264,7 @@ def test_the_deterministic_flag_reaches_the_a2c_policy(run_dir, monkeypatch, det
             return actions
         return real_play(recording_predict, env, episodes, **options)
 
-    monkeypatch.setattr(evaluate, "play_full_games", recording_play)
+    monkeypatch.setattr(evaluation, "play_full_games", recording_play)
     flags = ["--deterministic"] if deterministic else []
     assert evaluate.main([str(run_dir), "--episodes", "1", "--no-progress", *flags]) == 0
     observations = np.concatenate([obs for obs, _ in played])

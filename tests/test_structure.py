@@ -74,10 +74,12 @@ def test_no_code_imports_a_top_level_agents_or_envs():
 
 
 @pytest.mark.parametrize("layer, forbidden", [
-    (CORE, ("rl_coordconv.agents", "rl_coordconv.envs", "rl_coordconv.analysis", "rl_coordconv.supervised")),
-    (("rl_coordconv.envs",), ("rl_coordconv.agents",)),
-    (("rl_coordconv.analysis",), ("rl_coordconv.agents", "rl_coordconv.envs")),
-    (("rl_coordconv.supervised",), ("rl_coordconv.agents", "rl_coordconv.envs")),
+    (CORE, ("rl_coordconv.agents", "rl_coordconv.envs", "rl_coordconv.analysis", "rl_coordconv.supervised",
+            "rl_coordconv.commands")),
+    (("rl_coordconv.envs",), ("rl_coordconv.agents", "rl_coordconv.commands")),
+    (("rl_coordconv.agents",), ("rl_coordconv.commands",)),
+    (("rl_coordconv.analysis",), ("rl_coordconv.agents", "rl_coordconv.envs", "rl_coordconv.commands")),
+    (("rl_coordconv.supervised",), ("rl_coordconv.agents", "rl_coordconv.envs", "rl_coordconv.commands")),
 ])
 def test_imports_point_down_only(layer, forbidden):
     graph = import_graph()
@@ -154,3 +156,37 @@ def test_a_checkpoint_saved_under_the_old_names_loads_resumes_and_evaluates():
     assert model.num_timesteps >= 416 + 128 and model.learner_steps > learner_steps
     actions, _ = model.predict(env.reset(), deterministic=True)
     assert actions.shape == (4,) and np.all((0 <= actions) & (actions < 4))
+
+
+COMMAND_NAMES = ("train", "sweep", "compare", "evaluate", "records", "supervised", "demo")
+
+
+def rl_coordconv_command() -> str:
+    """The console script pip installed beside this interpreter."""
+    return str(Path(sys.executable).with_name("rl-coordconv"))
+
+
+def test_the_command_lists_its_subcommands_and_refuses_others():
+    listed = subprocess.run([rl_coordconv_command(), "--help"], capture_output=True, text=True)
+    assert listed.returncode == 0
+    assert [line.split()[0] for line in listed.stdout.split("commands:\n")[1].splitlines() if line.startswith("  ")] \
+        == list(COMMAND_NAMES)
+    unknown = subprocess.run([rl_coordconv_command(), "trian"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and "unknown command 'trian'; choose one of: train, sweep" in unknown.stderr
+
+
+@pytest.mark.parametrize("name, option, default", [
+    ("train", "--timesteps", "10000000"), ("sweep", "--seeds", "0-2"), ("compare", "--baseline", "conv"),
+    ("evaluate", "--episodes", "30"), ("supervised", "--batch-size", "16"), ("demo", "--timesteps", "100k"),
+])
+def test_each_subcommand_lists_its_options_with_defaults(name, option, default):
+    launchers = [[rl_coordconv_command(), name]]
+    if name == "train":  # the same command three ways: python -m, and the script wrappers of the checkout
+        launchers += [[sys.executable, "-m", "rl_coordconv", name], [sys.executable, str(ROOT / "scripts" / "train.py")]]
+    for command in launchers:
+        shown = subprocess.run([*command, "--help"], capture_output=True, text=True, cwd="/")
+        assert shown.returncode == 0, shown.stderr
+        assert f"usage: rl-coordconv {name}" in shown.stdout
+        options = shown.stdout.split("\noptions:\n")[1]
+        help_of_option = options.split(f"\n  {option}", 1)[1].split("\n  -")[0]
+        assert f"(default: {default})" in " ".join(help_of_option.split()), help_of_option

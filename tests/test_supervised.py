@@ -271,12 +271,8 @@ def test_report_and_figures_cover_every_task(tmp_path):
 
 
 def test_script_writes_the_report_and_refuses_to_overwrite_it(tmp_path, capsys):
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    sys.path.insert(0, str(scripts))
-    try:
-        import supervised as script
-    finally:
-        sys.path.remove(str(scripts))
+    from rl_coordconv.commands import supervised as script
+
     out = tmp_path / "report"
     argv = ["--task", "regression", "--split", "quadrant", "--model", "coordconv", "--epochs", "1", "--out", str(out)]
     assert script.main(argv) == 0

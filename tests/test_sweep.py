@@ -12,17 +12,17 @@ import pytest
 from rl_coordconv.rundir import latest_checkpoint
 from rl_coordconv.envs import GAMES
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import sweep  # noqa: E402
+from rl_coordconv.agents import sweep
+from rl_coordconv.commands import sweep as sweep_command
 
 TINY = ["--set", "a2c.n_envs=2", "--set", "eval_episodes=0", "--set", "checkpoint_every=100", "--max-parallel", "2"]
 
 
 def test_dry_run_prints_one_train_command_per_run(tmp_path, capsys):
-    code = sweep.main(["--games", "MsPacman,Breakout", "--archs", "conv,coordconv", "--seeds", "0-1",
+    code = sweep_command.main(["--games", "MsPacman,Breakout", "--archs", "conv,coordconv", "--seeds", "0-1",
                        "--timesteps", "300k", "--runs", str(tmp_path), "--dry-run", "--set", "a2c.n_envs=8"])
     assert code == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if "train.py" in line]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("rl-coordconv train ")]
     expected = {(game, arch, seed) for game in ("MsPacman", "Breakout") for arch in ("conv", "coordconv") for seed in (0, 1)}
     assert {(line.split("--game ")[1].split()[0], line.split("--arch ")[1].split()[0], int(line.split("--seed ")[1].split()[0]))
             for line in lines} == expected
@@ -31,8 +31,8 @@ def test_dry_run_prints_one_train_command_per_run(tmp_path, capsys):
 
 
 def test_paper9_is_the_whole_suite():
-    args = sweep.parse_args(["--games", "paper9", "--timesteps", "1k", "--seeds", "0"])
-    assert [run.config.game for run in sweep.plan(args)] == [game for game in GAMES for _ in ("conv", "coordconv")]
+    jobs = sweep.plan("paper9", "a2c", "conv,coordconv", "0", "1k", "runs")
+    assert [job.config.game for job in jobs] == [game for game in GAMES for _ in ("conv", "coordconv")]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -53,7 +53,7 @@ def test_bad_grids_are_refused_before_anything_starts(argv, message, tmp_path, c
     given = dict(zip(argv[::2], argv[1::2]))
     command = [item for key, value in {**defaults, **given}.items() for item in (key, value) if key != "--set"]
     command += ["--set", given["--set"]] if "--set" in given else []
-    assert sweep.main([*command, "--runs", str(tmp_path / "runs")]) == 2
+    assert sweep_command.main([*command, "--runs", str(tmp_path / "runs")]) == 2
     assert __import__("re").search(message, capsys.readouterr().err)
     assert not (tmp_path / "runs").exists()
 
@@ -62,25 +62,25 @@ def test_sweep_runs_skips_resumes_and_survives_a_failing_run(tmp_path, capsys):
     runs = tmp_path / "runs"
     grid = ["--games", "MsPacman", "--archs", "conv,coordconv", "--runs", str(runs), *TINY]
 
-    assert sweep.main([*grid, "--seeds", "0", "--timesteps", "200"]) == 0
+    assert sweep_command.main([*grid, "--seeds", "0", "--timesteps", "200"]) == 0
     conv, coordconv = (runs / "MsPacman" / f"a2c-{arch}" / "seed0" for arch in ("conv", "coordconv"))
     for run_dir in (conv, coordconv):
         assert latest_checkpoint(run_dir).name == "model_200_steps.zip"
-        assert "train.py" in (run_dir / "train.log").read_text()
+        assert "-m rl_coordconv train --game MsPacman" in (run_dir / "train.log").read_text()
 
     # A run directory that cannot be resumed (it holds another run) fails; the others go on.
     other = runs / "MsPacman" / "a2c-coordconv" / "seed1"
     shutil.copytree(conv, other)
     (other / "checkpoints" / "model_200_steps.zip").unlink()  # interrupted at step 100
     capsys.readouterr()
-    assert sweep.main([*grid, "--seeds", "0-1", "--timesteps", "200"]) == 1
+    assert sweep_command.main([*grid, "--seeds", "0-1", "--timesteps", "200"]) == 1
     out = capsys.readouterr().out
     assert "4 runs: 1 new, 1 to resume, 0 to restart (no checkpoint), 2 finished" in out
     assert "FAILED (exit 2)" in out and "differ from the saved run" in out
     assert latest_checkpoint(runs / "MsPacman" / "a2c-conv" / "seed1").name == "model_200_steps.zip"
 
     # A longer budget resumes the finished runs from their checkpoints.
-    assert sweep.main([*grid, "--seeds", "0", "--timesteps", "400"]) == 0
+    assert sweep_command.main([*grid, "--seeds", "0", "--timesteps", "400"]) == 0
     assert latest_checkpoint(conv).name == latest_checkpoint(coordconv).name == "model_400_steps.zip"
     assert (conv / "train.log").read_text().count("--resume") == 1
 
@@ -108,7 +108,7 @@ def fake_train(tmp_path, monkeypatch):
     script = tmp_path / "fake_train.py"
     script.write_text(FAKE_TRAIN)
     times = tmp_path / "times.jsonl"
-    monkeypatch.setattr(sweep, "TRAIN", script)
+    monkeypatch.setattr(sweep, "TRAIN_COMMAND", [sys.executable, str(script)])
     monkeypatch.setenv("SWEEP_TIMES", str(times))
     return times
 
@@ -126,7 +126,7 @@ def most_at_once(times_file: Path) -> int:
 
 def test_a_run_killed_by_a_signal_fails_with_its_log_tail(fake_train, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SWEEP_BEHAVIOUR", "ok,SIGKILL,SIGTERM")
-    code = sweep.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-2", "--timesteps", "1000",
+    code = sweep_command.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-2", "--timesteps", "1000",
                        "--runs", str(tmp_path / "runs"), "--max-parallel", "3"])
     out = capsys.readouterr().out
     assert code == 1
@@ -143,7 +143,7 @@ def test_max_parallel_bounds_the_runs_at_once(fake_train, tmp_path, monkeypatch)
     monkeypatch.setenv("SWEEP_BEHAVIOUR", ",".join(["ok"] * 5))
     for bound in (1, 2):
         fake_train.unlink(missing_ok=True)
-        assert sweep.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-4", "--timesteps", "1000",
+        assert sweep_command.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-4", "--timesteps", "1000",
                            "--runs", str(tmp_path / f"runs{bound}"), "--max-parallel", str(bound)]) == 0
         assert most_at_once(fake_train) == bound  # reached, never passed
 
@@ -152,7 +152,7 @@ def test_a_run_that_died_before_its_first_checkpoint_starts_afresh(tmp_path, cap
     runs = tmp_path / "runs"
     grid = ["--games", "MsPacman", "--archs", "conv,coordconv", "--runs", str(runs), *TINY, "--seeds", "0",
             "--timesteps", "200"]
-    assert sweep.main(grid) == 0
+    assert sweep_command.main(grid) == 0
     conv, coordconv = (runs / "MsPacman" / f"a2c-{arch}" / "seed0" for arch in ("conv", "coordconv"))
     # conv died before its first checkpoint; coordconv was killed while writing it.
     shutil.rmtree(conv / "checkpoints")
@@ -160,11 +160,11 @@ def test_a_run_that_died_before_its_first_checkpoint_starts_afresh(tmp_path, cap
         path.write_bytes(path.read_bytes()[:1000])
     assert {path.name for path in conv.iterdir()} == {"config.json", "tb", "train.log"}
     capsys.readouterr()
-    assert sweep.main(grid) == 0
+    assert sweep_command.main(grid) == 0
     assert "2 runs: 0 new, 0 to resume, 2 to restart (no checkpoint), 0 finished" in capsys.readouterr().out
     for run_dir in (conv, coordconv):
         assert latest_checkpoint(run_dir).name == "model_200_steps.zip"
-        assert (run_dir / "train.log").read_text().count("train.py") == 1  # a fresh start, not a resume
+        assert (run_dir / "train.log").read_text().count("rl_coordconv train") == 1  # a fresh start, not a resume
         assert "--resume" not in (run_dir / "train.log").read_text()
 
 
@@ -202,29 +202,29 @@ def test_ray_sweep_runs_skips_resumes_and_survives_a_failing_run(ray_sweep_dir, 
     runs = ray_sweep_dir / "runs"
     grid = ["--games", "MsPacman", "--archs", "conv,coordconv", "--runs", str(runs), *TINY, "--ray-address", "local"]
 
-    assert sweep.main([*grid, "--seeds", "0", "--timesteps", "200"]) == 0
+    assert sweep_command.main([*grid, "--seeds", "0", "--timesteps", "200"]) == 0
     assert_ray_is_gone(ray_sweep_dir)
     conv, coordconv = (runs / "MsPacman" / f"a2c-{arch}" / "seed0" for arch in ("conv", "coordconv"))
     for run_dir in (conv, coordconv):
         assert latest_checkpoint(run_dir).name == "model_200_steps.zip"
-        assert (run_dir / "train.log").read_text().count("train.py") == 1
+        assert (run_dir / "train.log").read_text().count("rl_coordconv train") == 1
 
     # Finished runs are skipped; a run that cannot be resumed (it holds another run) fails; the others go on.
     other = runs / "MsPacman" / "a2c-coordconv" / "seed1"
     shutil.copytree(conv, other)
     (other / "checkpoints" / "model_200_steps.zip").unlink()  # interrupted at step 100
     capsys.readouterr()
-    assert sweep.main([*grid, "--seeds", "0-1", "--timesteps", "200"]) == 1
+    assert sweep_command.main([*grid, "--seeds", "0-1", "--timesteps", "200"]) == 1
     assert_ray_is_gone(ray_sweep_dir)
     out = capsys.readouterr().out
     assert "4 runs: 1 new, 1 to resume, 0 to restart (no checkpoint), 2 finished" in out
     assert "FAILED (exit 2)" in out and "differ from the saved run" in out  # the tail of its train.log
     assert "3 of 4 runs finished, 1 failed" in out
     assert latest_checkpoint(runs / "MsPacman" / "a2c-conv" / "seed1").name == "model_200_steps.zip"
-    assert (conv / "train.log").read_text().count("train.py") == 1  # not started again
+    assert (conv / "train.log").read_text().count("rl_coordconv train") == 1  # not started again
 
     # A longer budget resumes the finished runs from their checkpoints.
-    assert sweep.main([*grid, "--seeds", "0", "--timesteps", "400"]) == 0
+    assert sweep_command.main([*grid, "--seeds", "0", "--timesteps", "400"]) == 0
     assert_ray_is_gone(ray_sweep_dir)
     assert latest_checkpoint(conv).name == latest_checkpoint(coordconv).name == "model_400_steps.zip"
     assert (conv / "train.log").read_text().count("--resume") == 1
@@ -247,7 +247,7 @@ def test_ctrl_c_on_a_ray_sweep_saves_checkpoints_and_leaves_no_process(ray_sweep
 
     threading.Thread(target=press_ctrl_c_once_both_runs_learn, daemon=True).start()
     try:
-        code = sweep.main(grid)
+        code = sweep_command.main(grid)
     finally:
         sweep_returned.set()
     assert code == 130
@@ -255,7 +255,7 @@ def test_ctrl_c_on_a_ray_sweep_saves_checkpoints_and_leaves_no_process(ray_sweep
     for path in first_checkpoints:
         assert "Interrupted at" in (path.parents[1] / "train.log").read_text()
     capsys.readouterr()
-    assert sweep.main([*grid, "--dry-run"]) == 0
+    assert sweep_command.main([*grid, "--dry-run"]) == 0
     assert "2 runs: 0 new, 2 to resume" in capsys.readouterr().out
 
 
@@ -278,7 +278,7 @@ def test_a_ray_task_that_is_killed_takes_its_run_down(ray_sweep_dir):
     try:
         launcher = sweep.RayLauncher(ray, threads=1, gpus=0)
         sleep = [sys.executable, "-c", "import time; time.sleep(600)"]
-        cancelled, crashed = (sweep.Run(None, ray_sweep_dir / name, "new", [*sleep, name])
+        cancelled, crashed = (sweep.SweepJob(None, ray_sweep_dir / name, "new", [*sleep, name])
                               for name in ("cancelled", "crashed"))
         for run in (cancelled, crashed):
             launcher.start(run)
@@ -305,7 +305,7 @@ def test_a_ray_task_that_is_killed_takes_its_run_down(ray_sweep_dir):
 
 
 def test_a_ray_sweep_whose_runs_fit_no_node_is_refused(ray_sweep_dir, capsys):
-    code = sweep.main(["--games", "MsPacman", "--seeds", "0", "--timesteps", "200",
+    code = sweep_command.main(["--games", "MsPacman", "--seeds", "0", "--timesteps", "200",
                        "--runs", str(ray_sweep_dir / "runs"), "--threads", "64", "--ray-address", "local"])
     assert code == 2
     assert "each run asks for 64 CPUs (--threads) and 0 GPUs (--gpus-per-run), but no node" in capsys.readouterr().err
@@ -315,7 +315,7 @@ def test_a_ray_sweep_whose_runs_fit_no_node_is_refused(ray_sweep_dir, capsys):
 
 def test_a_ray_sweep_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    code = sweep.main(["--games", "MsPacman", "--seeds", "0", "--timesteps", "200", "--runs", str(tmp_path / "runs"),
+    code = sweep_command.main(["--games", "MsPacman", "--seeds", "0", "--timesteps", "200", "--runs", str(tmp_path / "runs"),
                        "--ray-address", "auto"])
     assert code == 2
     assert "--ray-address needs Ray, which is not installed; install it with: pip install -e .[distributed]" \

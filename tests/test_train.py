@@ -20,7 +20,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureC
 from stable_baselines3.common.vec_env import VecEnvWrapper
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rl_coordconv.agents import checkpoints, experiment
+from rl_coordconv.agents import checkpoints, evaluation, experiment
 from rl_coordconv.agents.scores import EpisodeScoreCallback
 from rl_coordconv.agents.config import apply_overrides, parse_steps
 from rl_coordconv.agents.experiment import AGENTS, ExperimentConfig, run_experiment
@@ -31,8 +31,7 @@ from rl_coordconv.layers import CoordConv2d
 
 REPO = Path(__file__).resolve().parents[1]
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import train  # noqa: E402
+from rl_coordconv.commands import train
 
 SMALL = ["--set", "a2c.n_envs=2", "--set", "checkpoint_every=1000", "--set", "eval_episodes=1", "--no-progress"]
 
@@ -151,8 +150,8 @@ def test_ms_pacman_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
     assert "git_commit" in saved
     assert latest_checkpoint(run_dir).name == "model_3000_steps.zip"
     assert (run_dir / "checkpoints" / "model_1000_steps.zip").exists()
-    evaluation = json.loads((run_dir / "evaluation.json").read_text())
-    assert evaluation["episodes"] == 1 and evaluation["scores"][0] % 10 == 0
+    record = json.loads((run_dir / "evaluation.json").read_text())
+    assert record["episodes"] == 1 and record["scores"][0] % 10 == 0
     tags = scalars(run_dir)
     for tag in ("train/value_loss", "train/policy_loss", "train/entropy_loss", "rollout/ep_rew_mean",
                 "episode/score", "episode/human_normalized", "eval/mean_score"):
@@ -191,8 +190,8 @@ def test_ape_x_smoke_run_writes_the_expected_files_and_scalars(tmp_path, monkeyp
     assert saved["network"]["conv_layers"] == ["CoordConv2d", "Conv2d", "Conv2d"]
     assert latest_checkpoint(run_dir).name == "model_4000_steps.zip"
     assert sorted(path.name for path in (run_dir / "checkpoints").glob("replay_*")) == ["replay_4000_steps.npz"]
-    evaluation = json.loads((run_dir / "evaluation.json").read_text())
-    assert evaluation["episodes"] == 1 and evaluation["scores"][0] % 10 == 0
+    record = json.loads((run_dir / "evaluation.json").read_text())
+    assert record["episodes"] == 1 and record["scores"][0] % 10 == 0
     tags = scalars(run_dir)
     for tag in ("episode/score", "train/loss", "train/mean_q", "train/mean_abs_td", "train/is_weight_min",
                 "train/learner_steps", "replay/size", "replay/fill", "replay/priority_max", "replay/priority_mean",
@@ -323,14 +322,14 @@ def test_evaluation_scores_are_whole_games_in_raw_points(tmp_path, monkeypatch):
         envs_made.append(GameRecorder(make_atari_vec_env(*args, **kwargs)))
         return envs_made[-1]
 
-    monkeypatch.setattr(experiment, "make_atari_vec_env", recorded_env)
+    monkeypatch.setattr(evaluation, "make_atari_vec_env", recorded_env)
     run_dir = run_experiment(small_config(timesteps=100, eval_episodes=2), tmp_path, progress_bar=False)
-    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    record = json.loads((run_dir / "evaluation.json").read_text())
     games = envs_made[-1].games
     # Two eval envs, one game each: the first game that ended in each env.
     first_per_env = [game for index, game in enumerate(games) if game[0] not in [g[0] for g in games[:index]]]
-    assert evaluation["scores"] == [game[1] for game in first_per_env] == [game[2] for game in first_per_env]
-    assert all(score > 0 and score % 10 == 0 for score in evaluation["scores"])  # raw Ms. Pac-Man points
+    assert record["scores"] == [game[1] for game in first_per_env] == [game[2] for game in first_per_env]
+    assert all(score > 0 and score % 10 == 0 for score in record["scores"])  # raw Ms. Pac-Man points
     assert all(game[3] >= 2 for game in first_per_env)  # each game spans all three lives
 
 
@@ -508,7 +507,7 @@ def test_ctrl_c_while_a_checkpoint_is_written_still_leaves_a_complete_checkpoint
 
 
 def test_demo_trains_both_archs_and_ends_with_the_comparison_report(tmp_path, capsys):
-    import demo
+    from rl_coordconv.commands import demo
 
     assert demo.main(["--timesteps", "2000", "--runs", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from rl_coordconv.agents.apex import ApeX, ApeXConfig, epsilon_band, epsilon_ladder, learner_step, sync_target
 from rl_coordconv.agents.distributed import DistributedConfig, ReplayShardDied, RolloutActorsDied, require_ray
-from rl_coordconv.agents.distributed.rollout import FinishedGame, RolloutStats, RolloutWorker
+from rl_coordconv.agents.distributed.rollout import RolloutStats, RolloutWorker
 from rl_coordconv.agents.distributed.shard import ReplayShard, ShardBatch
 from rl_coordconv.agents.replay import PrioritizedReplayBufferSamples
 

@@ -1,0 +1,125 @@
+"""Run a grid of experiments: games x agents x archs x seeds, one ``rl-coordconv train`` process per run.
+
+    rl-coordconv sweep --games MsPacman,Breakout --agents a2c --archs conv,coordconv --seeds 0-4 --timesteps 10M
+    rl-coordconv sweep --games paper9 --agents a2c,apex --archs conv,coordconv --seeds 0-2 --timesteps 300k \\
+        [--runs runs/] [--max-parallel K] [--device cpu] [--set a2c.n_envs=8] [--dry-run]
+
+Each run is the same single-run code as ``train.py``, in its own process (a crash stays contained),
+writing its console output to ``train.log`` in its run directory. Re-running the same command
+skips finished runs (:func:`rl_coordconv.rundir.run_state`: the final evaluation written at
+``--timesteps``, or with ``eval_episodes=0`` a checkpoint there) and resumes interrupted ones from their last checkpoint. A failed run is
+reported at the end with the tail of its log and does not stop the others; the exit status is 1
+when any run failed. Every setting is checked before anything starts.
+
+On a Ray cluster (``pip install -e .[distributed]``), each run becomes a Ray task asking for
+``--threads`` CPUs and ``--gpus-per-run`` GPUs (a fraction shares a GPU), and Ray's scheduler
+queues them; skipping, resuming and failures work as above:
+
+    rl-coordconv sweep --games paper9 --seeds 0-4 --timesteps 10M --ray-address auto --gpus-per-run 0.25
+    rl-coordconv sweep ... --ray-address HOST:PORT     # join the cluster whose head is there
+    rl-coordconv sweep ... --ray-address local         # start a Ray on this machine for the sweep
+
+The task runs the same ``train.py`` command line on its node, so every node needs this checkout
+and its virtual environment at the same paths as here, and ``--runs`` must be a directory they all
+share (a relative ``--runs`` is taken from the current directory here). A run that asks for no GPU
+sees none. Ctrl-C cancels the tasks; their runs save a checkpoint, as on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from rl_coordconv.commands import HelpFormatter
+from rl_coordconv.agents.experiment import AGENTS
+from rl_coordconv.agents.sweep import (
+    RAY_INSTALL, TRAIN_COMMAND, LocalLauncher, RayLauncher, default_parallelism, execute, failure, log_tail, plan, start_ray,
+)
+from rl_coordconv.envs import GAMES
+from rl_coordconv.extractors import ARCHS
+from rl_coordconv.rundir import RunState
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="rl-coordconv sweep", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--games", required=True, help=f"comma-separated games, or paper9 ({', '.join(GAMES)})")
+    parser.add_argument("--agents", default="a2c", help=f"comma-separated: {', '.join(AGENTS)}")
+    parser.add_argument("--archs", default="conv,coordconv", help=f"comma-separated: {', '.join(sorted(ARCHS))}")
+    parser.add_argument("--seeds", default="0-2", help="e.g. 0-4 or 0,3,7")
+    parser.add_argument("--timesteps", required=True, help="agent steps per run, e.g. 10M, 300k")
+    parser.add_argument("--runs", default="runs", help="root folder of run directories")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    parser.add_argument("--max-parallel", type=int, default=None,
+                        help="runs at once (default: one per GPU, or cores / threads; on Ray: all, queued by Ray)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run on CPU")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for every run, as train.py --set")
+    parser.add_argument("--dry-run", action="store_true", help="print one rl-coordconv train command line per run and stop")
+    parser.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT|local",
+                        help=f"run each run as a task on a Ray cluster (auto: the running one; local: start one here); "
+                             f"needs {RAY_INSTALL}")
+    parser.add_argument("--gpus-per-run", type=float, default=0.0,
+                        help="GPUs each Ray task asks for, e.g. 0.5 for two runs per GPU (default 0: CPU only)")
+    return parser.parse_args(argv)
+
+
+def check_resources(args: argparse.Namespace) -> None:
+    """Refuse --threads, --max-parallel and --gpus-per-run values that cannot work."""
+    if args.threads < 1 or (args.max_parallel is not None and args.max_parallel < 1):
+        raise ValueError("--threads and --max-parallel must be >= 1")
+    if args.gpus_per_run < 0:
+        raise ValueError(f"--gpus-per-run must be >= 0, got {args.gpus_per_run:g}")
+    if args.gpus_per_run > 0 and not args.ray_address:
+        raise ValueError("--gpus-per-run needs --ray-address (the local sweep runs one run per GPU)")
+    if args.ray_address and args.gpus_per_run == 0 and args.device.startswith("cuda"):
+        raise ValueError(f"--device {args.device} on Ray needs --gpus-per-run > 0: "
+                         "a run sees only the GPUs it asks for")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        check_resources(args)
+        runs = plan(args.games, args.agents, args.archs, args.seeds, args.timesteps, args.runs, device=args.device,
+                    overrides=args.overrides)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    counts = {state: sum(run.state == state for run in runs) for state in RunState}
+    print(f"{len(runs)} runs: {counts[RunState.NEW]} new, {counts[RunState.RESUMABLE]} to resume, "
+          f"{counts[RunState.STARTED]} to restart (no checkpoint), {counts[RunState.FINISHED]} finished")
+    if args.dry_run:
+        for run in runs:
+            command = ["rl-coordconv", "train", *run.argv[len(TRAIN_COMMAND):]]
+            print(("# finished: " if run.state == RunState.FINISHED else "") + shlex.join(command))
+        return 0
+    ray = None
+    try:
+        if args.ray_address:
+            try:
+                ray = start_ray(args.ray_address, args.threads, args.gpus_per_run)
+            except ValueError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            # Ray's scheduler queues the tasks by the resources they ask for.
+            launcher, max_parallel = RayLauncher(ray, args.threads, args.gpus_per_run), args.max_parallel or len(runs)
+        else:
+            launcher, max_parallel = LocalLauncher(args.threads), args.max_parallel or default_parallelism(args.threads)
+        failed = execute(runs, max_parallel, launcher)
+    except KeyboardInterrupt:
+        print("\nInterrupted: running runs saved a checkpoint; run the same command to resume.")
+        return 130
+    finally:
+        if ray is not None:
+            ray.shutdown()
+    for run in failed:
+        print(f"\nFAILED ({failure(run)}): {run.run_dir}\n{log_tail(run)}")
+    print(f"\n{len(runs) - len(failed)} of {len(runs)} runs finished, {len(failed)} failed. Compare them with:\n"
+          f"  rl-coordconv compare {args.runs} --out <report dir>")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
