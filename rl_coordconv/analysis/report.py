@@ -469,6 +469,55 @@ def _with_ci(value: float, low: float, high: float) -> str:
     return f"{_number(value)} [{_number(low)}, {_number(high)}]"
 
 
+def agent_section(report: Report, agent: str) -> list[str]:
+    """The markdown of one agent's comparison: the headline, the table (one row per game and
+    arch) and the aggregate over games, as summary.md shows them (and docs/results.md quotes them)."""
+    lines: list[str] = []
+    lines += [f"**{line}** (vs {report.baseline})." for line in report.headlines[agent]] or [
+        f"Only `{report.baseline}` ran: nothing to compare."]
+    lines += [
+        "",
+        f"| game | arch | seeds | steps | final score [95 % CI] | AUC [95 % CI] | final - {report.baseline} "
+        f"[95 % CI] | AUC - {report.baseline} [95 % CI] | verdict | eval score [95 % CI] |",
+        "|---|---|---:|---:|---|---|---|---|---|---|",
+    ]
+    for row in [row for row in report.rows if row.agent == agent]:
+        steps = f"{row.steps:,}"
+        if row.incomplete_seeds:
+            steps += f" ({row.incomplete_seeds} in progress)"
+        verdict = row.verdict or "(baseline)"
+        evaluation = _with_ci(row.eval_score, row.eval_low, row.eval_high)
+        if row.eval_seeds and row.eval_seeds < row.seeds:
+            evaluation += f" ({row.eval_seeds} of {row.seeds} seeds)"
+        lines.append(
+            f"| {row.game} | {row.arch} | {row.seeds} | {steps} | "
+            f"{_with_ci(row.final_score, row.final_low, row.final_high)} | {_with_ci(row.auc, row.auc_low, row.auc_high)} | "
+            f"{_with_ci(row.difference, row.difference_low, row.difference_high)} | "
+            f"{_with_ci(row.auc_difference, row.auc_difference_low, row.auc_difference_high)} | "
+            f"{verdict} | {evaluation} |"
+        )
+    aggregates = [aggregate for aggregate in report.aggregates if aggregate.agent == agent]
+    if aggregates:
+        kind = "human-normalized final scores" if aggregates[0].normalized else "final scores (not normalized)"
+        lines += [
+            "",
+            f"### Aggregate over games: {kind}",
+            "",
+            f"Games: {', '.join(aggregates[0].games)}.",
+            "",
+            f"| arch | runs | IQM [95 % CI] | P({'arch'} > {report.baseline}) [95 % CI] |",
+            "|---|---:|---|---|",
+        ]
+        for aggregate in aggregates:
+            improvement = ("-" if aggregate.arch == report.baseline else
+                           _with_ci(aggregate.improvement, aggregate.improvement_low, aggregate.improvement_high))
+            lines.append(f"| {aggregate.arch} | {aggregate.runs} | "
+                         f"{_with_ci(aggregate.iqm, aggregate.iqm_low, aggregate.iqm_high)} | {improvement} |")
+    else:
+        lines += ["", "No aggregate over games: no game where every arch ran (with reference scores)."]
+    return lines
+
+
 def summary_markdown(report: Report) -> str:
     """summary.md: headlines and table per agent, the aggregate over games, method, notes, files."""
     games = sorted({row.game for row in report.rows})
@@ -484,48 +533,7 @@ def summary_markdown(report: Report) -> str:
     ]
     for agent in agents:
         lines += ["", f"## {agent}", ""]
-        lines += [f"**{line}** (vs {report.baseline})." for line in report.headlines[agent]] or [
-            f"Only `{report.baseline}` ran: nothing to compare."]
-        lines += [
-            "",
-            f"| game | arch | seeds | steps | final score [95 % CI] | AUC [95 % CI] | final - {report.baseline} "
-            f"[95 % CI] | AUC - {report.baseline} [95 % CI] | verdict | eval score [95 % CI] |",
-            "|---|---|---:|---:|---|---|---|---|---|---|",
-        ]
-        for row in [row for row in report.rows if row.agent == agent]:
-            steps = f"{row.steps:,}"
-            if row.incomplete_seeds:
-                steps += f" ({row.incomplete_seeds} in progress)"
-            verdict = row.verdict or "(baseline)"
-            evaluation = _with_ci(row.eval_score, row.eval_low, row.eval_high)
-            if row.eval_seeds and row.eval_seeds < row.seeds:
-                evaluation += f" ({row.eval_seeds} of {row.seeds} seeds)"
-            lines.append(
-                f"| {row.game} | {row.arch} | {row.seeds} | {steps} | "
-                f"{_with_ci(row.final_score, row.final_low, row.final_high)} | {_with_ci(row.auc, row.auc_low, row.auc_high)} | "
-                f"{_with_ci(row.difference, row.difference_low, row.difference_high)} | "
-                f"{_with_ci(row.auc_difference, row.auc_difference_low, row.auc_difference_high)} | "
-                f"{verdict} | {evaluation} |"
-            )
-        aggregates = [aggregate for aggregate in report.aggregates if aggregate.agent == agent]
-        if aggregates:
-            kind = "human-normalized final scores" if aggregates[0].normalized else "final scores (not normalized)"
-            lines += [
-                "",
-                f"### Aggregate over games: {kind}",
-                "",
-                f"Games: {', '.join(aggregates[0].games)}.",
-                "",
-                f"| arch | runs | IQM [95 % CI] | P({'arch'} > {report.baseline}) [95 % CI] |",
-                "|---|---:|---|---|",
-            ]
-            for aggregate in aggregates:
-                improvement = ("-" if aggregate.arch == report.baseline else
-                               _with_ci(aggregate.improvement, aggregate.improvement_low, aggregate.improvement_high))
-                lines.append(f"| {aggregate.arch} | {aggregate.runs} | "
-                             f"{_with_ci(aggregate.iqm, aggregate.iqm_low, aggregate.iqm_high)} | {improvement} |")
-        else:
-            lines += ["", "No aggregate over games: no game where every arch ran (with reference scores)."]
+        lines += agent_section(report, agent)
     lines += ["", "## Method", "", method_text(report)]
     lines += ["", "## Notes on the runs", ""]
     lines += [f"- {note}" for note in report.notes] or ["- none: every run complete, every arch on every game."]
