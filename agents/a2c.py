@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from stable_baselines3 import A2C
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.vec_env import VecEnv
 
+from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_ranges
 from rl_coordconv.extractors import policy_kwargs_for
 
 
@@ -24,6 +26,16 @@ class A2CConfig:
     gae_lambda: float = 1.0
     max_grad_norm: float = 0.5
     rmsprop_eps: float = 1e-5  # RMSpropTFLike: epsilon inside the square root, as in TF
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "n_envs": AT_LEAST_ONE, "n_steps": AT_LEAST_ONE, "learning_rate": POSITIVE, "ent_coef": NON_NEGATIVE,
+        "vf_coef": NON_NEGATIVE, "gamma": DISCOUNT, "gae_lambda": PROBABILITY, "max_grad_norm": POSITIVE,
+        "rmsprop_eps": POSITIVE,
+    }
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of its range and what is accepted."""
+        check_ranges(self, self.RANGES, "a2c")
 
 
 def make_a2c(env: VecEnv, arch: str, config: A2CConfig, *, seed: int | None = None, device: str = "auto") -> A2C:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.dqn.policies import CnnPolicy, DQNPolicy, QNetwork
 
+from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, POSITIVE, PROBABILITY, Range, check_ranges
 from rl_coordconv.agents.replay import PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
 from rl_coordconv.extractors import policy_kwargs_for
 
@@ -61,11 +62,17 @@ class ApeXConfig:
     eval_epsilon: float = 0.001
     replay_checkpoints: bool = True  # save the replay with checkpoints (7 KB per transition on disk)
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "n_envs": AT_LEAST_ONE, "buffer_size": AT_LEAST_ONE, "learning_starts": AT_LEAST_ONE,
+        "batch_size": AT_LEAST_ONE, "replay_ratio": POSITIVE, "target_update_interval": AT_LEAST_ONE,
+        "gamma": DISCOUNT, "n_steps": AT_LEAST_ONE, "alpha": PROBABILITY, "beta": PROBABILITY,
+        "priority_eps": POSITIVE, "learning_rate": POSITIVE, "rmsprop_alpha": Range(0, 1, high_open=True),
+        "rmsprop_eps": POSITIVE, "max_grad_norm": POSITIVE, "eval_epsilon": PROBABILITY,
+    }
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and what is accepted."""
-        for name in ("n_envs", "buffer_size", "batch_size", "target_update_interval", "n_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"apex.{name} must be >= 1, got {getattr(self, name)}")
+        check_ranges(self, self.RANGES, "apex")
         if not self.batch_size <= self.learning_starts <= self.buffer_size // 2:
             raise ValueError(
                 f"apex.learning_starts must lie between apex.batch_size ({self.batch_size}) and half of "
@@ -73,11 +80,6 @@ class ApeXConfig:
             )
         if self.initial_priority not in INITIAL_PRIORITIES:
             raise ValueError(f"apex.initial_priority must be one of {INITIAL_PRIORITIES}, got {self.initial_priority!r}")
-        for name in ("replay_ratio", "learning_rate", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"apex.{name} must be > 0, got {getattr(self, name)}")
-        if not 0.0 <= self.eval_epsilon <= 1.0:
-            raise ValueError(f"apex.eval_epsilon must be in [0, 1], got {self.eval_epsilon}")
 
 
 # ------------------------------------------------------------------------------------------ acting

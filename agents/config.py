@@ -69,3 +69,43 @@ def _convert(value: str, type_hint: Any, key: str) -> Any:
         return value
     except ValueError:
         raise ValueError(f"{key}={value!r} is not a valid {getattr(type_hint, '__name__', type_hint)}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric setting accepts: ``[low, high]``, either end open or absent."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open or self.low is None else '['}{low}, {high}{')' if self.high_open or self.high is None else ']'}"
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+AT_LEAST_ONE = Range(1)
+PROBABILITY = Range(0, 1)
+DISCOUNT = Range(0, 1, low_open=True)
+
+
+def check_ranges(config: Any, ranges: dict[str, Range], prefix: str) -> None:
+    """Raise ``ValueError`` naming the first setting of ``config`` outside its range, e.g.
+    ``apex.alpha must be in [0, 1], got 2.0``; every numeric field must have a range."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if field.name not in ranges:
+            raise TypeError(f"{type(config).__name__}.{field.name} has no range in its RANGES")
+        if value not in ranges[field.name]:
+            raise ValueError(f"{prefix}.{field.name} must be in {ranges[field.name]}, got {value}")

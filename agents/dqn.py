@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from stable_baselines3 import DQN
 from stable_baselines3.common.vec_env import VecEnv
 
+from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_ranges
 from rl_coordconv.extractors import policy_kwargs_for
 
 
@@ -26,6 +28,17 @@ class DQNConfig:
     exploration_fraction: float = 0.1  # of the run's timesteps
     exploration_final_eps: float = 0.01
     optimize_memory_usage: bool = False
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "n_envs": AT_LEAST_ONE, "buffer_size": AT_LEAST_ONE, "learning_starts": NON_NEGATIVE,
+        "batch_size": AT_LEAST_ONE, "learning_rate": POSITIVE, "target_update_interval": AT_LEAST_ONE,
+        "train_freq": AT_LEAST_ONE, "gradient_steps": AT_LEAST_ONE, "gamma": DISCOUNT,
+        "exploration_fraction": PROBABILITY, "exploration_final_eps": PROBABILITY,
+    }
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of its range and what is accepted."""
+        check_ranges(self, self.RANGES, "dqn")
 
 
 def make_dqn(env: VecEnv, arch: str, config: DQNConfig, *, seed: int | None = None, device: str = "auto") -> DQN:

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn as nn
@@ -41,6 +41,7 @@ from rl_coordconv.agents.a2c import A2CConfig, make_a2c
 from rl_coordconv.agents.allocator import keep_freed_memory
 from rl_coordconv.agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
 from rl_coordconv.agents.checkpoints import RunCheckpointCallback, load_checkpoint, restore_replay, save_checkpoint
+from rl_coordconv.agents.config import AT_LEAST_ONE, NON_NEGATIVE, Range
 from rl_coordconv.agents.distributed import DistributedConfig, require_ray, start_ray
 from rl_coordconv.agents.dqn import DQNConfig, make_dqn
 from rl_coordconv.agents.evaluation import evaluate_model
@@ -87,6 +88,10 @@ class ExperimentConfig:
     apex: ApeXConfig = field(default_factory=ApeXConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)  # apex only
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "seed": NON_NEGATIVE, "timesteps": AT_LEAST_ONE, "checkpoint_every": AT_LEAST_ONE, "eval_episodes": NON_NEGATIVE,
+    }
+
     def validate(self) -> None:
         get_game(self.game)
         if self.agent not in AGENTS:
@@ -95,19 +100,15 @@ class ExperimentConfig:
             raise ValueError(f"unknown arch {self.arch!r}; choose one of {sorted(ARCHS)}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
-        if self.n_envs < 1:
-            raise ValueError(f"{self.agent}.n_envs must be >= 1, got {self.n_envs}")
         if hasattr(self.agent_config, "validate"):
             self.agent_config.validate()
         if self.distributed.enabled:
             if self.agent != "apex":
                 raise ValueError(f"distributed training is for the apex agent, not {self.agent!r}")
             self.distributed.validate()
-        for name in ("timesteps", "checkpoint_every"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.eval_episodes < 0:
-            raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes}")
+        for name, accepted in self.RANGES.items():
+            if getattr(self, name) not in accepted:
+                raise ValueError(f"{name} must be in {accepted}, got {getattr(self, name)}")
         try:
             get_device(self.device)
         except RuntimeError as error:

@@ -273,8 +273,8 @@ def test_evaluation_acts_at_the_evaluation_epsilon():
     ({"learning_starts": 10}, "apex.learning_starts must lie between apex.batch_size \\(32\\) and half of apex.buffer_size"),
     ({"learning_starts": 3000}, "apex.learning_starts must lie between"),
     ({"initial_priority": "min"}, "apex.initial_priority must be one of \\('actor', 'max'\\), got 'min'"),
-    ({"replay_ratio": 0.0}, "apex.replay_ratio must be > 0, got 0.0"),
-    ({"n_steps": 0}, "apex.n_steps must be >= 1, got 0"),
+    ({"replay_ratio": 0.0}, "apex.replay_ratio must be in \\(0, inf\\), got 0.0"),
+    ({"n_steps": 0}, "apex.n_steps must be in \\[1, inf\\), got 0"),
 ])
 def test_bad_settings_get_clear_errors(settings, message):
     with pytest.raises(ValueError, match=message):

@@ -439,7 +439,7 @@ def test_without_ray_distributed_names_the_install_command(train_script, monkeyp
     (["--agent", "apex", "--ray-address", "auto"], "--ray-address applies to --distributed training"),
     (["--agent", "apex", "--distributed", "--actors", "3", "--set", "distributed.replay_shards=2"],
      r"distributed.replay_shards \(2\) must divide the rollout actors \(3\)"),
-    (["--agent", "apex", "--distributed", "--set", "distributed.block_steps=0"], "distributed.block_steps must be >= 1, got 0"),
+    (["--agent", "apex", "--distributed", "--set", "distributed.block_steps=0"], r"distributed.block_steps must be in \[1, inf\), got 0"),
     (["--agent", "apex", "--distributed", "--ray-address", "127.0.0.1:1"],
      r"cannot reach the Ray head at --ray-address 127.0.0.1:1 .*ray start --head --port 1"),
 ])

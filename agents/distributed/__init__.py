@@ -15,6 +15,9 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from typing import ClassVar
+
+from rl_coordconv.agents.config import AT_LEAST_ONE, NON_NEGATIVE, Range, check_ranges
 
 INSTALL_HINT = "pip install -e .[distributed]"
 
@@ -35,15 +38,14 @@ class DistributedConfig:
     # learn from fewer). False: actors run freely, as in Ape-X, and the learner takes what it can.
     hold_replay_ratio: bool = True
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "actors": NON_NEGATIVE, "replay_shards": AT_LEAST_ONE, "block_steps": AT_LEAST_ONE,
+        "weights_interval": AT_LEAST_ONE, "prefetch": AT_LEAST_ONE, "max_actor_restarts": NON_NEGATIVE,
+    }
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and what is accepted."""
-        if self.actors < 0:
-            raise ValueError(f"distributed.actors must be >= 0 (0: one per core but one), got {self.actors}")
-        for name in ("replay_shards", "block_steps", "weights_interval", "prefetch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"distributed.{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_actor_restarts < 0:
-            raise ValueError(f"distributed.max_actor_restarts must be >= 0, got {self.max_actor_restarts}")
+        check_ranges(self, self.RANGES, "distributed")
         if self.resolved_actors() % self.replay_shards:
             # The learner takes the same number of batches from each shard, with shard-local
             # importance weights (as Ape-X's sharded replay): shards must hold equal shares.

@@ -1,0 +1,64 @@
+"""Every setting is checked by its config's validation, with a message naming it and its range."""
+
+import dataclasses
+
+import pytest
+
+from rl_coordconv.agents.a2c import A2CConfig
+from rl_coordconv.agents.apex import ApeXConfig
+from rl_coordconv.agents.config import Range, check_ranges
+from rl_coordconv.agents.distributed import DistributedConfig
+from rl_coordconv.agents.dqn import DQNConfig
+from rl_coordconv.agents.experiment import ExperimentConfig
+
+AGENT_CONFIGS = [(A2CConfig, "a2c"), (DQNConfig, "dqn"), (ApeXConfig, "apex"), (DistributedConfig, "distributed")]
+
+
+def test_ranges_say_what_they_accept():
+    assert str(Range(0, 1)) == "[0, 1]" and 0 in Range(0, 1) and 1 in Range(0, 1) and 1.5 not in Range(0, 1)
+    assert str(Range(0, low_open=True)) == "(0, inf)" and 0 not in Range(0, low_open=True) and 1e9 in Range(0, low_open=True)
+    assert str(Range(0, 1, low_open=True)) == "(0, 1]" and 0 not in Range(0, 1, low_open=True)
+    assert str(Range(0, 1, high_open=True)) == "[0, 1)" and 1 not in Range(0, 1, high_open=True)
+    assert str(Range(1)) == "[1, inf)" and 0 not in Range(1)
+
+
+def outside(accepted: Range) -> list[float]:
+    """Values just outside each finite end of ``accepted``."""
+    values = []
+    if accepted.low is not None:
+        values.append(accepted.low if accepted.low_open else accepted.low - 1)
+    if accepted.high is not None:
+        values.append(accepted.high if accepted.high_open else accepted.high + 0.5)
+    return values
+
+
+@pytest.mark.parametrize("config_class, prefix", AGENT_CONFIGS)
+def test_every_numeric_setting_is_refused_outside_its_range(config_class, prefix):
+    config_class().validate()  # the defaults pass
+    numeric = [field.name for field in dataclasses.fields(config_class)
+               if field.type in ("int", "float", int, float)]
+    assert sorted(numeric) == sorted(config_class.RANGES)  # every numeric setting has a range
+    for name in numeric:
+        for value in outside(config_class.RANGES[name]):
+            config = dataclasses.replace(config_class(), **{name: value})
+            with pytest.raises(ValueError, match=rf"^{prefix}\.{name} must be in "):
+                config.validate()
+
+
+def test_a_setting_without_a_range_is_a_programming_error():
+    @dataclasses.dataclass
+    class Settings:
+        rate: float = 0.5
+
+    with pytest.raises(TypeError, match="Settings.rate has no range"):
+        check_ranges(Settings(), {}, "test")
+
+
+def test_the_experiment_checks_its_agents_settings():
+    config = ExperimentConfig(agent="apex", device="cpu")
+    config.apex.alpha = 2.0
+    with pytest.raises(ValueError, match=r"apex.alpha must be in \[0, 1\], got 2.0"):
+        config.validate()
+    config = ExperimentConfig(agent="a2c", device="cpu", eval_episodes=-1)
+    with pytest.raises(ValueError, match=r"eval_episodes must be in \[0, inf\), got -1"):
+        config.validate()
