@@ -13,8 +13,9 @@ from typing import Any, Callable, Iterator, NamedTuple
 import cv2
 import numpy as np
 import torch
-from stable_baselines3 import A2C, DQN
+from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
@@ -78,7 +79,7 @@ ActionScores = Callable[[torch.Tensor], torch.Tensor]  # (B, C, H, W) float -> (
 def evaluation_policy(model: BaseAlgorithm, deterministic: bool) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
     """The agent's evaluation policy, ``(n_envs, 4, 84, 84)`` -> ``(n_envs,)`` actions, and what it is.
 
-    - A2C: actions sampled from the policy (its argmax when ``deterministic``).
+    - A2C and PPO: actions sampled from the policy (its argmax when ``deterministic``).
     - Ape-X: greedy actions, each replaced by a random one with probability ``eval_epsilon``.
     - SB3's DQN: ``predict`` explores with probability ``exploration_rate``, the attribute saved in
       the checkpoint, i.e. the training schedule's value at that step (``exploration_final_eps``,
@@ -96,7 +97,7 @@ def evaluation_policy(model: BaseAlgorithm, deterministic: bool) -> tuple[Callab
         epsilon = 0.0 if deterministic else float(model.exploration_rate)
         description = (f"greedy on Q, all envs at random with probability exploration_rate={epsilon} "
                        "(SB3 DQN.predict; the value saved with the checkpoint)")
-    elif isinstance(model, A2C):
+    elif isinstance(model, OnPolicyAlgorithm):  # A2C, PPO
         epsilon = None
         description = "argmax of the action logits" if deterministic else "actions sampled from the policy"
     else:

@@ -24,11 +24,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
-from stable_baselines3 import A2C, DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
@@ -37,14 +36,13 @@ from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
-from rl_coordconv.agents.a2c import A2CConfig, make_a2c
 from rl_coordconv.agents.allocator import keep_freed_memory
-from rl_coordconv.agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
+from rl_coordconv.agents.apex import ApeX, apex_kwargs
 from rl_coordconv.agents.checkpoints import RunCheckpointCallback, load_checkpoint, restore_replay, save_checkpoint
 from rl_coordconv.agents.config import AT_LEAST_ONE, NON_NEGATIVE, Range
 from rl_coordconv.agents.distributed import DistributedConfig, require_ray, start_ray
-from rl_coordconv.agents.dqn import DQNConfig, make_dqn
 from rl_coordconv.agents.evaluation import evaluate_model
+from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.agents.scores import EpisodeScoreCallback
 from rl_coordconv.envs import BACKENDS, get_game, make_atari_vec_env
 from rl_coordconv.extractors import ARCHS
@@ -52,27 +50,14 @@ from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.rundir import FINAL_EVALUATION, LOG_FILE, checkpoint_path, latest_checkpoint
 
 
-@dataclass(frozen=True)
-class AgentSpec:
-    """How to build an agent (``make(env, arch, agent_config, seed=, device=)``) and which SB3
-    class loads its checkpoints."""
-
-    algorithm: type[BaseAlgorithm]
-    make: Callable[..., BaseAlgorithm]
-
-
-AGENTS: dict[str, AgentSpec] = {
-    "a2c": AgentSpec(A2C, make_a2c),
-    "dqn": AgentSpec(DQN, make_dqn),
-    "apex": AgentSpec(ApeX, make_apex),
-}
 LEARNER_REPLAY_PLACEHOLDER = 64  # transitions; see build_learner
 
 
 @dataclass
-class ExperimentConfig:
-    """Everything that defines one run. Defaults: A2C on Ms. Pac-Man for 10M agent steps.
-    Each agent has its own settings (``a2c``, ``dqn``, ``apex``); only the chosen one is used."""
+class RunSettings:
+    """What defines one run whatever its agent. :class:`ExperimentConfig` adds one field per
+    agent of the registry (``a2c``, ``ppo``, ``dqn``, ``apex``: its settings); only the chosen
+    agent's are used. Defaults: A2C on Ms. Pac-Man for 10M agent steps."""
 
     game: str = "MsPacman"
     agent: str = "a2c"
@@ -83,9 +68,6 @@ class ExperimentConfig:
     backend: str = "ale_vector"
     checkpoint_every: int = 500_000  # agent steps
     eval_episodes: int = 10  # full games in the final evaluation; 0 skips it
-    a2c: A2CConfig = field(default_factory=A2CConfig)
-    dqn: DQNConfig = field(default_factory=DQNConfig)
-    apex: ApeXConfig = field(default_factory=ApeXConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)  # apex only
 
     RANGES: ClassVar[dict[str, Range]] = {
@@ -100,8 +82,7 @@ class ExperimentConfig:
             raise ValueError(f"unknown arch {self.arch!r}; choose one of {sorted(ARCHS)}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
-        if hasattr(self.agent_config, "validate"):
-            self.agent_config.validate()
+        self.agent_config.validate()
         if self.distributed.enabled:
             if self.agent != "apex":
                 raise ValueError(f"distributed training is for the apex agent, not {self.agent!r}")
@@ -127,6 +108,16 @@ class ExperimentConfig:
     @property
     def n_envs(self) -> int:
         return self.agent_config.n_envs
+
+
+# One field per registered agent, holding its settings: ExperimentConfig().a2c is an A2CConfig.
+ExperimentConfig = dataclasses.make_dataclass(
+    "ExperimentConfig",
+    [(name, spec.settings, field(default_factory=spec.settings)) for name, spec in AGENTS.items()],
+    bases=(RunSettings,),
+)
+ExperimentConfig.__module__ = __name__
+ExperimentConfig.__doc__ = RunSettings.__doc__
 
 
 def run_directory(runs: Path | str, config: ExperimentConfig) -> Path:

@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from rl_coordconv.agents.config import apply_overrides, parse_steps
 from rl_coordconv.agents.distributed import check_reachable
-from rl_coordconv.agents.experiment import AGENTS, ExperimentConfig, run_directory
+from rl_coordconv.agents.experiment import ExperimentConfig, run_directory
+from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.envs import GAMES
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.rundir import LOG_FILE, RunState, run_state

@@ -6,7 +6,6 @@ import dataclasses
 import itertools
 import json
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 

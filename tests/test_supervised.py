@@ -2,8 +2,6 @@ import csv
 import dataclasses
 import importlib
 import math
-import sys
-from pathlib import Path
 
 import matplotlib.image
 import numpy as np

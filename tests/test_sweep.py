@@ -37,7 +37,7 @@ def test_paper9_is_the_whole_suite():
 
 @pytest.mark.parametrize("argv, message", [
     (["--games", "Pacman"], "unknown game 'Pacman'; choose from: MsPacman, .*paper9"),
-    (["--agents", "ppo"], "unknown agent 'ppo'; choose from: a2c, dqn, apex"),
+    (["--agents", "ppo2"], "unknown agent 'ppo2'; choose from: a2c, ppo, dqn, apex"),
     (["--archs", "conv,coord"], "unknown arch 'coord'"),
     (["--seeds", "3-1"], "bad seed range '3-1'"),
     (["--seeds", "a"], "bad seed range 'a'"),

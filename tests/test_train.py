@@ -23,7 +23,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from rl_coordconv.agents import checkpoints, evaluation, experiment
 from rl_coordconv.agents.scores import EpisodeScoreCallback
 from rl_coordconv.agents.config import apply_overrides, parse_steps
-from rl_coordconv.agents.experiment import AGENTS, ExperimentConfig, run_experiment
+from rl_coordconv.agents.experiment import ExperimentConfig, run_experiment
+from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.rundir import latest_checkpoint
 from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.extractors import ARCHS

@@ -45,7 +45,8 @@ from rl_coordconv.agents.evaluation import (
     render_games,
     video_frame,
 )
-from rl_coordconv.agents.experiment import AGENTS, ExperimentConfig, config_from_dict
+from rl_coordconv.agents.experiment import ExperimentConfig, config_from_dict
+from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.rundir import latest_checkpoint
 

@@ -32,7 +32,7 @@ import shlex
 import sys
 
 from rl_coordconv.commands import HelpFormatter
-from rl_coordconv.agents.experiment import AGENTS
+from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.agents.sweep import (
     RAY_INSTALL, TRAIN_COMMAND, LocalLauncher, RayLauncher, default_parallelism, execute, failure, log_tail, plan, start_ray,
 )

@@ -15,7 +15,8 @@ import sys
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.agents.config import apply_overrides, parse_steps, setting_names
 from rl_coordconv.agents.distributed import DistributedTrainingStopped
-from rl_coordconv.agents.experiment import AGENTS, ExperimentConfig, run_directory, run_experiment
+from rl_coordconv.agents.experiment import ExperimentConfig, run_directory, run_experiment
+from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.envs import BACKENDS, GAMES
 from rl_coordconv.extractors import ARCHS
 
