@@ -32,10 +32,9 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.dqn.policies import CnnPolicy, DQNPolicy, QNetwork
 
 from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, POSITIVE, PROBABILITY, Range, check_ranges
-from rl_coordconv.agents.replay import PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
+from rl_coordconv.agents.replay import INITIAL_PRIORITIES, PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
 from rl_coordconv.extractors import policy_kwargs_for
 
-INITIAL_PRIORITIES = ("actor", "max")
 EPSILON_BANDS = ("exploratory", "middle", "greedy")
 
 

@@ -36,7 +36,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
-INITIAL_PRIORITIES = ("max", "actor")
+INITIAL_PRIORITIES = ("actor", "max")  # from the acting Q-values (Ape-X), or the largest so far
 # Spare frames per env, as a fraction of the transition capacity: see PrioritizedReplayBuffer.
 FRAME_SLACK = 0.03
 _SAVE_FORMAT = 2

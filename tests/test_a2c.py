@@ -1,33 +1,25 @@
-import numpy as np
 import pytest
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 
 from rl_coordconv.agents.a2c import A2CConfig, make_a2c
 from rl_coordconv.envs import GOAL_PIXEL_ID, make_atari_vec_env
+from helpers import GOAL_PIXEL, goal_pixel_success_rate
 
-# GoalPixel on a 3x3 board: a random walk reaches the goal within 12 steps in about half of the
-# episodes, in ~8 steps; an agent that reads both positions needs ~2.
-GOAL_PIXEL = {"grid_size": 3, "max_steps": 12}
 # Small rollouts (2 envs x 5 steps) give many updates per agent step: the tiny env is learned in
 # ~25k steps instead of ~100k with the Atari setting of 16 envs.
 TINY_A2C = A2CConfig(n_envs=2, n_steps=5, learning_rate=7e-4)
 
 
-def success_rate(model, episodes: int = 200) -> float:
-    env = make_vec_env(GOAL_PIXEL_ID, n_envs=8, seed=1234, env_kwargs=GOAL_PIXEL)
-    returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=False, return_episode_rewards=True)
-    return float(np.mean(np.asarray(returns) > 0.5))  # +1 on reaching the goal; shaping sums to < 0.5
 
 
 @pytest.mark.parametrize("arch", ["conv", "coordconv"])
 def test_a2c_learns_goal_pixel(arch):
     env = make_vec_env(GOAL_PIXEL_ID, n_envs=TINY_A2C.n_envs, seed=0, env_kwargs=GOAL_PIXEL)
     model = make_a2c(env, arch, TINY_A2C, seed=0, device="cpu")
-    before = success_rate(model)
+    before = goal_pixel_success_rate(model, deterministic=False)
     model.learn(30_000)
-    after = success_rate(model)
+    after = goal_pixel_success_rate(model, deterministic=False)
     assert before < 0.65
     assert after >= 0.9, f"{arch}: success {before:.2f} -> {after:.2f}"
 
@@ -48,3 +40,4 @@ def test_env_copies_must_match_the_config():
     with pytest.raises(ValueError, match="4 copies but config.n_envs is 16"):
         make_a2c(env, "conv", A2CConfig(), device="cpu")
     env.close()
+

@@ -9,8 +9,8 @@ from rl_coordconv.agents.apex import (
     learner_step, make_apex, replay_schedule,
 )
 from rl_coordconv.envs import GOAL_PIXEL_ID
+from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config
 
-GOAL_PIXEL = {"grid_size": 3, "max_steps": 12}
 
 
 def test_epsilon_ladder_is_ape_x_formula():
@@ -100,14 +100,8 @@ def test_replay_schedule_gives_the_replay_ratio(n_envs, batch_size, ratio, expec
     assert gradient_steps * batch_size / (train_freq * n_envs) == pytest.approx(ratio, rel=0.3)
 
 
-def tiny_config(**changes) -> ApeXConfig:
-    settings = dict(n_envs=4, buffer_size=4000, learning_starts=400, batch_size=32, target_update_interval=100,
-                    learning_rate=1e-3, replay_ratio=2.0, eval_epsilon=0.0)
-    return ApeXConfig(**{**settings, **changes})
-
-
 def goal_pixel_apex(arch="conv", seed=0, **changes) -> ApeX:
-    config = tiny_config(**changes)
+    config = tiny_apex_config(**changes)
     env = make_vec_env(GOAL_PIXEL_ID, n_envs=config.n_envs, seed=seed, env_kwargs=GOAL_PIXEL)
     return make_apex(env, arch, config, seed=seed, device="cpu")
 
@@ -278,22 +272,17 @@ def test_evaluation_acts_at_the_evaluation_epsilon():
 ])
 def test_bad_settings_get_clear_errors(settings, message):
     with pytest.raises(ValueError, match=message):
-        tiny_config(**settings).validate()
+        tiny_apex_config(**settings).validate()
 
 
-def success_rate(model, episodes: int = 200) -> float:
-    env = make_vec_env(GOAL_PIXEL_ID, n_envs=8, seed=1234, env_kwargs=GOAL_PIXEL)
-    from stable_baselines3.common.evaluation import evaluate_policy
-
-    returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
-    return float(np.mean(np.asarray(returns) > 0.5))
 
 
 @pytest.mark.parametrize("arch", ["conv", "coordconv"])
 def test_ape_x_learns_goal_pixel(arch):
     model = goal_pixel_apex(arch)
-    before = success_rate(model)
+    before = goal_pixel_success_rate(model, deterministic=True)
     model.learn(30_000)  # seed 0 reaches 1.0 (conv) and 0.93 (coordconv) at 20k, 1.0 both at 30k
-    after = success_rate(model)
+    after = goal_pixel_success_rate(model, deterministic=True)
     assert before < 0.65
     assert after >= 0.9, f"{arch}: success {before:.2f} -> {after:.2f}"
+

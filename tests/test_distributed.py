@@ -28,7 +28,7 @@ from rl_coordconv.agents.distributed.shard import ReplayShard
 from rl_coordconv.agents.replay import PrioritizedReplayBuffer
 from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.envs.goal_pixel import GoalPixelEnv
-from test_apex import GOAL_PIXEL, success_rate, tiny_config
+from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, "-m", "rl_coordconv", "train"]
@@ -210,7 +210,7 @@ def local_ray():
 
 
 def goal_pixel_trainer(arch="conv", actors=2, **distributed):
-    config = tiny_config()
+    config = tiny_apex_config()
     env = make_vec_env(GoalPixelEnv, n_envs=1, seed=0, env_kwargs=GOAL_PIXEL)
     model = ApeX("CnnPolicy", env, seed=0, device="cpu", **{**apex_kwargs(arch, config), "buffer_size": 64})
     model.set_logger(Logger(None, []))
@@ -238,9 +238,9 @@ def test_two_rollout_actors_feed_the_replay_get_weights_and_the_learner_learns_g
     monkeypatch.setattr(learner, "sync_target", lambda policy: (syncs.append(trainer.model.learner_steps), sync_target(policy)))
     try:
         model = trainer.model
-        before = success_rate(model)
+        before = goal_pixel_success_rate(model, deterministic=True)
         trainer.train(30_000)  # 2 actors x 4 envs; the single-machine agent learns it by 30k
-        after = success_rate(model)
+        after = goal_pixel_success_rate(model, deterministic=True)
         (stats,) = trainer.shard_stats()
         assert min(stats["transitions_added"].values()) >= 10_000  # both actors' transitions reached replay
         assert sum(stats["transitions_added"].values()) == model.num_timesteps >= 30_000

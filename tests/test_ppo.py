@@ -1,33 +1,27 @@
 import json
 
-import numpy as np
 import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
 
 from rl_coordconv.agents.ppo import PPOConfig, make_ppo
 from rl_coordconv.commands import train
 from rl_coordconv.envs import GOAL_PIXEL_ID, make_atari_vec_env
 from rl_coordconv.rundir import latest_checkpoint
+from helpers import GOAL_PIXEL, goal_pixel_success_rate
 
-GOAL_PIXEL = {"grid_size": 3, "max_steps": 12}
 TINY_PPO = PPOConfig(n_envs=4, n_steps=32, batch_size=64, n_epochs=4, learning_rate=1e-3)
 
 
-def success_rate(model, episodes: int = 200) -> float:
-    env = make_vec_env(GOAL_PIXEL_ID, n_envs=8, seed=1234, env_kwargs=GOAL_PIXEL)
-    returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=False, return_episode_rewards=True)
-    return float(np.mean(np.asarray(returns) > 0.5))  # +1 on reaching the goal; shaping sums to < 0.5
 
 
 @pytest.mark.parametrize("arch", ["coordconv"])  # A2C's test covers both archs; PPO's shows the agent learns
 def test_ppo_learns_goal_pixel(arch):
     env = make_vec_env(GOAL_PIXEL_ID, n_envs=TINY_PPO.n_envs, seed=0, env_kwargs=GOAL_PIXEL)
     model = make_ppo(env, arch, TINY_PPO, seed=0, device="cpu")
-    before = success_rate(model)
+    before = goal_pixel_success_rate(model, deterministic=False)
     model.learn(20_000)
-    after = success_rate(model)
+    after = goal_pixel_success_rate(model, deterministic=False)
     assert before < 0.65
     assert after >= 0.9, f"{arch}: success {before:.2f} -> {after:.2f}"
 
@@ -64,3 +58,4 @@ def test_ppo_trains_resumes_and_evaluates_through_the_train_command(tmp_path):
     assert train.main(["--agent", "ppo", "--arch", "coordconv", "--timesteps", "1024", "--resume", *settings]) == 0
     model = PPO.load(latest_checkpoint(run_dir), device="cpu")
     assert model.num_timesteps == 1024 and model._n_updates == 4 * (1024 // 128)  # 4 epochs per rollout of 128
+

@@ -537,7 +537,7 @@ ATARI = spaces.Box(0, 255, (4, 84, 84), np.uint8)
         ({"beta": -0.1}, r"beta must be in \[0, 1\]"),
         ({"beta": 1.5}, r"beta must be in \[0, 1\]"),
         ({"priority_eps": 0.0}, "priority_eps must be > 0"),
-        ({"initial_priority": "min"}, r"unknown initial_priority 'min'; choose one of \('max', 'actor'\)"),
+        ({"initial_priority": "min"}, r"unknown initial_priority 'min'; choose one of \('actor', 'max'\)"),
         ({"optimize_memory_usage": True}, "does not take optimize_memory_usage=True"),
         ({"observation_space": spaces.Box(0, 1, (4, 84, 84), np.float32)}, r"accepts a Box observation space of shape \(C, H, W\) and dtype uint8.*got Box\(0.0, 1.0, \(4, 84, 84\), float32\)"),
         ({"observation_space": spaces.Box(0, 255, (84, 84), np.uint8)}, r"shape \(C, H, W\) and dtype uint8.*got Box\(0, 255, \(84, 84\), uint8\)"),

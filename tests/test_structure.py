@@ -73,6 +73,12 @@ def test_no_code_imports_a_top_level_agents_or_envs():
     assert offenders == []
 
 
+def test_test_modules_share_helpers_not_each_other():
+    offenders = [f"{path.name}: {module}" for path in sorted((ROOT / "tests").glob("test_*.py"))
+                 for module, _ in runtime_imports(path) if module.startswith("test_")]
+    assert offenders == []  # shared code lives in tests/helpers.py and tests/conftest.py
+
+
 @pytest.mark.parametrize("layer, forbidden", [
     (CORE, ("rl_coordconv.agents", "rl_coordconv.envs", "rl_coordconv.analysis", "rl_coordconv.supervised",
             "rl_coordconv.commands")),
