@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 
-.PHONY: venv demo test test-all bench clean
+.PHONY: venv demo test bench clean
 
 venv: $(VENV)/.installed
 
@@ -27,9 +27,6 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest
-
-test-all: venv
-	$(BIN)/python -m pytest --run-slow
 
 bench: venv
 	$(BIN)/python scripts/bench_layers.py
