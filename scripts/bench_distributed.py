@@ -28,7 +28,7 @@ from rl_coordconv.agents.allocator import keep_freed_memory
 from rl_coordconv.agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
 from rl_coordconv.agents.distributed import DistributedConfig
 from rl_coordconv.agents.distributed.blocks import StepBlockBuilder
-from rl_coordconv.agents.distributed.learner import DistributedApeX
+from rl_coordconv.agents.distributed.learner import RayLearnerLoop
 from rl_coordconv.agents.distributed.shard import ReplayShard
 from rl_coordconv.envs import make_atari_vec_env
 
@@ -57,7 +57,7 @@ def distributed(args: argparse.Namespace, actors: int, hold: bool) -> dict[str, 
     factories = [functools.partial(make_atari_vec_env, GAME, config.n_envs, actor * config.n_envs) for actor in range(actors)]
     settings = DistributedConfig(enabled=True, actors=actors, hold_replay_ratio=hold)
     # One log line over the whole measured window: no periodic logs inside it.
-    trainer = DistributedApeX(model, "conv", config, settings, factories, seed=0, log_interval_seconds=float("inf"))
+    trainer = RayLearnerLoop(model, "conv", config, settings, factories, seed=0, log_interval_seconds=float("inf"))
     try:
         trainer.train(args.warmup)
         trainer.log()  # starts the measured window

@@ -34,9 +34,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from rl_coordconv.agents.replay import PrioritizedReplayBuffer, SumTree  # noqa: E402
+from rl_coordconv.agents.replay import PrioritizedReplayBuffer, SumTree
 
 ATARI = spaces.Box(0, 255, (4, 84, 84), np.uint8)
 ACTIONS = spaces.Discrete(9)

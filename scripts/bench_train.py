@@ -88,7 +88,7 @@ class RayApeX:
 
         from rl_coordconv.agents.apex import ApeX, apex_kwargs
         from rl_coordconv.agents.distributed import DistributedConfig
-        from rl_coordconv.agents.distributed.learner import DistributedApeX
+        from rl_coordconv.agents.distributed.learner import RayLearnerLoop
 
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         model = ApeX("CnnPolicy", make_atari_vec_env("MsPacman", 1, seed=0), seed=0, device=device,
@@ -96,7 +96,7 @@ class RayApeX:
         model.set_logger(Logger(None, []))
         factory = functools.partial(make_atari_vec_env, "MsPacman", config.n_envs, 0)
         self.model = model
-        self.trainer = DistributedApeX(model, "conv", config, DistributedConfig(enabled=True, actors=1), [factory],
+        self.trainer = RayLearnerLoop(model, "conv", config, DistributedConfig(enabled=True, actors=1), [factory],
                                        seed=0, log_interval_seconds=float("inf"))
 
     def learn(self, steps: int, reset_num_timesteps: bool = True) -> None:

@@ -23,7 +23,7 @@ from rl_coordconv.agents.apex import ApeX, apex_kwargs, epsilon_ladder, sync_tar
 from rl_coordconv.agents.distributed import learner
 from rl_coordconv.agents.distributed import INSTALL_HINT, DistributedConfig, ReplayShardDied
 from rl_coordconv.agents.distributed.blocks import StepBlockBuilder, add_block
-from rl_coordconv.agents.distributed.learner import DistributedApeX
+from rl_coordconv.agents.distributed.learner import RayLearnerLoop
 from rl_coordconv.agents.distributed.shard import ReplayShard
 from rl_coordconv.agents.replay import PrioritizedReplayBuffer
 from rl_coordconv.envs import make_atari_vec_env
@@ -217,7 +217,7 @@ def goal_pixel_trainer(arch="conv", actors=2, **distributed):
     settings = {"enabled": True, "actors": actors, "block_steps": 16, "weights_interval": 20, **distributed}
     factories = [functools.partial(make_vec_env, GoalPixelEnv, n_envs=config.n_envs, seed=100 * actor, env_kwargs=GOAL_PIXEL)
                  for actor in range(actors)]
-    return DistributedApeX(model, arch, config, DistributedConfig(**settings), factories, seed=0)
+    return RayLearnerLoop(model, arch, config, DistributedConfig(**settings), factories, seed=0)
 
 
 def test_two_rollout_actors_feed_the_replay_get_weights_and_the_learner_learns_goal_pixel(local_ray, monkeypatch):

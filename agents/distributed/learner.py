@@ -65,7 +65,7 @@ class _Meter:
     bytes_sent: int = 0
 
 
-class DistributedApeX:
+class RayLearnerLoop:
     """Trains ``model`` (an :class:`~rl_coordconv.agents.apex.ApeX`, the learner) with rollout actors on Ray.
 
     :param model: the learner's model: its policy, optimizer, step counters, logger and ``save``
@@ -90,7 +90,7 @@ class DistributedApeX:
     ) -> None:
         self.ray = require_ray()
         if not self.ray.is_initialized():
-            raise RuntimeError("call ray.init() before building DistributedApeX")
+            raise RuntimeError("call ray.init() before building RayLearnerLoop")
         self.model, self.config, self.distributed = model, config, distributed
         self.on_game = on_game
         self.log_interval_seconds = log_interval_seconds

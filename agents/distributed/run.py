@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from rl_coordconv.agents.apex import ApeX
 from rl_coordconv.agents.distributed import DistributedTrainingStopped, ReplayShardDied, require_ray
-from rl_coordconv.agents.distributed.learner import DistributedApeX
+from rl_coordconv.agents.distributed.learner import RayLearnerLoop
 from rl_coordconv.agents.checkpoints import save_checkpoint
 from rl_coordconv.agents.scores import write_game_score
 from rl_coordconv.envs import get_game, make_atari_vec_env
@@ -43,7 +43,7 @@ def train_distributed(
             functools.partial(make_atari_vec_env, config.game, n_envs, config.seed + actor * n_envs, config.backend)
             for actor in range(n_actors)
         ]
-        trainer = DistributedApeX(
+        trainer = RayLearnerLoop(
             model, config.arch, config.apex, config.distributed, factories, seed=config.seed,
             on_game=_game_writer(model, config),
         )
@@ -79,7 +79,7 @@ def _game_writer(model: ApeX, config: "ExperimentConfig"):
     return on_game
 
 
-def _checkpoint(trainer: DistributedApeX, model: ApeX, config: "ExperimentConfig", run_dir: Path, with_replay: bool = True) -> Path:
+def _checkpoint(trainer: RayLearnerLoop, model: ApeX, config: "ExperimentConfig", run_dir: Path, with_replay: bool = True) -> Path:
     path = save_checkpoint(model, run_dir)  # first: a shard dying during its save loses no model
     if with_replay and config.apex.replay_checkpoints:
         folder = run_dir / "checkpoints"
@@ -92,7 +92,7 @@ def _checkpoint(trainer: DistributedApeX, model: ApeX, config: "ExperimentConfig
     return path
 
 
-def _restore_replay(trainer: DistributedApeX, model: ApeX, run_dir: Path) -> None:
+def _restore_replay(trainer: RayLearnerLoop, model: ApeX, run_dir: Path) -> None:
     prefix = run_dir / "checkpoints" / f"{REPLAY_PREFIX}_{model.num_timesteps}_steps"
     found = trainer.load_replay(prefix)
     if found == trainer.n_actors:
