@@ -84,9 +84,7 @@ def save_replay(model: BaseAlgorithm, run_dir: Path) -> Path:
     saved atomically (:func:`rl_coordconv.rundir.save_atomically`)."""
     folder = run_dir / rundir.CHECKPOINT_DIR
     path = rundir.save_atomically(folder / f"{REPLAY_PREFIX}_{model.num_timesteps}_steps.npz", model.save_replay_buffer)
-    for older in folder.glob(f"{REPLAY_PREFIX}_*_steps.npz"):
-        if older != path:
-            older.unlink()
+    rundir.prune_replays(run_dir, keep=[path])
     return path
 
 

@@ -29,7 +29,6 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import get_device
@@ -37,20 +36,18 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
 from rl_coordconv.agents.allocator import keep_freed_memory
-from rl_coordconv.agents.apex import ApeX, apex_kwargs
-from rl_coordconv.agents.checkpoints import RunCheckpointCallback, load_checkpoint, restore_replay, save_checkpoint
+from rl_coordconv.agents.checkpoints import load_checkpoint
 from rl_coordconv.agents.config import AT_LEAST_ONE, NON_NEGATIVE, Range
-from rl_coordconv.agents.distributed import DistributedConfig, require_ray, start_ray
+from rl_coordconv.agents.distributed import DistributedConfig, DistributedTrainingStopped
 from rl_coordconv.agents.evaluation import evaluate_model
 from rl_coordconv.agents.registry import AGENTS
-from rl_coordconv.agents.scores import EpisodeScoreCallback
+from rl_coordconv.agents.trainers import Trainer, trainer_for
 from rl_coordconv.envs import BACKENDS, get_game, make_atari_vec_env
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.rundir import FINAL_EVALUATION, LOG_FILE, checkpoint_path, latest_checkpoint
 
 
-LEARNER_REPLAY_PLACEHOLDER = 64  # transitions; see build_learner
 
 
 @dataclass
@@ -141,19 +138,13 @@ def run_experiment(
     """
     config.validate()
     keep_freed_memory()
-    if not config.distributed.enabled:
-        return _run_experiment(config, runs, resume, progress_bar)
-    # Ray first, so that a cluster that cannot be joined leaves no run directory behind.
-    started_ray = start_ray(ray_address, config.distributed.resolved_actors())
-    try:
-        return _run_experiment(config, runs, resume, progress_bar)
-    finally:
-        if started_ray:
-            require_ray().shutdown()
+    trainer_class = trainer_for(config)
+    with trainer_class.session(config, ray_address):
+        return _run_experiment(config, trainer_class, runs, resume, progress_bar)
 
 
-def _run_experiment(config: ExperimentConfig, runs: Path | str, resume: bool, progress_bar: bool) -> Path:
-    distributed = config.distributed.enabled
+def _run_experiment(config: ExperimentConfig, trainer_class: type[Trainer], runs: Path | str, resume: bool,
+                    progress_bar: bool) -> Path:
     run_dir = run_directory(runs, config)
     if resume:
         config = _config_for_resume(run_dir, config)
@@ -167,64 +158,43 @@ def _run_experiment(config: ExperimentConfig, runs: Path | str, resume: bool, pr
         checkpoint = None
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    # The distributed learner's env only gives the model its spaces: the rollout actors play.
-    env = make_atari_vec_env(config.game, 1 if distributed else config.n_envs, config.seed, config.backend)
-    if checkpoint is None:
-        model = build_learner(config, env) if distributed else build_agent(config, env)
-    else:
-        model = load_checkpoint(AGENTS[config.agent].algorithm, checkpoint, env=env, device=config.device)
-        if not distributed:
-            restore_replay(model, run_dir)
-    _write_config(run_dir, config, model)
-    # A resumed run may follow a process that was killed after its last checkpoint: TensorBoard
-    # drops that process's events after the checkpoint's step, so no step is drawn twice. (The
-    # resumed run logs nothing at the checkpoint's step itself: its first step comes after.)
-    purge_step = model.num_timesteps + 1 if checkpoint is not None else None
-    model.set_logger(tensorboard_logger(run_dir / "tb", purge_step))
-
-    callbacks = CallbackList(
-        [
-            EpisodeScoreCallback(get_game(config.game)),
-            RunCheckpointCallback(max(config.checkpoint_every // config.n_envs, 1), run_dir, _saves_replay(config)),
-        ]
-    )
-    remaining = config.timesteps - model.num_timesteps
+    env = make_atari_vec_env(config.game, trainer_class.env_copies(config), config.seed, config.backend)
     try:
-        if distributed:
-            from rl_coordconv.agents.distributed.run import train_distributed  # imports Ray
-
-            train_distributed(model, config, run_dir, resume=checkpoint is not None, progress_bar=progress_bar)
-        elif remaining > 0:
-            model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=progress_bar)
-    except KeyboardInterrupt:
-        if not distributed:  # the distributed loop saves its own checkpoint, replay shards included
-            path = save_checkpoint(model, run_dir, _saves_replay(config))
-            print(f"\nInterrupted at {model.num_timesteps:,} steps; saved {path}. Continue with --resume.")
-        raise
+        if checkpoint is None:
+            model = trainer_class.new_model(config, env)
+        else:
+            model = load_checkpoint(AGENTS[config.agent].algorithm, checkpoint, env=env, device=config.device)
+        _write_config(run_dir, config, model)
+        # A resumed run may follow a process that was killed after its last checkpoint: TensorBoard
+        # drops that process's events after the checkpoint's step, so no step is drawn twice. (The
+        # resumed run logs nothing at the checkpoint's step itself: its first step comes after.)
+        purge_step = model.num_timesteps + 1 if checkpoint is not None else None
+        model.set_logger(tensorboard_logger(run_dir / "tb", purge_step))
+        trainer = trainer_class(model, config, run_dir)
+        try:
+            if checkpoint is not None:
+                trainer.restore()
+            try:
+                trainer.learn(config.timesteps, progress_bar)
+            except (KeyboardInterrupt, DistributedTrainingStopped) as stop:
+                path = trainer.checkpoint()
+                why = "Interrupted" if isinstance(stop, KeyboardInterrupt) else "Stopped"
+                print(f"\n{why} at {model.num_timesteps:,} steps; saved {path}. Continue with --resume.")
+                raise
+            trainer.checkpoint()
+        finally:
+            trainer.close()
     finally:
         env.close()
-    if not distributed:
-        save_checkpoint(model, run_dir, _saves_replay(config))
     if config.eval_episodes > 0:
         evaluate(model, config, run_dir)
     return run_dir
 
 
-def _saves_replay(config: ExperimentConfig) -> bool:
-    return bool(getattr(config.agent_config, "replay_checkpoints", False))
-
-
 def build_agent(config: ExperimentConfig, env: VecEnv) -> BaseAlgorithm:
-    """A fresh agent of ``config.agent`` with the network ``ARCHS[config.arch]`` on ``env``."""
-    return AGENTS[config.agent].make(env, config.arch, config.agent_config, seed=config.seed, device=config.device)
-
-
-def build_learner(config: ExperimentConfig, env: VecEnv) -> ApeX:
-    """The distributed learner's :class:`ApeX` (network, optimizer, counters, logger, ``save``):
-    its own replay is never filled (the replay shards hold the transitions), so it is built at
-    the smallest size the replay accepts rather than ``apex.buffer_size``."""
-    kwargs = {**apex_kwargs(config.arch, config.apex), "buffer_size": LEARNER_REPLAY_PLACEHOLDER}
-    return ApeX("CnnPolicy", env, seed=config.seed, device=config.device, **kwargs)
+    """A fresh agent of ``config.agent`` with the network ``ARCHS[config.arch]`` on ``env``, as the
+    run's trainer builds it."""
+    return trainer_for(config).new_model(config, env)
 
 
 def describe_network(model: BaseAlgorithm) -> dict[str, Any]:

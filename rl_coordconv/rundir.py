@@ -220,3 +220,12 @@ def copy_record(run_dir: Path | str, destination: Path | str) -> list[Path]:
         shutil.copy2(path, target)
         copies.append(target)
     return copies
+
+
+def prune_replays(run_dir: Path | str, keep: list[Path]) -> None:
+    """Delete every saved replay of the run (``checkpoints/replay_*``, a single buffer's or a
+    shard's) but the files in ``keep``: a full Atari replay is ~7 GB, so only the latest stays."""
+    keep = {Path(path).resolve() for path in keep}
+    for path in (Path(run_dir) / CHECKPOINT_DIR).glob(f"{REPLAY_PREFIX}_*_steps*.npz"):
+        if path.resolve() not in keep:
+            path.unlink()

@@ -129,6 +129,23 @@ def test_no_import_cycles():
     assert cycles == []
 
 
+def test_only_the_trainer_choice_and_the_settings_check_tell_local_from_ray_training():
+    """``distributed.enabled`` is read where the trainer is chosen and where settings are checked
+    (the config's validation, the train command's options); the rest speaks the Trainer interface."""
+    readers = set()
+    for name, path in package_modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "enabled" and isinstance(node.value, ast.Attribute) \
+                    and node.value.attr == "distributed":
+                readers.add(name)
+    assert readers == {"rl_coordconv.agents.trainers", "rl_coordconv.agents.experiment", "rl_coordconv.commands.train"}
+    experiment = ast.parse((ROOT / "agents" / "experiment.py").read_text())
+    (validate,) = [node for node in ast.walk(experiment) if isinstance(node, ast.FunctionDef) and node.name == "validate"]
+    in_validate = sum(isinstance(node, ast.Attribute) and node.attr == "enabled" for node in ast.walk(validate))
+    in_module = sum(isinstance(node, ast.Attribute) and node.attr == "enabled" for node in ast.walk(experiment))
+    assert in_validate == in_module == 1
+
+
 def test_the_wheel_installs_one_top_level_name(tmp_path):
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                             "--wheel-dir", str(tmp_path), str(ROOT)], capture_output=True, text=True)

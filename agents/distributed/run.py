@@ -1,6 +1,7 @@
-"""One distributed Ape-X run: actors and shards built, checkpoints, actors and shards gone.
+"""The Ray trainer: one distributed Ape-X run's actors and shards built, its checkpoints, and
+its actors and shards gone at the end (:class:`rl_coordconv.agents.trainers.Trainer`).
 
-Called by :func:`rl_coordconv.agents.experiment.run_experiment` in place of ``model.learn`` when
+:func:`rl_coordconv.agents.experiment.run_experiment` uses it in place of SB3's loop when
 ``distributed.enabled``; the run directory, config.json, TensorBoard scalars, checkpoints and
 evaluation are the single-machine agent's. With replay checkpoints, each shard writes its buffers
 beside the model's checkpoint (``replay_<steps>_steps.shard<k>.actor<id>.npz``, the latest only).
@@ -10,60 +11,116 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rl_coordconv.agents.apex import ApeX
-from rl_coordconv.agents.distributed import DistributedTrainingStopped, ReplayShardDied, require_ray
-from rl_coordconv.agents.distributed.learner import RayLearnerLoop
+from stable_baselines3.common.vec_env import VecEnv
+
+from rl_coordconv.agents.apex import ApeX, apex_kwargs
 from rl_coordconv.agents.checkpoints import save_checkpoint
+from rl_coordconv.agents.distributed import ReplayShardDied, require_ray, start_ray
+from rl_coordconv.agents.distributed.learner import RayLearnerLoop
 from rl_coordconv.agents.scores import write_game_score
 from rl_coordconv.envs import get_game, make_atari_vec_env
+from rl_coordconv import rundir
 from rl_coordconv.rundir import REPLAY_PREFIX
+
+LEARNER_REPLAY_PLACEHOLDER = 64  # transitions: the learner's own replay stays empty (see RayTrainer.new_model)
 
 if TYPE_CHECKING:
     from rl_coordconv.agents.experiment import ExperimentConfig
 
 
-def train_distributed(
-    model: ApeX, config: "ExperimentConfig", run_dir: Path, *, resume: bool = False, progress_bar: bool = True
-) -> None:
-    """Train ``model`` to ``config.timesteps`` env transitions with rollout actors on the Ray
-    session already started (:func:`rl_coordconv.agents.distributed.start_ray`), checkpointing every
-    ``config.checkpoint_every``; on Ctrl-C or a dead replay shard, checkpoint and stop. Every
-    actor this run started is gone when it returns."""
-    ray = require_ray()
-    if not ray.is_initialized():
-        raise RuntimeError("start Ray first: rl_coordconv.agents.distributed.start_ray()")
-    n_actors = config.distributed.resolved_actors()
-    trainer = None
-    try:
-        n_envs = config.apex.n_envs
+class RayTrainer:
+    """Trains an :class:`ApeX` (the learner, in this process) with ``distributed.resolved_actors()``
+    rollout actors and ``distributed.replay_shards`` replay shards on the Ray session of
+    :meth:`session`; checkpoints every ``config.checkpoint_every`` agent steps."""
+
+    def __init__(self, model: ApeX, config: "ExperimentConfig", run_dir: Path) -> None:
+        ray = require_ray()
+        if not ray.is_initialized():
+            raise RuntimeError("start Ray first: RayTrainer.session() or rl_coordconv.agents.distributed.start_ray()")
+        self.model, self.config, self.run_dir = model, config, run_dir
+        self.replay_lost = False  # a shard died: its transitions are gone, checkpoints hold the model only
+        n_actors, n_envs = config.distributed.resolved_actors(), config.apex.n_envs
         factories = [
             functools.partial(make_atari_vec_env, config.game, n_envs, config.seed + actor * n_envs, config.backend)
             for actor in range(n_actors)
         ]
-        trainer = RayLearnerLoop(
-            model, config.arch, config.apex, config.distributed, factories, seed=config.seed,
-            on_game=_game_writer(model, config),
-        )
+        self.loop = RayLearnerLoop(model, config.arch, config.apex, config.distributed, factories, seed=config.seed,
+                                   on_game=_game_writer(model, config))
         print(f"Ray: {n_actors} rollout actors x {n_envs} envs, {config.distributed.replay_shards} replay shards")
-        if resume:
-            _restore_replay(trainer, model, run_dir)
+
+    @staticmethod
+    @contextmanager
+    def session(config: "ExperimentConfig", ray_address: str | None) -> Iterator[None]:
+        """Join the Ray cluster at ``ray_address`` (or start a local one) for the run; a Ray this
+        started is shut down after it. Before the run directory exists: a cluster that cannot be
+        joined leaves nothing behind."""
+        started = start_ray(ray_address, config.distributed.resolved_actors())
         try:
-            while model.num_timesteps < config.timesteps:
-                next_checkpoint = (model.num_timesteps // config.checkpoint_every + 1) * config.checkpoint_every
-                trainer.train(min(next_checkpoint, config.timesteps), progress_bar=progress_bar)
-                trainer.log()
-                _checkpoint(trainer, model, config, run_dir)
-        except (KeyboardInterrupt, DistributedTrainingStopped) as stop:
-            alive_replay = not isinstance(stop, ReplayShardDied)
-            path = _checkpoint(trainer, model, config, run_dir, with_replay=alive_replay)
-            print(f"\nStopped at {model.num_timesteps:,} steps; saved {path}. Continue with --resume.")
+            yield
+        finally:
+            if started:
+                require_ray().shutdown()
+
+    @staticmethod
+    def env_copies(config: "ExperimentConfig") -> int:
+        return 1  # the learner's env only gives the model its spaces: the rollout actors play
+
+    @staticmethod
+    def new_model(config: "ExperimentConfig", env: VecEnv) -> ApeX:
+        """The learner's :class:`ApeX` (network, optimizer, counters, logger, ``save``). Its own
+        replay is never filled (the shards hold the transitions): it is built at the smallest size
+        the replay accepts rather than ``apex.buffer_size``."""
+        kwargs = {**apex_kwargs(config.arch, config.apex), "buffer_size": LEARNER_REPLAY_PLACEHOLDER}
+        return ApeX("CnnPolicy", env, seed=config.seed, device=config.device, **kwargs)
+
+    def restore(self) -> None:
+        prefix = self._replay_prefix()
+        found = self.loop.load_replay(prefix)
+        if found == self.loop.n_actors:
+            sizes = sum(stats["size"] for stats in self.loop.shard_stats())
+            print(f"Restored the replay shards ({sizes:,} transitions) from {prefix}.shard*")
+        else:
+            warnings.warn(
+                f"found the replay of {found} of {self.loop.n_actors} rollout actors at {prefix}.shard*: the run "
+                "resumes with an empty replay buffer for the others and refills it before learning",
+                stacklevel=2,
+            )
+
+    def learn(self, until: int, progress_bar: bool) -> None:
+        model, every = self.model, self.config.checkpoint_every
+        try:
+            while model.num_timesteps < until:
+                self.loop.train(min((model.num_timesteps // every + 1) * every, until), progress_bar=progress_bar)
+                self.loop.log()
+                if model.num_timesteps < until:
+                    self.checkpoint()
+        except ReplayShardDied:
+            self.replay_lost = True
             raise
-    finally:
-        if trainer is not None:
-            trainer.close()
+
+    def checkpoint(self) -> Path:
+        """The model first (a shard dying during its save loses no model), then every shard's
+        replay, older shard replays pruned."""
+        path = save_checkpoint(self.model, self.run_dir)
+        if self.config.apex.replay_checkpoints and not self.replay_lost:
+            try:
+                written = self.loop.save_replay(self._replay_prefix())
+            except ReplayShardDied:
+                self.replay_lost = True
+                raise
+            rundir.prune_replays(self.run_dir, keep=[Path(name) for name in written])
+        return path
+
+    def close(self) -> None:
+        self.loop.close()
+
+    def _replay_prefix(self) -> Path:
+        return self.run_dir / rundir.CHECKPOINT_DIR / f"{REPLAY_PREFIX}_{self.model.num_timesteps}_steps"
 
 
 def _game_writer(model: ApeX, config: "ExperimentConfig"):
@@ -77,30 +134,3 @@ def _game_writer(model: ApeX, config: "ExperimentConfig"):
             write_game_score(writer, game, step, score, length, band)
 
     return on_game
-
-
-def _checkpoint(trainer: RayLearnerLoop, model: ApeX, config: "ExperimentConfig", run_dir: Path, with_replay: bool = True) -> Path:
-    path = save_checkpoint(model, run_dir)  # first: a shard dying during its save loses no model
-    if with_replay and config.apex.replay_checkpoints:
-        folder = run_dir / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
-        prefix = folder / f"{REPLAY_PREFIX}_{model.num_timesteps}_steps"
-        written = set(trainer.save_replay(prefix))
-        for older in folder.glob(f"{REPLAY_PREFIX}_*_steps.shard*.npz"):
-            if str(older) not in written:
-                older.unlink()
-    return path
-
-
-def _restore_replay(trainer: RayLearnerLoop, model: ApeX, run_dir: Path) -> None:
-    prefix = run_dir / "checkpoints" / f"{REPLAY_PREFIX}_{model.num_timesteps}_steps"
-    found = trainer.load_replay(prefix)
-    if found == trainer.n_actors:
-        sizes = sum(stats["size"] for stats in trainer.shard_stats())
-        print(f"Restored the replay shards ({sizes:,} transitions) from {prefix}.shard*")
-    else:
-        warnings.warn(
-            f"found the replay of {found} of {trainer.n_actors} rollout actors at {prefix}.shard*: the run resumes "
-            "with an empty replay buffer for the others and refills it before learning",
-            stacklevel=2,
-        )
