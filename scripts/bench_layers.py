@@ -1,8 +1,10 @@
 """Cost of CoordConv in the Nature CNN: plain nn.Conv2d vs naive concat vs CoordConv2d.
 
 Times SB3's NatureCNN (the "conv" arch), the same network with AddCoords concatenated before a
-wider first convolution (the textbook "naive" CoordConv), and our CoordConvNatureCNN ("coordconv",
-broadcast-added coordinate term), on a training step (forward + backward) and on inference.
+wider first convolution (the textbook "naive" CoordConv), and our CoordConvNatureCNN on each of
+CoordConv2d's paths ("broadcast_add", "concat", and "coordconv": the path the layer takes on the
+device, broadcast-add on CPU and concat on CUDA), on a training step (forward + backward) and on
+inference.
 The variants run interleaved in each round; ratios are taken within a round and the median over
 rounds is reported, so slow drifts of a noisy machine cancel out. A second, identical Nature CNN
 ("control") is timed the same way: its ratio to the first shows the noise floor of the ratios.
@@ -27,7 +29,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import NatureCNN
 
 from rl_coordconv.extractors import CoordConvNatureCNN
-from rl_coordconv.layers import AddCoords
+from rl_coordconv.layers import AddCoords, CoordConv2d
 
 ATARI = spaces.Box(0, 255, (4, 84, 84), np.uint8)
 
@@ -66,6 +68,15 @@ def add_only_bound(device: torch.device) -> nn.Module:
     return network.to(device)
 
 
+def coordconv_on_path(path: str, device: torch.device) -> nn.Module:
+    """CoordConvNatureCNN with its CoordConv2d forced onto one path (``"auto"``: the layer's choice)."""
+    network = CoordConvNatureCNN(ATARI).to(device)
+    for layer in network.modules():
+        if isinstance(layer, CoordConv2d):
+            layer.path = path
+    return network
+
+
 def make_networks(device: torch.device) -> dict[str, nn.Module]:
     torch.manual_seed(0)
     return {
@@ -73,7 +84,9 @@ def make_networks(device: torch.device) -> dict[str, nn.Module]:
         "control": NatureCNN(ATARI).to(device),
         "naive": NaiveCoordNatureCNN().to(device),
         "add_only": add_only_bound(device),
-        "coordconv": CoordConvNatureCNN(ATARI).to(device),
+        "coordconv": coordconv_on_path("auto", device),
+        "broadcast_add": coordconv_on_path("broadcast_add", device),
+        "concat": coordconv_on_path("concat", device),
     }
 
 
@@ -120,17 +133,12 @@ def bench(device: torch.device, rounds: int, window: float) -> list[dict]:
             random.shuffle(order)
             for name in order:
                 seconds[name].append(time_call(make_fn(networks[name], x), iterations, device))
-        ratios = {
-            name: statistics.median(t / c for t, c in zip(seconds[name], seconds["conv"])) for name in ("control", "naive", "add_only", "coordconv")
-        }
-        rows.append(
-            {"mode": mode, "batch": batch, "conv_ms": 1e3 * statistics.median(seconds["conv"]),
-             "naive_ms": 1e3 * statistics.median(seconds["naive"]), "coordconv_ms": 1e3 * statistics.median(seconds["coordconv"]),
-             "control_ratio": ratios["control"], "naive_ratio": ratios["naive"], "add_only_ratio": ratios["add_only"],
-             "coordconv_ratio": ratios["coordconv"]}
-        )
-        print(f"{mode:9s} B={batch:<3d} conv {rows[-1]['conv_ms']:7.2f} ms | control {ratios['control']:.3f}x | naive {rows[-1]['naive_ms']:7.2f} ms "
-              f"({ratios['naive']:.3f}x) | add-only {ratios['add_only']:.3f}x | CoordConv2d {rows[-1]['coordconv_ms']:7.2f} ms ({ratios['coordconv']:.3f}x)", flush=True)
+        ratios = {name: statistics.median(t / c for t, c in zip(seconds[name], seconds["conv"]))
+                  for name in networks if name != "conv"}
+        rows.append({"mode": mode, "batch": batch, **{f"{name}_ms": 1e3 * statistics.median(seconds[name]) for name in networks},
+                     **{f"{name}_ratio": ratio for name, ratio in ratios.items()}})
+        print(f"{mode:9s} B={batch:<3d} conv {rows[-1]['conv_ms']:7.2f} ms | "
+              + " | ".join(f"{name} {ratio:.3f}x" for name, ratio in ratios.items()), flush=True)
     return rows
 
 

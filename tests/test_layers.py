@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -31,12 +32,16 @@ CASES = [
 ]
 
 
+PATHS = ["broadcast_add", "concat", "auto"]
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("case", CASES)
-def test_coordconv_equals_concat_reference_with_gradients(case, dtype):
+def test_coordconv_equals_concat_reference_with_gradients(case, dtype, path):
     batch, channels, height, width, out, kernel, stride, padding, dilation, with_r = case
     torch.manual_seed(0)
-    layer = CoordConv2d(channels, out, kernel, stride, padding, dilation, with_r=with_r, dtype=dtype)
+    layer = CoordConv2d(channels, out, kernel, stride, padding, dilation, with_r=with_r, dtype=dtype, path=path)
     x = torch.randn(batch, channels, height, width, dtype=dtype, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
     reference = nn.Conv2d(layer.in_channels, out, kernel, stride, padding, dilation, dtype=dtype)
@@ -55,12 +60,26 @@ def test_coordconv_equals_concat_reference_with_gradients(case, dtype):
     torch.testing.assert_close(layer.bias.grad, reference.bias.grad, rtol=tolerance, atol=tolerance)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("padding, padding_mode", [("same", "zeros"), (1, "reflect"), (2, "replicate"), (1, "circular")])
-def test_coordconv_padding_modes_match_reference(padding, padding_mode):
+def test_coordconv_padding_modes_match_reference(padding, padding_mode, path):
     torch.manual_seed(1)
-    layer = CoordConv2d(3, 4, 3, padding=padding, padding_mode=padding_mode, with_r=True, dtype=torch.float64)
+    layer = CoordConv2d(3, 4, 3, padding=padding, padding_mode=padding_mode, with_r=True, dtype=torch.float64, path=path)
     x = torch.randn(2, 3, 10, 13, dtype=torch.float64)
     torch.testing.assert_close(layer(x), naive_coordconv(layer, x))
+
+
+def test_auto_takes_the_broadcast_add_on_cpu_and_the_path_is_not_in_the_state_dict():
+    torch.manual_seed(2)
+    auto, concat = CoordConv2d(4, 8, 3), CoordConv2d(4, 8, 3, path="concat")
+    concat.load_state_dict(auto.state_dict())
+    assert auto.state_dict().keys() == concat.state_dict().keys() == {"weight", "bias"}
+    x = torch.randn(2, 4, 12, 12)
+    torch.testing.assert_close(auto(x), concat(x))
+    assert auto.coordinate_patches.cached is not None and auto.coordinates.cached is None  # the broadcast-add
+    assert concat.coordinates.cached is not None and concat.coordinate_patches.cached is None
+    with pytest.raises(ValueError, match="path must be one of \\('auto', 'broadcast_add', 'concat'\\), got 'add'"):
+        CoordConv2d(4, 8, 3, path="add")
 
 
 def test_coordinate_channels_exact_values_on_non_square_image():
@@ -207,14 +226,16 @@ def test_cuda_matches_cpu_and_keeps_coordinates_on_the_device(dtype):
     layer = CoordConv2d(4, 32, 8, stride=4, with_r=True)
     x = torch.randn(8, 4, 84, 84)
     expected = layer(x)
-    layer_cuda = layer.to("cuda", dtype)
-    y = layer_cuda(x.to("cuda", dtype))
-    assert layer_cuda.coordinate_patches.cached.device.type == "cuda"
-    pointer = layer_cuda.coordinate_patches.cached.data_ptr()
-    layer_cuda(x.to("cuda", dtype))
-    assert layer_cuda.coordinate_patches.cached.data_ptr() == pointer
     tolerance = 1e-4 if dtype == torch.float32 else 0.05
-    torch.testing.assert_close(y.float().cpu(), expected, rtol=tolerance, atol=tolerance)
+    for path, cache in (("auto", "coordinates"), ("concat", "coordinates"), ("broadcast_add", "coordinate_patches")):
+        layer_cuda = copy.deepcopy(layer).to("cuda", dtype)
+        layer_cuda.path = path
+        y = layer_cuda(x.to("cuda", dtype))
+        assert getattr(layer_cuda, cache).cached.device.type == "cuda"  # auto: the concat on CUDA
+        pointer = getattr(layer_cuda, cache).cached.data_ptr()
+        layer_cuda(x.to("cuda", dtype))
+        assert getattr(layer_cuda, cache).cached.data_ptr() == pointer
+        torch.testing.assert_close(y.float().cpu(), expected, rtol=tolerance, atol=tolerance)
 
 
 def test_without_autograd_the_reused_parts_follow_every_kind_of_weight_change():
