@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from rl_coordconv.agents.config import apply_overrides, parse_steps
@@ -140,11 +139,54 @@ def plan(games: str, agents: str, archs: str, seeds: str, timesteps: str, runs: 
     return jobs
 
 
-def default_parallelism(threads_per_run: int) -> int:
-    """One run per GPU; on CPU, cores / threads per run."""
-    if torch.cuda.is_available():
-        return torch.cuda.device_count()
-    return max(1, (os.cpu_count() or 1) // threads_per_run)
+@dataclass(frozen=True)
+class Slot:
+    """Where one run of a local sweep runs: its own cores (CPU affinity), its device, and as
+    many torch and emulator threads as it has cores."""
+
+    cores: tuple[int, ...]
+    device: str  # "cpu" or "cuda:<index>"
+
+    @property
+    def threads(self) -> int:
+        return len(self.cores)
+
+    def describe(self) -> str:
+        first, last = self.cores[0], self.cores[-1]
+        cores = f"core {first}" if first == last else f"cores {first}-{last}"
+        return f"{cores}, {self.device}, {self.threads} thread{'s' if self.threads != 1 else ''}"
+
+
+def machine_cores() -> list[int]:
+    """The cores this process may run on (its CPU affinity, which respects container limits)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
+def placement(cores: list[int], gpus: int, threads: int = 1, runs_per_gpu: int | None = None) -> list[Slot]:
+    """The slots of a local sweep: runs packed onto the machine, no core given twice.
+
+    - Without GPUs: ``len(cores) // threads`` runs of ``threads`` cores each.
+    - With ``gpus`` GPUs: ``runs_per_gpu`` runs per GPU (default: enough to give every core a run,
+      ``len(cores) // gpus``), the cores split evenly among all runs, GPUs dealt round-robin.
+
+    :raises ValueError: more runs than cores, or more threads per run than cores.
+    """
+    if threads < 1 or (runs_per_gpu is not None and runs_per_gpu < 1):
+        raise ValueError(f"--threads and --runs-per-gpu must be >= 1, got {threads} and {runs_per_gpu}")
+    if gpus == 0:
+        if runs_per_gpu is not None:
+            raise ValueError("--runs-per-gpu needs a GPU, and this machine shows none (torch.cuda)")
+        if threads > len(cores):
+            raise ValueError(f"--threads {threads} is more than the {len(cores)} cores this sweep may use")
+        count, per_run = len(cores) // threads, threads
+    else:
+        count = gpus * (runs_per_gpu or max(len(cores) // gpus, 1))
+        if count > len(cores):
+            raise ValueError(f"{runs_per_gpu} runs per GPU x {gpus} GPUs = {count} runs, more than the "
+                             f"{len(cores)} cores this sweep may use: each run needs a core of its own")
+        per_run = len(cores) // count
+    return [Slot(tuple(cores[index * per_run : (index + 1) * per_run]), f"cuda:{index % gpus}" if gpus else "cpu")
+            for index in range(count)]
 
 
 def prepare(run: SweepJob) -> None:
@@ -156,7 +198,7 @@ def prepare(run: SweepJob) -> None:
 
 def start_train(argv: list[str], run_dir: Path, threads: int, extra_environment: dict[str, str] | None = None,
                 **popen_options: Any) -> subprocess.Popen:
-    """Start the train.py command ``argv`` with ``threads`` torch threads, its output appended to
+    """Start the train command ``argv`` with ``threads`` torch threads, its output appended to
     the run's train.log; ``popen_options`` go to ``subprocess.Popen``."""
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     environment.update(extra_environment or {})
@@ -172,14 +214,25 @@ def log_tail(run: SweepJob, lines: int = LOG_TAIL_LINES) -> str:
 
 
 class LocalLauncher:
-    """Runs each train.py command as a child process of this one."""
+    """Runs each train command as a child process of this one, in a free :class:`Slot`: pinned to
+    the slot's cores (CPU affinity), with as many threads, on the slot's GPU when the sweep's
+    ``--device`` is ``auto``."""
 
-    def __init__(self, threads: int):
-        self.threads = threads
+    def __init__(self, slots: list[Slot]):
+        if not slots:
+            raise ValueError("a local sweep needs at least one slot")
+        self.free = list(slots)
+        self.slot_of: dict[int, Slot] = {}  # id(run) -> its slot
 
     def start(self, run: SweepJob) -> None:
         prepare(run)
-        run.process = start_train(run.argv, run.run_dir, self.threads)
+        slot = self.free.pop(0)
+        argv = list(run.argv)
+        if "--device" in argv and argv[argv.index("--device") + 1] == "auto" and slot.device != "cpu":
+            argv[argv.index("--device") + 1] = slot.device
+        pin = (lambda: os.sched_setaffinity(0, slot.cores)) if hasattr(os, "sched_setaffinity") else None
+        run.process = start_train(argv, run.run_dir, slot.threads, preexec_fn=pin)
+        self.slot_of[id(run)] = slot
 
     def wait(self, running: list[SweepJob], seconds: float) -> list[SweepJob]:
         """Wait ``seconds``; return the runs that ended, with their ``returncode`` set."""
@@ -187,6 +240,7 @@ class LocalLauncher:
         ended = [run for run in running if run.process.poll() is not None]
         for run in ended:
             run.returncode = run.process.returncode
+            self.free.append(self.slot_of.pop(id(run)))
         return ended
 
     def interrupt(self, running: list[SweepJob]) -> None:

@@ -32,6 +32,7 @@ game of Ms. Pac-Man gives bit-identical observations, the same rewards and the s
 from __future__ import annotations
 
 import functools
+import os
 import time
 from typing import Any, Literal, Sequence
 
@@ -95,7 +96,9 @@ class AleVecEnv(VecEnv):
         self.ale = AtariVectorEnv(
             self.game.rom,
             n_envs,
-            num_threads=num_threads,
+            # ale-py's default counts every core of the machine, not the cores this process may use:
+            # a run pinned to its own cores by the sweep would oversubscribe them.
+            num_threads=num_threads or min(n_envs, len(os.sched_getaffinity(0))),
             max_num_frames_per_episode=max_episode_frames,
             repeat_action_probability=repeat_action_probability,
             stack_num=FRAME_STACK,

@@ -306,3 +306,26 @@ def test_goal_pixel_positions_change_per_episode_and_truncate():
     env._agent = np.array([0, 0]); env._goal = np.array([3, 3])
     results = [env.step(0) for _ in range(3)]  # up, into the wall
     assert [r[3] for r in results] == [False, False, True]
+
+
+def test_the_emulator_threads_follow_the_cores_the_process_may_use():
+    """A run pinned to one core by the sweep steps its emulators on one thread, not on a thread
+    per core of the machine (ale-py's own default)."""
+    import os
+    import subprocess
+    import sys
+
+    count_new_threads = (
+        "import os, sys; os.sched_setaffinity(0, {int(core) for core in sys.argv[1].split(',')})\n"
+        "from rl_coordconv.envs import make_atari_vec_env\n"
+        "before = len(os.listdir('/proc/self/task'))\n"
+        "env = make_atari_vec_env('MsPacman', 8, seed=0)\n"
+        "env.reset()\n"
+        "print(len(os.listdir('/proc/self/task')) - before)\n"
+    )
+    cores = sorted(os.sched_getaffinity(0))
+    for allowed in ([cores[0]], cores):
+        done = subprocess.run([sys.executable, "-c", count_new_threads, ",".join(map(str, allowed))],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert int(done.stdout.split()[-1]) == min(8, len(allowed)), allowed

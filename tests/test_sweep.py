@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -90,7 +91,8 @@ FAKE_TRAIN = """
 import json, os, signal, sys, time
 args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
 with open(os.environ["SWEEP_TIMES"], "a") as times:
-    times.write(json.dumps({"seed": int(args["--seed"]), "start": time.time()}) + "\\n")
+    times.write(json.dumps({"seed": int(args["--seed"]), "start": time.time(), "cores": sorted(os.sched_getaffinity(0)),
+                            "threads": os.environ["OMP_NUM_THREADS"], "device": args["--device"]}) + "\\n")
 print("fake training of seed", args["--seed"], flush=True)
 time.sleep(0.6)
 behaviour = os.environ["SWEEP_BEHAVIOUR"].split(",")[int(args["--seed"])]
@@ -147,6 +149,69 @@ def test_max_parallel_bounds_the_runs_at_once(fake_train, tmp_path, monkeypatch)
         assert sweep_command.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-4", "--timesteps", "1000",
                            "--runs", str(tmp_path / f"runs{bound}"), "--max-parallel", str(bound)]) == 0
         assert most_at_once(fake_train) == bound  # reached, never passed
+
+
+@pytest.mark.parametrize("cores, gpus, threads, runs_per_gpu, expected", [
+    (2, 0, 1, None, [((0,), "cpu"), ((1,), "cpu")]),  # this project's machine: two runs of one thread
+    (2, 0, 2, None, [((0, 1), "cpu")]),
+    (5, 0, 2, None, [((0, 1), "cpu"), ((2, 3), "cpu")]),  # the odd core stays free
+    (16, 1, 1, 4, [((0, 1, 2, 3), "cuda:0"), ((4, 5, 6, 7), "cuda:0"), ((8, 9, 10, 11), "cuda:0"),
+                   ((12, 13, 14, 15), "cuda:0")]),
+    (8, 2, 1, 2, [((0, 1), "cuda:0"), ((2, 3), "cuda:1"), ((4, 5), "cuda:0"), ((6, 7), "cuda:1")]),
+    (4, 1, 1, None, [((0,), "cuda:0"), ((1,), "cuda:0"), ((2,), "cuda:0"), ((3,), "cuda:0")]),  # a run per core
+])
+def test_placement_packs_runs_onto_the_machine(cores, gpus, threads, runs_per_gpu, expected):
+    slots = sweep.placement(list(range(cores)), gpus, threads, runs_per_gpu)
+    assert [(slot.cores, slot.device) for slot in slots] == expected
+    given = [core for slot in slots for core in slot.cores]
+    assert len(given) == len(set(given)) <= cores  # no core twice
+    assert sum(slot.threads for slot in slots) <= cores and all(slot.threads == len(slot.cores) for slot in slots)
+
+
+@pytest.mark.parametrize("cores, gpus, threads, runs_per_gpu, message", [
+    (4, 1, 1, 5, "5 runs per GPU x 1 GPUs = 5 runs, more than the 4 cores"),
+    (2, 0, 3, None, "--threads 3 is more than the 2 cores"),
+    (2, 0, 1, 2, "--runs-per-gpu needs a GPU"),
+])
+def test_placements_that_cannot_fit_are_refused(cores, gpus, threads, runs_per_gpu, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        sweep.placement(list(range(cores)), gpus, threads, runs_per_gpu)
+
+
+def test_a_run_started_by_the_sweep_runs_in_its_slot(fake_train, tmp_path, monkeypatch, capsys):
+    cores = sweep.machine_cores()
+    monkeypatch.setenv("SWEEP_BEHAVIOUR", ",".join(["ok"] * 4))
+    assert sweep_command.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-3", "--timesteps", "1000",
+                               "--runs", str(tmp_path / "runs"), "--device", "cpu"]) == 0
+    slots = sweep.placement(cores, 0, 1)
+    assert f"{len(slots)} at once, each in a slot of its own: core {cores[0]}, cpu, 1 thread" in capsys.readouterr().out
+    starts = [json.loads(line) for line in fake_train.read_text().splitlines() if "start" in line]
+    assert len(starts) == 4
+    assert all(len(start["cores"]) == 1 and start["cores"][0] in cores and start["threads"] == "1" for start in starts)
+    assert {start["cores"][0] for start in starts} == set(cores[: len(slots)])  # every slot used
+    # Runs at the same time never share a core: each holds its slot from its start to its end.
+    events = sorted((json.loads(line) for line in fake_train.read_text().splitlines()),
+                    key=lambda event: event.get("start", event.get("end")))
+    holding = {}
+    for event in events:
+        if "start" in event:
+            assert event["cores"][0] not in holding.values()
+            holding[event["seed"]] = event["cores"][0]
+        else:
+            holding.pop(event["seed"])
+
+
+def test_a_gpu_slot_gives_an_auto_device_run_its_gpu(fake_train, tmp_path, monkeypatch):
+    monkeypatch.setenv("SWEEP_BEHAVIOUR", "ok,ok")
+    launcher = sweep.LocalLauncher([sweep.Slot((sweep.machine_cores()[0],), "cuda:1")])
+    for seed, device in ((0, "auto"), (1, "cpu")):  # a device asked for is kept
+        job = sweep.SweepJob(None, tmp_path / f"seed{seed}", "new",
+                             [*sweep.TRAIN_COMMAND, "--seed", str(seed), "--device", device])
+        launcher.start(job)
+        job.process.wait()
+        assert launcher.wait([job], 0) == [job] and job.returncode == 0
+    devices = [json.loads(line)["device"] for line in fake_train.read_text().splitlines() if "start" in line]
+    assert devices == ["cuda:1", "cpu"]
 
 
 def test_a_run_that_died_before_its_first_checkpoint_starts_afresh(tmp_path, capsys):

@@ -31,10 +31,13 @@ import argparse
 import shlex
 import sys
 
+import torch
+
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.agents.sweep import (
-    RAY_INSTALL, TRAIN_COMMAND, LocalLauncher, RayLauncher, default_parallelism, execute, failure, log_tail, plan, start_ray,
+    RAY_INSTALL, TRAIN_COMMAND, LocalLauncher, RayLauncher, Slot, execute, failure, log_tail, machine_cores, placement, plan,
+    start_ray,
 )
 from rl_coordconv.envs import GAMES
 from rl_coordconv.extractors import ARCHS
@@ -52,8 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", default="runs", help="root folder of run directories")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     parser.add_argument("--max-parallel", type=int, default=None,
-                        help="runs at once (default: one per GPU, or cores / threads; on Ray: all, queued by Ray)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run on CPU")
+                        help="at most this many runs at once (default: every slot of the machine, see --dry-run; "
+                             "on Ray: all, queued by Ray)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="cores (torch and emulator threads) per run on a machine without GPU, and per Ray task")
+    parser.add_argument("--runs-per-gpu", type=int, default=None,
+                        help="runs packed onto each GPU, the cores split among them (default: one run per core)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for every run, as train.py --set")
     parser.add_argument("--dry-run", action="store_true", help="print one rl-coordconv train command line per run and stop")
@@ -72,10 +79,21 @@ def check_resources(args: argparse.Namespace) -> None:
     if args.gpus_per_run < 0:
         raise ValueError(f"--gpus-per-run must be >= 0, got {args.gpus_per_run:g}")
     if args.gpus_per_run > 0 and not args.ray_address:
-        raise ValueError("--gpus-per-run needs --ray-address (the local sweep runs one run per GPU)")
+        raise ValueError("--gpus-per-run needs --ray-address (the local sweep packs runs with --runs-per-gpu)")
+    if args.runs_per_gpu is not None and args.ray_address:
+        raise ValueError("--runs-per-gpu is for the local sweep; on Ray, --gpus-per-run shares the GPUs")
     if args.ray_address and args.gpus_per_run == 0 and args.device.startswith("cuda"):
         raise ValueError(f"--device {args.device} on Ray needs --gpus-per-run > 0: "
                          "a run sees only the GPUs it asks for")
+
+
+def local_slots(args: argparse.Namespace) -> list[Slot]:
+    """This machine's slots for the sweep (:func:`~rl_coordconv.agents.sweep.placement`), the first
+    ``--max-parallel`` of them when that is fewer."""
+    uses_gpus = args.device == "auto" or args.device.startswith("cuda")
+    gpus = torch.cuda.device_count() if uses_gpus and torch.cuda.is_available() else 0
+    slots = placement(machine_cores(), gpus, args.threads, args.runs_per_gpu)
+    return slots[: args.max_parallel] if args.max_parallel else slots
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,12 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         check_resources(args)
         runs = plan(args.games, args.agents, args.archs, args.seeds, args.timesteps, args.runs, device=args.device,
                     overrides=args.overrides)
+        slots = None if args.ray_address else local_slots(args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     counts = {state: sum(run.state == state for run in runs) for state in RunState}
     print(f"{len(runs)} runs: {counts[RunState.NEW]} new, {counts[RunState.RESUMABLE]} to resume, "
           f"{counts[RunState.STARTED]} to restart (no checkpoint), {counts[RunState.FINISHED]} finished")
+    if slots is not None:
+        print(f"{len(slots)} at once, each in a slot of its own: " + "; ".join(slot.describe() for slot in slots))
     if args.dry_run:
         for run in runs:
             command = ["rl-coordconv", "train", *run.argv[len(TRAIN_COMMAND):]]
@@ -106,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             # Ray's scheduler queues the tasks by the resources they ask for.
             launcher, max_parallel = RayLauncher(ray, args.threads, args.gpus_per_run), args.max_parallel or len(runs)
         else:
-            launcher, max_parallel = LocalLauncher(args.threads), args.max_parallel or default_parallelism(args.threads)
+            launcher, max_parallel = LocalLauncher(slots), len(slots)
         failed = execute(runs, max_parallel, launcher)
     except KeyboardInterrupt:
         print("\nInterrupted: running runs saved a checkpoint; run the same command to resume.")
