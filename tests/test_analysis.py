@@ -505,6 +505,16 @@ def stratified_iqm_interval(groups: list[np.ndarray], resamples: int, seed: int)
     return tuple(np.percentile(values, [2.5, 97.5]))
 
 
+def test_the_iqm_interval_of_several_games_is_the_stratified_bootstrap_written_out(grid_report):
+    """2 games x 3 seeds: 6 runs pooled, int(0.25 * 6) = 1 cut at each end of every resample."""
+    references = {"MsPacman": (307.3, 6951.6), "Breakout": (1.7, 30.5)}
+    for aggregate in grid_report.aggregates:
+        groups = [(np.array([hand_final(synthetic_scores(game, aggregate.arch, seed)) for seed in range(3)])
+                   - references[game][0]) / (references[game][1] - references[game][0]) for game in ("Breakout", "MsPacman")]
+        assert (aggregate.iqm_low, aggregate.iqm_high) == pytest.approx(
+            stratified_iqm_interval(groups, 10_000, seed=0), rel=1e-6)
+
+
 @pytest.mark.parametrize("seeds", [3, 2, 1])
 def test_the_iqm_and_its_interval_with_few_runs(tmp_path, seeds):
     from scipy.stats import trim_mean
@@ -634,3 +644,51 @@ def test_a_run_checkpointed_at_its_steps_is_finished_though_its_last_scalar_is_e
     assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.RESUMABLE
     assert "MsPacman a2c-conv seed0: trained to 10,000 steps, but its final evaluation is missing" in \
         "\n".join(find_runs(tmp_path).notes)
+
+
+def test_one_seed_on_either_side_has_no_interval_and_says_so(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, "MsPacman", "coordconv", seed, EPISODE_STEPS, synthetic_scores("MsPacman", "coordconv", seed))
+    write_run(tmp_path, "MsPacman", "conv", 0, EPISODE_STEPS, synthetic_scores("MsPacman", "conv", 0))
+    report = build_report(find_runs(tmp_path), reference_scores=REFERENCES, seed=0, resamples=2000)
+    row = report.row("MsPacman", "a2c", "coordconv")
+    assert row.verdict == SINGLE_SEED_VERDICT and np.isnan(row.difference_low)  # the baseline has one seed
+    assert report.headlines["a2c"] == ["coordconv better on 0 of 1 game, similar on 1, worse on 0 "
+                                       "(1 of the similar without a CI: 1 seed)"]
+    # The probability of improvement still has an interval: coordconv's 3 seeds are resampled.
+    (coordconv,) = [aggregate for aggregate in report.aggregates if aggregate.arch == "coordconv"]
+    assert coordconv.improvement == 1.0 and np.isfinite([coordconv.improvement_low, coordconv.improvement_high]).all()
+
+
+def test_a_config_without_eval_episodes_was_evaluated_by_default(tmp_path):
+    """Runs written before eval_episodes existed were evaluated over 10 games: without their
+    evaluation they are not finished, whatever their checkpoints say."""
+    run_dir = write_run(tmp_path, "MsPacman", "conv", 0, EPISODE_STEPS, synthetic_scores("MsPacman", "conv", 0))
+    record = json.loads((run_dir / "config.json").read_text())
+    del record["config"]["eval_episodes"]
+    (run_dir / "config.json").write_text(json.dumps(record))
+    (run_dir / "checkpoints").mkdir()
+    with zipfile.ZipFile(run_dir / "checkpoints" / f"model_{TIMESTEPS}_steps.zip", "w") as archive:
+        archive.writestr("data", "{}")
+    (run,) = find_runs(tmp_path).runs
+    assert not run.finished
+
+
+def test_refresh_rewrites_a_pages_report_blocks_and_leaves_the_rest(grid_runs, tmp_path):
+    from rl_coordconv.analysis.document import quoted_reports, refresh, stale_blocks
+
+    root = tmp_path / "repo"
+    shutil.copytree(grid_runs, root / "results" / "grid")
+    page = root / "docs" / "page.md"
+    page.parent.mkdir()
+    text = ("# Page\n\nBefore.\n\n<!-- report: results/grid agent=a2c figure=figures/grid.png -->\nold numbers\n"
+            "<!-- end report -->\n\nAfter.\n")
+    page.write_text(text)
+    assert len(stale_blocks(page, root, REFERENCES)) == 1
+    assert refresh(page, root, REFERENCES) == 1
+    written = page.read_text()
+    assert written.startswith("# Page\n\nBefore.\n\n<!-- report: results/grid agent=a2c figure=figures/grid.png -->\n")
+    assert written.endswith("<!-- end report -->\n\nAfter.\n") and "old numbers" not in written
+    assert "| MsPacman | coordconv | 3 |" in written and written.count("<!-- end report -->") == 1
+    assert stale_blocks(page, root, REFERENCES) == [] and len(quoted_reports(page)) == 1
+    assert (page.parent / "figures" / "grid.png").stat().st_size > 10_000

@@ -142,3 +142,18 @@ def test_copy_records_takes_finished_runs_without_their_checkpoints(tmp_path):
                       ("config.json", "evaluation.json", "evaluation_1000.json", "tb/events.out.tfevents.1.host",
                        "train.log")]
     assert run_state(destination / "MsPacman" / "a2c-conv" / "seed0", TIMESTEPS, eval_episodes=10) == RunState.FINISHED
+
+
+def test_pruning_keeps_the_latest_replays_given_relative_or_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_dir = Path("runs") / "MsPacman" / "apex-conv" / "seed0"  # relative, as --runs runs gives it
+    folder = run_dir / "checkpoints"
+    folder.mkdir(parents=True)
+    names = ["replay_100_steps.npz", "replay_200_steps.npz", "replay_100_steps.shard0.actor0.npz",
+             "replay_200_steps.shard0.actor0.npz", "model_200_steps.zip"]
+    for name in names:
+        (folder / name).write_bytes(b"x")
+    rundir.prune_replays(run_dir, keep=[folder / "replay_200_steps.npz",
+                                        (folder / "replay_200_steps.shard0.actor0.npz").resolve()])
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "model_200_steps.zip", "replay_200_steps.npz", "replay_200_steps.shard0.actor0.npz"]

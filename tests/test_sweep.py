@@ -159,6 +159,7 @@ def test_max_parallel_bounds_the_runs_at_once(fake_train, tmp_path, monkeypatch)
                    ((12, 13, 14, 15), "cuda:0")]),
     (8, 2, 1, 2, [((0, 1), "cuda:0"), ((2, 3), "cuda:1"), ((4, 5), "cuda:0"), ((6, 7), "cuda:1")]),
     (4, 1, 1, None, [((0,), "cuda:0"), ((1,), "cuda:0"), ((2,), "cuda:0"), ((3,), "cuda:0")]),  # a run per core
+    (4, 2, 1, None, [((0,), "cuda:0"), ((1,), "cuda:1"), ((2,), "cuda:0"), ((3,), "cuda:1")]),
 ])
 def test_placement_packs_runs_onto_the_machine(cores, gpus, threads, runs_per_gpu, expected):
     slots = sweep.placement(list(range(cores)), gpus, threads, runs_per_gpu)
