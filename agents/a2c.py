@@ -9,7 +9,7 @@ from stable_baselines3 import A2C
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.vec_env import VecEnv
 
-from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_ranges
+from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_env_copies, check_ranges
 from rl_coordconv.extractors import policy_kwargs_for
 
 
@@ -40,8 +40,7 @@ class A2CConfig:
 
 def make_a2c(env: VecEnv, arch: str, config: A2CConfig, *, seed: int | None = None, device: str = "auto") -> A2C:
     """An SB3 ``A2C`` on ``env`` whose CNN is ``ARCHS[arch]``, optimised with ``RMSpropTFLike``."""
-    if env.num_envs != config.n_envs:
-        raise ValueError(f"the env has {env.num_envs} copies but config.n_envs is {config.n_envs}")
+    check_env_copies(env, config, "a2c")
     policy_kwargs = policy_kwargs_for(arch)
     policy_kwargs.update(optimizer_class=RMSpropTFLike, optimizer_kwargs={"eps": config.rmsprop_eps})
     return A2C(

@@ -31,7 +31,7 @@ from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.dqn.policies import CnnPolicy, DQNPolicy, QNetwork
 
-from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, POSITIVE, PROBABILITY, Range, check_ranges
+from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, POSITIVE, PROBABILITY, Range, check_env_copies, check_ranges
 from rl_coordconv.agents.replay import INITIAL_PRIORITIES, PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
 from rl_coordconv.extractors import policy_kwargs_for
 
@@ -388,8 +388,7 @@ def make_apex(env: VecEnv, arch: str, config: ApeXConfig, *, seed: int | None = 
     """An :class:`ApeX` on ``env`` whose CNN is ``ARCHS[arch]``, with Ape-X's centered RMSProp
     (TensorFlow's form, epsilon inside the square root, as the paper ran it)."""
     config.validate()
-    if env.num_envs != config.n_envs:
-        raise ValueError(f"the env has {env.num_envs} copies but apex.n_envs is {config.n_envs}")
+    check_env_copies(env, config, "apex")
     return ApeX("CnnPolicy", env, seed=seed, device=device, **apex_kwargs(arch, config))
 
 

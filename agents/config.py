@@ -109,3 +109,9 @@ def check_ranges(config: Any, ranges: dict[str, Range], prefix: str) -> None:
             raise TypeError(f"{type(config).__name__}.{field.name} has no range in its RANGES")
         if value not in ranges[field.name]:
             raise ValueError(f"{prefix}.{field.name} must be in {ranges[field.name]}, got {value}")
+
+
+def check_env_copies(env: Any, config: Any, prefix: str) -> None:
+    """Refuse an env whose number of copies is not the agent settings' ``n_envs``."""
+    if env.num_envs != config.n_envs:
+        raise ValueError(f"the env has {env.num_envs} copies but {prefix}.n_envs is {config.n_envs}")

@@ -8,7 +8,7 @@ from typing import ClassVar
 from stable_baselines3 import DQN
 from stable_baselines3.common.vec_env import VecEnv
 
-from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_ranges
+from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_env_copies, check_ranges
 from rl_coordconv.extractors import policy_kwargs_for
 
 
@@ -43,8 +43,7 @@ class DQNConfig:
 
 def make_dqn(env: VecEnv, arch: str, config: DQNConfig, *, seed: int | None = None, device: str = "auto") -> DQN:
     """An SB3 ``DQN`` on ``env`` whose CNN is ``ARCHS[arch]`` (Adam, SB3's default optimizer)."""
-    if env.num_envs != config.n_envs:
-        raise ValueError(f"the env has {env.num_envs} copies but dqn.n_envs is {config.n_envs}")
+    check_env_copies(env, config, "dqn")
     return DQN(
         "CnnPolicy",
         env,

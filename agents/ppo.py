@@ -9,7 +9,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
-from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_ranges
+from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_env_copies, check_ranges
 from rl_coordconv.extractors import policy_kwargs_for
 
 
@@ -46,8 +46,7 @@ class PPOConfig:
 
 def make_ppo(env: VecEnv, arch: str, config: PPOConfig, *, seed: int | None = None, device: str = "auto") -> PPO:
     """An SB3 ``PPO`` on ``env`` whose CNN is ``ARCHS[arch]`` (Adam, SB3's default optimizer)."""
-    if env.num_envs != config.n_envs:
-        raise ValueError(f"the env has {env.num_envs} copies but config.n_envs is {config.n_envs}")
+    check_env_copies(env, config, "ppo")
     return PPO(
         "CnnPolicy",
         env,

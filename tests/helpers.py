@@ -26,3 +26,15 @@ def tiny_apex_config(**changes) -> ApeXConfig:
     settings = dict(n_envs=4, buffer_size=4000, learning_starts=400, batch_size=32, target_update_interval=100,
                     learning_rate=1e-3, replay_ratio=2.0, eval_epsilon=0.0)
     return ApeXConfig(**{**settings, **changes})
+
+
+def assert_learns_goal_pixel(make, config, arch: str, steps: int) -> None:
+    """An on-policy agent ``make(env, arch, config, ...)`` goes from chance (< 0.65) to a success
+    rate of at least 0.9 on GoalPixel within ``steps`` agent steps, seed 0."""
+    env = make_vec_env(GOAL_PIXEL_ID, n_envs=config.n_envs, seed=0, env_kwargs=GOAL_PIXEL)
+    model = make(env, arch, config, seed=0, device="cpu")
+    before = goal_pixel_success_rate(model, deterministic=False)
+    model.learn(steps)
+    after = goal_pixel_success_rate(model, deterministic=False)
+    assert before < 0.65
+    assert after >= 0.9, f"{arch}: success {before:.2f} -> {after:.2f}"

@@ -1,10 +1,9 @@
 import pytest
-from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 
 from rl_coordconv.agents.a2c import A2CConfig, make_a2c
-from rl_coordconv.envs import GOAL_PIXEL_ID, make_atari_vec_env
-from helpers import GOAL_PIXEL, goal_pixel_success_rate
+from rl_coordconv.envs import make_atari_vec_env
+from helpers import assert_learns_goal_pixel
 
 # Small rollouts (2 envs x 5 steps) give many updates per agent step: the tiny env is learned in
 # ~25k steps instead of ~100k with the Atari setting of 16 envs.
@@ -15,13 +14,7 @@ TINY_A2C = A2CConfig(n_envs=2, n_steps=5, learning_rate=7e-4)
 
 @pytest.mark.parametrize("arch", ["conv", "coordconv"])
 def test_a2c_learns_goal_pixel(arch):
-    env = make_vec_env(GOAL_PIXEL_ID, n_envs=TINY_A2C.n_envs, seed=0, env_kwargs=GOAL_PIXEL)
-    model = make_a2c(env, arch, TINY_A2C, seed=0, device="cpu")
-    before = goal_pixel_success_rate(model, deterministic=False)
-    model.learn(30_000)
-    after = goal_pixel_success_rate(model, deterministic=False)
-    assert before < 0.65
-    assert after >= 0.9, f"{arch}: success {before:.2f} -> {after:.2f}"
+    assert_learns_goal_pixel(make_a2c, TINY_A2C, arch, 30_000)
 
 
 def test_a2c_uses_the_rl_zoo_hyperparameters():
@@ -37,7 +30,7 @@ def test_a2c_uses_the_rl_zoo_hyperparameters():
 
 def test_env_copies_must_match_the_config():
     env = make_atari_vec_env("MsPacman", 4, seed=0)
-    with pytest.raises(ValueError, match="4 copies but config.n_envs is 16"):
+    with pytest.raises(ValueError, match="4 copies but a2c.n_envs is 16"):
         make_a2c(env, "conv", A2CConfig(), device="cpu")
     env.close()
 

@@ -2,13 +2,12 @@ import json
 
 import pytest
 from stable_baselines3 import PPO
-from stable_baselines3.common.env_util import make_vec_env
 
 from rl_coordconv.agents.ppo import PPOConfig, make_ppo
 from rl_coordconv.commands import train
-from rl_coordconv.envs import GOAL_PIXEL_ID, make_atari_vec_env
+from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.rundir import latest_checkpoint
-from helpers import GOAL_PIXEL, goal_pixel_success_rate
+from helpers import assert_learns_goal_pixel
 
 TINY_PPO = PPOConfig(n_envs=4, n_steps=32, batch_size=64, n_epochs=4, learning_rate=1e-3)
 
@@ -17,13 +16,7 @@ TINY_PPO = PPOConfig(n_envs=4, n_steps=32, batch_size=64, n_epochs=4, learning_r
 
 @pytest.mark.parametrize("arch", ["coordconv"])  # A2C's test covers both archs; PPO's shows the agent learns
 def test_ppo_learns_goal_pixel(arch):
-    env = make_vec_env(GOAL_PIXEL_ID, n_envs=TINY_PPO.n_envs, seed=0, env_kwargs=GOAL_PIXEL)
-    model = make_ppo(env, arch, TINY_PPO, seed=0, device="cpu")
-    before = goal_pixel_success_rate(model, deterministic=False)
-    model.learn(20_000)
-    after = goal_pixel_success_rate(model, deterministic=False)
-    assert before < 0.65
-    assert after >= 0.9, f"{arch}: success {before:.2f} -> {after:.2f}"
+    assert_learns_goal_pixel(make_ppo, TINY_PPO, arch, 20_000)
 
 
 def test_ppo_uses_the_rl_zoo_hyperparameters():
@@ -41,7 +34,7 @@ def test_ppo_uses_the_rl_zoo_hyperparameters():
 def test_bad_ppo_settings_are_refused():
     with pytest.raises(ValueError, match=r"ppo.batch_size \(512\) must be at most a rollout, .* = 256 transitions"):
         PPOConfig(n_envs=2, batch_size=512).validate()
-    with pytest.raises(ValueError, match="4 copies but config.n_envs is 8"):
+    with pytest.raises(ValueError, match="4 copies but ppo.n_envs is 8"):
         make_ppo(make_atari_vec_env("MsPacman", 4, seed=0), "conv", PPOConfig(), device="cpu")
 
 
