@@ -50,6 +50,9 @@ class _Flight:
     index: int  # actor or shard
     block: Any = None  # a rollout's block ref, passed on to its shard
     life: int = 0  # a rollout's actor life: how many deaths of its actor came before it
+    # A rollout sent while its actor was restarting may still fail as "unavailable" after a
+    # later one succeeds: that is the same death, not a new one.
+    sent_recovering: bool = False
 
 
 @dataclass
@@ -203,7 +206,7 @@ class RayLearnerLoop:
         block, stats = self.actors[actor].rollout.options(num_returns=2).remote(
             self.distributed.block_steps, weights, self._weights_version
         )
-        self._pending[stats] = _Flight("rollout", actor, block, self._lives[actor])
+        self._pending[stats] = _Flight("rollout", actor, block, self._lives[actor], actor in self._recovering)
 
     def _request_samples(self) -> None:
         """Keep ``prefetch`` sample requests in flight per shard, within the replay ratio."""
@@ -229,7 +232,7 @@ class RayLearnerLoop:
             try:
                 stats: RolloutStats = self.ray.get(ref)
             except exceptions.ActorUnavailableError as error:
-                if flight.index in self._recovering:  # still restarting: ask again shortly
+                if flight.sent_recovering or flight.index in self._recovering:  # restarting: ask again shortly
                     time.sleep(RETRY_SECONDS)
                     self._submit_rollout(flight.index, until)
                 else:
