@@ -35,6 +35,7 @@ import torch
 from gymnasium import spaces
 
 from rl_coordconv.agents.replay import PrioritizedReplayBuffer, SumTree
+from rl_coordconv.agents.replay.sampler import stratified_sample
 
 ATARI = spaces.Box(0, 255, (4, 84, 84), np.uint8)
 ACTIONS = spaces.Discrete(9)
@@ -171,7 +172,7 @@ class PerItemSumTree:
 
 
 def ours_tree_only(tree: SumTree, rng: np.random.Generator, size: int, alpha: float, beta: float) -> None:
-    leaves = tree.stratified_sample(BATCH, rng)
+    _, leaves = stratified_sample([tree], BATCH, rng)
     weights = (size * tree.get(leaves) / tree.total) ** -beta
     weights /= weights.max()
     tree.update(leaves, (np.abs(rng.random(BATCH)) + 1e-6) ** alpha)

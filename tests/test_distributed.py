@@ -63,8 +63,9 @@ def replay_for(env, capacity):
 
 
 def assert_same_replay(expected, actual):
-    for name in PrioritizedReplayBuffer._STATE_ARRAYS:
-        np.testing.assert_array_equal(getattr(actual, name), getattr(expected, name), err_msg=name)
+    actual_arrays = actual.state_arrays()
+    for name, array in expected.state_arrays().items():
+        np.testing.assert_array_equal(actual_arrays[name], array, err_msg=name)
     np.testing.assert_array_equal(actual.tree.nodes, expected.tree.nodes)
     assert actual.added == expected.added
 

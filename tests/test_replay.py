@@ -5,8 +5,9 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import rl_coordconv.agents.replay as replay
+import rl_coordconv.agents.replay.buffer as replay_buffer
 from rl_coordconv.agents.replay import PrioritizedReplayBuffer, SumTree
+from rl_coordconv.agents.replay.sampler import stratified_sample
 
 EVENTS = ("step", "life_loss", "game_over", "time_limit", "cut")
 
@@ -134,7 +135,7 @@ def expected_samples(streams, n_steps, gamma, capacity_per_env, frame_capacity):
 
 def check_against_reference(buffer, streams):
     """Every sampleable index of ``buffer`` is exactly the reference's, with the same content."""
-    expected = expected_samples(streams, buffer.n_steps, buffer.gamma, buffer.buffer_size, buffer.frame_capacity)
+    expected = expected_samples(streams, buffer.n_steps, buffer.gamma, buffer.buffer_size, buffer.frame_rings.capacity)
     valid = np.flatnonzero(buffer.tree.leaf_values() > 0)
     assert valid.tolist() == sorted(expected)
     assert buffer.size() == len(expected)
@@ -204,6 +205,23 @@ def test_sum_tree_find_agrees_with_a_search_in_the_cumulative_sums_on_a_deep_tre
     np.testing.assert_array_equal(tree.find(points), np.searchsorted(np.cumsum(values), points, side="right"))
     last = np.flatnonzero(values)[-1]
     assert tree.find(np.array([tree.total, tree.total * (1 + 1e-9)])).tolist() == [last, last]
+
+
+def test_stratified_sampling_over_several_trees_draws_what_one_tree_of_all_their_leaves_draws():
+    # A shard samples its actors' buffers as one replay: same draws, leaf by leaf.
+    first, second = np.array([0.5, 0.0, 2.0, 0.25]), np.array([1.0, 0.0, 3.0, 0.0, 0.75, 0.5, 0.0, 2.0])
+    trees = [SumTree(4), SumTree(8)]
+    for tree, values in zip(trees, [first, second]):
+        tree.update(np.arange(values.size), values)
+    whole = SumTree(12)
+    whole.update(np.arange(12), np.concatenate([first, second]))
+    owners, leaves = stratified_sample(trees, 64, np.random.default_rng(5))
+    _, expected = stratified_sample([whole], 64, np.random.default_rng(5))
+    np.testing.assert_array_equal(np.where(owners == 0, leaves, 4 + leaves), expected)
+    assert set(owners.tolist()) == {0, 1}
+    # Segment k holds draw k: the draws of one tree are the ordered prefix sums of its values.
+    targets = (np.arange(64) + np.random.default_rng(5).random(64)) * (10.0 / 64)
+    np.testing.assert_array_equal(expected, np.searchsorted(np.cumsum(np.concatenate([first, second])), targets, side="right"))
 
 
 def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> float:
@@ -325,8 +343,8 @@ def test_rebuilt_stacks_equal_the_observations_of_a_real_atari_stream():
     expected = check_against_reference(buffer, streams)
     assert len(expected) > 250
     # Each frame is stored once: a new chain of 4 frames only at the start and after a game over.
-    np.testing.assert_array_equal(buffer.frames_added, [stream.frames_written for stream in streams])
-    np.testing.assert_array_equal(buffer.frames_added, buffer.added + 4 * (1 + game_overs))
+    np.testing.assert_array_equal(buffer.frame_rings.written, [stream.frames_written for stream in streams])
+    np.testing.assert_array_equal(buffer.frame_rings.written, buffer.added + 4 * (1 + game_overs))
 
 
 def test_sb3_dqn_learns_with_the_buffer():
@@ -572,11 +590,11 @@ def test_observations_that_are_not_shifting_frame_stacks_are_refused():
 
 
 def test_a_buffer_larger_than_the_available_memory_is_refused_before_allocating(monkeypatch):
-    monkeypatch.setattr(replay, "available_memory_bytes", lambda: 2 * 2**30)
+    monkeypatch.setattr(replay_buffer, "available_memory_bytes", lambda: 2 * 2**30)
     with pytest.raises(MemoryError, match=r"buffer_size=1000000\) needs \d+ bytes \(6\.\d\d GiB\) but only 2147483648 bytes \(2\.00 GiB\) are available; lower buffer_size \(e\.g\. --set apex\.buffer_size=2\d{5}\)"):
         PrioritizedReplayBuffer(1_000_000, ATARI, spaces.Discrete(4), n_envs=4)
 
 
 def test_available_memory_is_read_on_this_machine():
-    available = replay.available_memory_bytes()
+    available = replay_buffer.available_memory_bytes()
     assert available is None or available > 0

@@ -242,7 +242,7 @@ def spy_on_apex(monkeypatch) -> list[dict]:
     def state(model):
         replay = model.replay_buffer
         return {"steps": model.num_timesteps, "learner_steps": model.learner_steps, "replay": replay.size(),
-                "tree_total": replay.tree.total, "frames_added": replay.frames_added.tolist()}
+                "tree_total": replay.tree.total, "frames_added": replay.frame_rings.written.tolist()}
 
     def learn(self, *args, **kwargs):
         seen.append(state(self))

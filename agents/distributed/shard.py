@@ -17,6 +17,7 @@ from gymnasium import spaces
 
 from rl_coordconv.agents.distributed.blocks import StepBlock, add_block
 from rl_coordconv.agents.replay import PrioritizedReplayBuffer
+from rl_coordconv.agents.replay.sampler import importance_weights, stratified_sample
 
 
 class ShardBatch(NamedTuple):
@@ -83,32 +84,18 @@ class ReplayShard:
         size = self.size()
         if size < batch_size:
             return None
-        totals = np.array([buffer.tree.total for buffer in self.buffers])
-        edges = np.concatenate([[0.0], np.cumsum(totals)])
-        targets = (np.arange(batch_size) + self.rng.random(batch_size)) * (edges[-1] / batch_size)
-        owners = np.clip(np.searchsorted(edges, targets, side="right") - 1, 0, len(self.buffers) - 1)
-        parts, priorities, indices = [], [], []
+        owners, leaves = stratified_sample([buffer.tree for buffer in self.buffers], batch_size, self.rng)
+        transitions, priorities, indices = [], [], []
         for position in np.unique(owners):
-            buffer = self.buffers[position]
-            mine = owners == position
-            leaves = buffer.tree.find(np.minimum(targets[mine] - edges[position], np.nextafter(totals[position], 0)))
-            parts.append(buffer._get_samples(leaves))
-            priorities.append(buffer.tree.get(leaves))
-            indices.append(position * self.stride + leaves)
-        probabilities = np.concatenate(priorities) / edges[-1]
-        weights = (size * probabilities) ** -self.beta
-
-        def joined(name: str) -> np.ndarray:
-            return np.concatenate([getattr(part, name).numpy() for part in parts])
-
+            buffer, mine = self.buffers[position], leaves[owners == position]
+            transitions.append(buffer.transitions(mine))
+            priorities.append(buffer.tree.get(mine))
+            indices.append(position * self.stride + mine)
+        total = sum(buffer.tree.total for buffer in self.buffers)
+        weights = importance_weights(np.concatenate(priorities), total, size, self.beta)
         return ShardBatch(
-            observations=joined("observations"),
-            actions=joined("actions"),
-            next_observations=joined("next_observations"),
-            dones=joined("dones"),
-            rewards=joined("rewards"),
-            discounts=joined("discounts"),
-            weights=(weights / weights.max()).astype(np.float32).reshape(-1, 1),
+            *map(np.concatenate, zip(*transitions)),
+            weights=weights.reshape(-1, 1),
             indices=np.concatenate(indices),
         )
 

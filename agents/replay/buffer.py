@@ -1,19 +1,12 @@
-"""Prioritized, frame-lean, multi-env n-step replay for an Ape-X-style DQN.
+"""The SB3 adapter of the replay: :class:`PrioritizedReplayBuffer`, usable as DQN's
+``replay_buffer_class``.
 
-:class:`PrioritizedReplayBuffer` is an SB3 ``ReplayBuffer`` (usable as DQN's
-``replay_buffer_class``) that combines:
-
-- **frames stored once** (as Dopamine's ``circular_replay_buffer``): each env keeps a ring of
-  single ``(H, W)`` frames and every transition points at the newest frame of its observation;
-  the ``(C, H, W)`` stacks are rebuilt at sample time. About 7.3 KB per Atari transition instead
-  of SB3's 28 KB (``optimize_memory_usage=True``) or 56 KB;
-- **n-step returns** computed at sample time (as SB3's ``NStepReplayBuffer``), each window ending
-  at the first terminal or truncation, never crossing into another episode or env, and only
-  sampled once complete;
-- **proportional prioritization** (Schaul et al. 2016; Horgan et al. 2018) with a vectorized sum
-  tree: stratified sampling, importance-sampling weights, new transitions at the max priority,
-  optionally Ape-X's actor-side initial priorities from the acting network's own Q-values
-  (:meth:`PrioritizedReplayBuffer.actor_td_errors`).
+It keeps, per env, a ring of transition records (newest frame of ``obs``, action, reward,
+terminal, truncated, the acting Q-values) and composes the other parts of this package: the
+frames (:mod:`.frames`), the n-step windows (:mod:`.windows`), the priorities
+(:mod:`.sum_tree`) and the sampling (:mod:`.sampler`). It decides what enters and what leaves:
+windows become sampleable once complete, transitions leave when their record or a frame they
+need is overwritten.
 
 Written here rather than taken from a library: SB3 and sb3-contrib have no prioritized replay;
 the prioritized buffer of SB3's open pull request walks its sum tree in a Python loop per sampled
@@ -36,9 +29,12 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
+from rl_coordconv.agents.replay.frames import FrameRings, frame_capacity_for
+from rl_coordconv.agents.replay.sampler import importance_weights, stratified_sample
+from rl_coordconv.agents.replay.sum_tree import SumTree
+from rl_coordconv.agents.replay.windows import NStepWindows
+
 INITIAL_PRIORITIES = ("actor", "max")  # from the acting Q-values (Ape-X), or the largest so far
-# Spare frames per env, as a fraction of the transition capacity: see PrioritizedReplayBuffer.
-FRAME_SLACK = 0.03
 _SAVE_FORMAT = 2
 
 
@@ -61,111 +57,15 @@ def available_memory_bytes() -> int | None:
     return None
 
 
-class SumTree:
-    """A binary sum tree over ``capacity`` non-negative leaves, in one flat float64 array.
+class NStepTransitions(NamedTuple):
+    """n-step transitions as numpy arrays (``B`` = batch size), without importance weights."""
 
-    Node ``i`` has children ``2i`` and ``2i + 1``; the root is node 1 and leaf ``k`` is node
-    ``n_leaves + k``, with ``n_leaves`` the power of two ``>= capacity``. Every operation works on a
-    batch at once, one level of the tree per numpy call: no Python loop per item. The top
-    ``DENSE_LEVELS`` levels (1023 nodes) are handled whole: a batch of hundreds touches most of
-    them anyway, and one call over a contiguous level costs less than a gather and a scatter.
-    """
-
-    DENSE_LEVELS = 10
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"a sum tree needs at least one leaf, got capacity={capacity}")
-        self.capacity = int(capacity)
-        self.depth = max(1, math.ceil(math.log2(self.capacity)))
-        self.n_leaves = 1 << self.depth
-        self.nodes = np.zeros(2 * self.n_leaves, dtype=np.float64)
-        self._top = min(self.depth, self.DENSE_LEVELS)  # levels above this one are dense
-
-    @property
-    def total(self) -> float:
-        """Sum of all leaves."""
-        return float(self.nodes[1])
-
-    def get(self, leaves: np.ndarray) -> np.ndarray:
-        """Values of ``leaves`` (int array, any shape)."""
-        return self.nodes[np.asarray(leaves) + self.n_leaves]
-
-    def leaf_values(self) -> np.ndarray:
-        """A view of all ``capacity`` leaf values."""
-        return self.nodes[self.n_leaves : self.n_leaves + self.capacity]
-
-    def update(self, leaves: np.ndarray, values: np.ndarray) -> None:
-        """Set ``leaves[i]`` to ``values[i]``; where a leaf repeats, its last value wins.
-
-        Parents are recomputed as the sum of their two children, level by level, rather than
-        shifted by deltas: sums do not drift, and a parent listed twice is written twice with
-        the same value, so repeated indices need no special care above the leaves.
-        """
-        leaves = np.asarray(leaves, dtype=np.int64).reshape(-1)
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        if leaves.size == 0:
-            return
-        # np.unique keeps the first occurrence: run it on the reversed batch to keep the last.
-        unique, first_in_reversed = np.unique(leaves[::-1], return_index=True)
-        nodes = self.nodes
-        index = unique + self.n_leaves
-        nodes[index] = values[::-1][first_in_reversed]
-        for _ in range(self.depth - self._top):
-            index >>= 1
-            left = index << 1
-            nodes[index] = nodes[left] + nodes[left + 1]
-        for level in range(self._top - 1, -1, -1):
-            first = 1 << level
-            nodes[first : 2 * first] = nodes[2 * first : 4 * first : 2] + nodes[2 * first + 1 : 4 * first : 2]
-
-    def find(self, prefix_sums: np.ndarray) -> np.ndarray:
-        """For each ``u`` in ``prefix_sums`` (``0 <= u < total``), the leaf ``k`` whose interval
-        ``[sum(leaves[:k]), sum(leaves[:k + 1]))`` holds ``u``: a draw proportional to the leaves.
-
-        The dense top levels are crossed in one step, by a binary search in the cumulative sums
-        of the nodes below them; the descent goes on level by level. Never returns a zero leaf
-        while ``total > 0``: the rare draw that rounding pushes past the end of a subtree is
-        redone with a descent that never enters an empty subtree.
-        """
-        nodes = self.nodes
-        prefix_sums = np.asarray(prefix_sums, dtype=np.float64).reshape(-1)
-        level = nodes[1 << self._top : 2 << self._top]
-        edges = np.zeros(level.size + 1)
-        np.cumsum(level, out=edges[1:])
-        start = np.clip(np.searchsorted(edges, prefix_sums, side="right") - 1, 0, level.size - 1)
-        remaining = prefix_sums - edges[start]
-        index = start + (1 << self._top)
-        for _ in range(self.depth - self._top):
-            index <<= 1
-            left_sum = nodes[index]
-            go_right = remaining >= left_sum
-            remaining -= left_sum * go_right
-            index += go_right
-        stray = nodes[index] <= 0.0
-        if stray.any():
-            index[stray] = self._guarded_descent(prefix_sums[stray])
-        return index - self.n_leaves
-
-    def _guarded_descent(self, prefix_sums: np.ndarray) -> np.ndarray:
-        """Node indices of the leaves for ``prefix_sums``, going right only into a non-empty
-        subtree: ends on a non-zero leaf whenever the total is positive."""
-        nodes = self.nodes
-        remaining = prefix_sums.copy()
-        index = np.ones(remaining.shape, dtype=np.int64)
-        for _ in range(self.depth):
-            left = index << 1
-            left_sum = nodes[left]
-            go_right = (remaining >= left_sum) & (nodes[left + 1] > 0.0)
-            remaining -= left_sum * go_right
-            index = left + go_right
-        return index
-
-    def stratified_sample(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
-        """``batch_size`` leaves drawn proportionally to their values, one uniform draw in each of
-        ``batch_size`` equal segments of the total (as Schaul et al. and Dopamine do)."""
-        segment = self.total / batch_size
-        return self.find((np.arange(batch_size) + rng.random(batch_size)) * segment)
+    observations: np.ndarray  # (B, C, H, W) uint8, rebuilt stacks
+    actions: np.ndarray  # (B, 1) int64
+    next_observations: np.ndarray  # (B, C, H, W) uint8: the observation k steps later
+    dones: np.ndarray  # (B, 1) float32: 1 only if a true terminal ended the window
+    rewards: np.ndarray  # (B, 1) float32: n-step discounted return sum_{i<k} gamma^i r_{t+i}
+    discounts: np.ndarray  # (B, 1) float32: gamma^k, k <= n_steps the steps actually taken
 
 
 class PrioritizedReplayBufferSamples(NamedTuple):
@@ -187,27 +87,15 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     **Storage.** Observations must be stacks of ``C`` single-channel frames, ``(C, H, W)`` uint8,
     oldest first, each step shifting the stack by one frame (SB3's ``VecFrameStack``, ale-py's
     ``AtariVectorEnv``; ``C = 1`` for unstacked images). Each env ``e`` has its own stream: a ring
-    of ``frame_capacity`` single frames ``(H, W)`` and a ring of ``buffer_size // n_envs``
-    transition records (absolute index of the newest frame of ``obs``, action, reward, terminal,
-    truncated). Frames and transitions are numbered by ever-increasing absolute counters per env;
-    the ring slot is the counter modulo the ring size. ``add`` compares ``obs[e]`` with the stack
-    the env's previous ``next_obs`` left in the ring: when equal (the usual step, and a life loss
-    where the env reports ``done`` but the game goes on) only the newest frame of ``next_obs[e]``
-    is written; otherwise (the first add, a new game after a game over or a time limit) a new
-    chain starts with all ``C`` frames of ``obs[e]`` then the newest frame of ``next_obs[e]``. The
-    newest frame of ``next_obs`` is therefore always the frame written right after the newest
-    frame of ``obs``, so one frame index per transition serves both, and a rebuilt stack equals
-    exactly what the env returned, zero-padded stacks at a reset included. When ``obs[e]`` does
-    not continue the previous ``next_obs[e]`` although that transition was not ``done`` (the env
-    was reset from outside), the previous transition is marked truncated: no window crosses the
-    cut, and the return bootstraps there.
-
-    **Frame slack.** A chain costs ``C`` frames more than its transitions, so the frame ring holds
-    ``transition capacity + C + ceil(3 % of it)`` frames: enough for every transition while
-    chains (games, not lives) average at least ``C / 0.03`` steps (133 for ``C = 4``; an Atari
-    game lasts hundreds to thousands of agent steps). With shorter chains the frame ring runs out
-    first and evicts the oldest transitions a little earlier; nothing else changes. The slack
-    costs 3 % of the frame memory: about 7.3 KB per (4, 84, 84) transition in all.
+    of single frames (:class:`~rl_coordconv.agents.replay.frames.FrameRings`, which also says
+    when a new chain of frames starts) and a ring of ``capacity_per_env`` transition records.
+    Transitions are numbered by an ever-increasing counter per env; the ring slot is the counter
+    modulo the ring size. When ``obs[e]`` does not continue the previous ``next_obs[e]`` although
+    that transition was not ``done`` (the env was reset from outside), the previous transition is
+    marked truncated: no window crosses the cut, and the return bootstraps there. The frame rings
+    hold a little more than one frame per transition
+    (:func:`~rl_coordconv.agents.replay.frames.frame_capacity_for`): about 7.3 KB per
+    (4, 84, 84) transition in all.
 
     **Validity** lives in the sum tree: a transition gets a non-zero priority once its n-step
     window is complete (``n_steps - 1`` later transitions added to its env, or a terminal or
@@ -228,14 +116,14 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     into each new window's TD error, as Ape-X's actors do with their copy of the network: no
     forward pass is spent on priorities.
 
-    **Sampling** is stratified: one uniform draw in each of ``B`` equal segments of the total
-    priority. The importance-sampling weight of transition ``i`` is ``w_i = (N * P(i)) ** -beta``
-    with ``P(i) = p_i / sum(p)`` and ``N = size()``, divided by the largest ``w`` of the batch
-    (as Dopamine's prioritized replay and Rainbow do; this makes ``w_i = (min_batch(p) / p_i) **
-    beta``, so weights only ever scale the loss down).
+    **Sampling** is stratified and its importance weights are normalized by the batch's largest
+    (:mod:`~rl_coordconv.agents.replay.sampler`), with ``N = size()``.
+
+    **Capacity.** As in SB3, the ``buffer_size`` argument counts transitions over all envs while
+    the attribute ``self.buffer_size`` is the capacity of one env (SB3's loops read it so);
+    :attr:`capacity_per_env` and :attr:`capacity` say which is which.
 
     :param buffer_size: transitions over all envs (as SB3); ``buffer_size // n_envs`` per env.
-        As in SB3's ``ReplayBuffer``, the attribute ``self.buffer_size`` is the per-env capacity.
     :param observation_space: ``Box`` of shape ``(C, H, W)``, dtype uint8.
     :param action_space: ``Discrete``.
     :param device: where sampled tensors are created.
@@ -244,7 +132,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     :param handle_timeout_termination: read ``infos[i]["TimeLimit.truncated"]`` so that a time
         limit ends the window without cutting the bootstrap; when False a truncation counts as a
         terminal (as in SB3).
-    :param n_steps: longest window of the n-step return (``n`` of ``gamma^n``).
+    :param n_steps: longest window of the n-step return (``n`` of ``gamma^n``; SB3's
+        ``NStepReplayBuffer`` name).
     :param gamma: discount factor in (0, 1].
     :param alpha: priority exponent in [0, 1] (0: uniform).
     :param beta: importance-sampling exponent in [0, 1] (0: no correction); may be changed
@@ -303,18 +192,17 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
         BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=int(n_envs))
         self.buffer_size = per_env  # per env, as SB3's ReplayBuffer
+        self.capacity_per_env = per_env
         self.capacity = per_env * self.n_envs
         self.optimize_memory_usage = False
         self.handle_timeout_termination = handle_timeout_termination
-        self.n_steps = int(n_steps)
-        self.gamma = float(gamma)
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.priority_eps = float(priority_eps)
         self.initial_priority = initial_priority
+        self.windows = NStepWindows(n_steps, gamma)
 
         self.stack_size, height, width = observation_space.shape
-        self.frame_capacity = per_env + self.stack_size + math.ceil(FRAME_SLACK * per_env)
         needed = self.bytes_needed(per_env, self.n_envs, (self.stack_size, height, width))
         available = available_memory_bytes()
         if available is not None and needed > available:
@@ -326,8 +214,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
                 f"available; lower buffer_size (e.g. --set apex.buffer_size={fits})"
             )
 
-        # np.zeros maps untouched pages lazily: memory grows with the fill, not at construction.
-        self.frames = np.zeros((self.n_envs, self.frame_capacity, height, width), dtype=np.uint8)
+        self.frame_rings = FrameRings(self.n_envs, frame_capacity_for(per_env, self.stack_size), self.stack_size, height, width)
         self.obs_frames = np.zeros((per_env, self.n_envs), dtype=np.int64)  # newest frame of obs
         self.actions = np.zeros((per_env, self.n_envs), dtype=np.int64)
         self.rewards = np.zeros((per_env, self.n_envs), dtype=np.float32)
@@ -339,18 +226,22 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.tree = SumTree(self.capacity)
 
         self._env_ids = np.arange(self.n_envs)
-        self._stack_offsets = np.arange(self.stack_size)
-        self._window_offsets = np.arange(self.n_steps)
-        self._gamma_powers = self.gamma ** np.arange(self.n_steps + 1, dtype=np.float64)
         self._reset_counters()
         self.seed(seed)
+
+    @property
+    def n_steps(self) -> int:
+        return self.windows.n_steps
+
+    @property
+    def gamma(self) -> float:
+        return self.windows.gamma
 
     @staticmethod
     def bytes_needed(capacity_per_env: int, n_envs: int, obs_shape: tuple[int, int, int]) -> int:
         """Bytes a full buffer occupies: frame rings, transition records and the sum tree."""
         stack, height, width = obs_shape
-        frame_capacity = capacity_per_env + stack + math.ceil(FRAME_SLACK * capacity_per_env)
-        frames = n_envs * frame_capacity * height * width
+        frames = FrameRings.bytes_needed(n_envs, frame_capacity_for(capacity_per_env, stack), height, width)
         records = capacity_per_env * n_envs * (8 + 8 + 4 + 1 + 1 + 4 + 4)
         tree = 2 * (1 << max(1, math.ceil(math.log2(capacity_per_env * n_envs)))) * 8
         return frames + records + tree
@@ -362,7 +253,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def _reset_counters(self) -> None:
         n = self.n_envs
         self.added = 0  # transitions added to every env stream
-        self.frames_added = np.zeros(n, dtype=np.int64)
+        self.frame_rings.written[:] = 0
         self.oldest = np.zeros(n, dtype=np.int64)  # oldest transition still stored
         self.complete_end = np.zeros(n, dtype=np.int64)  # transitions before it have complete windows
         self.announced_end = np.zeros(n, dtype=np.int64)  # actor_td_errors returned those before it
@@ -401,7 +292,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         :param done: ``(n_envs,)`` terminal or truncated.
         :param infos: one dict per env; ``"TimeLimit.truncated"`` marks a truncation.
         """
-        n, stack, per_env, frame_capacity = self.n_envs, self.stack_size, self.buffer_size, self.frame_capacity
+        n, per_env = self.n_envs, self.capacity_per_env
         obs = self._check_stacks(obs, "obs")
         next_obs = self._check_stacks(next_obs, "next_obs")
         action = _per_env(action, n, "action")
@@ -418,20 +309,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             truncated = done & np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
         else:
             truncated = np.zeros(n, dtype=bool)
-        if stack > 1:
-            shifted = (next_obs[:, :-1] == obs[:, 1:]).reshape(n, -1).all(axis=1)
-            if not shifted.all():
-                raise ValueError(
-                    f"next_obs[:-1] must equal obs[1:] (stacks of single frames, shifted by one frame "
-                    f"per step), but not for envs {np.flatnonzero(~shifted).tolist()}: "
-                    "PrioritizedReplayBuffer stores each frame once and needs frame-stacked observations"
-                )
 
-        env_ids, frames_added = self._env_ids, self.frames_added
-        previous_stack = (frames_added[:, None] - stack + self._stack_offsets) % frame_capacity
-        continues = (frames_added > 0) & (
-            (self.frames[env_ids[:, None], previous_stack] == obs).reshape(n, -1).all(axis=1)
-        )
+        continues = self.frame_rings.continues(obs)
         # A stream cut without a done (the env was reset from outside): end the previous window.
         complete_end = self.complete_end.copy()
         if self.added > 0:
@@ -440,13 +319,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             if cut.any():
                 self.truncations[previous, cut] = True
                 complete_end[cut] = self.added
-
-        newest_obs_frame = np.where(continues, frames_added - 1, frames_added + stack - 1)
-        fresh = np.flatnonzero(~continues)
-        if fresh.size:
-            self.frames[fresh[:, None], (frames_added[fresh, None] + self._stack_offsets) % frame_capacity] = obs[fresh]
-        self.frames[env_ids, (newest_obs_frame + 1) % frame_capacity] = next_obs[:, -1]
-        self.frames_added = newest_obs_frame + 2
+        newest_obs_frame = self.frame_rings.append(obs, next_obs, continues)
 
         slot = self.added % per_env
         self.obs_frames[slot] = newest_obs_frame
@@ -464,9 +337,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         # Evict what the transition ring and then the frame ring overwrote (FIFO: a prefix).
         old_oldest = self.oldest
         oldest = np.maximum(old_oldest, self.added - per_env)
-        first_needed_frame = self.frames_added - frame_capacity + stack - 1
+        first_whole_stack = self.frame_rings.first_whole_stack()
         while True:
-            stale = (oldest < self.added) & (self.obs_frames[oldest % per_env, env_ids] < first_needed_frame)
+            stale = (oldest < self.added) & (self.obs_frames[oldest % per_env, self._env_ids] < first_whole_stack)
             if not stale.any():
                 break
             oldest += stale
@@ -496,7 +369,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             return np.zeros(0, dtype=np.int64)
         first = np.cumsum(lengths) - lengths
         transitions = np.repeat(starts, lengths) + np.arange(total) - np.repeat(first, lengths)
-        return (transitions % self.buffer_size) * self.n_envs + np.repeat(self._env_ids, lengths)
+        return (transitions % self.capacity_per_env) * self.n_envs + np.repeat(self._env_ids, lengths)
 
     # ---------------------------------------------------------------- sampling
 
@@ -512,57 +385,54 @@ class PrioritizedReplayBuffer(ReplayBuffer):
                 f"cannot sample a batch of {batch_size}: the buffer holds {valid} valid transitions "
                 f"(complete {self.n_steps}-step windows); add more before sampling"
             )
-        return self._get_samples(self.tree.stratified_sample(batch_size, self._rng), env=env)
+        _, leaves = stratified_sample([self.tree], batch_size, self._rng)
+        return self._get_samples(leaves, env=env)
 
     def _get_samples(  # type: ignore[override]
         self, batch_inds: np.ndarray, env: VecNormalize | None = None
     ) -> PrioritizedReplayBufferSamples:
-        """The n-step transitions at global indices ``batch_inds`` (each must be sampleable)."""
+        """The n-step transitions at global indices ``batch_inds`` with their importance weights."""
         indices = np.asarray(batch_inds, dtype=np.int64).reshape(-1)
+        transitions = self.transitions(indices, env)
+        weights = importance_weights(self.tree.get(indices), self.tree.total, self.size(), self.beta)
+        return PrioritizedReplayBufferSamples(
+            *(self.to_torch(array, copy=False) for array in transitions),
+            weights=self.to_torch(weights.reshape(-1, 1), copy=False),
+            indices=indices,
+        )
+
+    def transitions(self, indices: np.ndarray, env: VecNormalize | None = None) -> NStepTransitions:
+        """The n-step transitions at global ``indices`` (``(B,)``; each must be sampleable), as numpy.
+
+        :param env: SB3's ``VecNormalize`` wrapper, if any, to normalize observations and rewards.
+        """
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         priorities = self.tree.get(indices)
         if not (priorities > 0).all():
             raise ValueError(f"indices {indices[priorities <= 0][:10].tolist()} are not sampleable transitions")
         slots, env_ids = np.divmod(indices, self.n_envs)
         lengths, returns, last = self._windows(slots, env_ids, env)
-
-        observations = self._normalize_obs(self._stacks(env_ids, self.obs_frames[slots, env_ids]), env)
-        next_observations = self._normalize_obs(self._stacks(env_ids, self.obs_frames[last, env_ids] + 1), env)
-        weights = (self.size() * priorities / self.tree.total) ** -self.beta
-        return PrioritizedReplayBufferSamples(
-            observations=self.to_torch(observations, copy=False),
-            actions=self.to_torch(self.actions[slots, env_ids].reshape(-1, 1), copy=False),
-            next_observations=self.to_torch(next_observations, copy=False),
-            dones=self.to_torch(self.terminals[last, env_ids].astype(np.float32).reshape(-1, 1), copy=False),
-            rewards=self.to_torch(returns.astype(np.float32).reshape(-1, 1), copy=False),
-            discounts=self.to_torch(self._gamma_powers[lengths].astype(np.float32).reshape(-1, 1), copy=False),
-            weights=self.to_torch((weights / weights.max()).astype(np.float32).reshape(-1, 1), copy=False),
-            indices=indices,
+        stacks = self.frame_rings.stacks
+        return NStepTransitions(
+            observations=self._normalize_obs(stacks(env_ids, self.obs_frames[slots, env_ids]), env),
+            actions=self.actions[slots, env_ids].reshape(-1, 1),
+            next_observations=self._normalize_obs(stacks(env_ids, self.obs_frames[last, env_ids] + 1), env),
+            dones=self.terminals[last, env_ids].astype(np.float32).reshape(-1, 1),
+            rewards=returns.astype(np.float32).reshape(-1, 1),
+            discounts=self.windows.discounts(lengths).astype(np.float32).reshape(-1, 1),
         )
 
     def _windows(
         self, slots: np.ndarray, env_ids: np.ndarray, env: VecNormalize | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For the transitions at ``(slots, env_ids)``: the length ``k`` of each n-step window (it
-        ends at the first terminal or truncation), its return ``sum_{i<k} gamma^i r_{t+i}`` and the
-        slot of its last transition; ``(B,)`` each."""
-        columns = env_ids[:, None]
-        steps = (slots[:, None] + self._window_offsets) % self.buffer_size  # (B, n_steps)
-        ends = self.terminals[steps, columns] | self.truncations[steps, columns]
-        lengths = np.where(ends.any(axis=1), ends.argmax(axis=1) + 1, self.n_steps)
-        in_window = self._window_offsets < lengths[:, None]
-        rewards = self._normalize_reward(self.rewards[steps, columns], env)
-        returns = np.where(in_window, rewards * self._gamma_powers[: self.n_steps], 0.0).sum(axis=1)
-        return lengths, returns, steps[np.arange(slots.size), lengths - 1]
+        """(lengths, returns, last slots) of the windows at ``(slots, env_ids)``: :class:`NStepWindows`."""
+        normalize = None if env is None else (lambda rewards: self._normalize_reward(rewards, env))
+        return self.windows(slots, env_ids, self.rewards, self.terminals, self.truncations, normalize)
 
     def priorities(self) -> np.ndarray:
         """The priorities ``p = (|td| + priority_eps) ** alpha`` of every sampleable transition."""
         leaves = self.tree.leaf_values()
         return leaves[leaves > 0]
-
-    def _stacks(self, env_ids: np.ndarray, newest_frames: np.ndarray) -> np.ndarray:
-        """``(B, C, H, W)`` stacks whose newest frames are ``newest_frames`` (absolute, per env)."""
-        frames = newest_frames[:, None] - (self.stack_size - 1) + self._stack_offsets
-        return self.frames[env_ids[:, None], frames % self.frame_capacity]
 
     # -------------------------------------------------------------- priorities
 
@@ -619,7 +489,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             )
         if self.added == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        newest = (self.added - 1) % self.buffer_size
+        newest = (self.added - 1) % self.capacity_per_env
         newest_ended = self.terminals[newest] | self.truncations[newest]
         # Windows that end at the newest transition without a terminal need s_{t+k}, acted on next.
         ready_end = np.where(newest_ended, self.complete_end, np.minimum(self.complete_end, self.added - self.n_steps))
@@ -628,15 +498,22 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         slots, env_ids = np.divmod(indices, self.n_envs)
         lengths, returns, last = self._windows(slots, env_ids)
         terminal = self.terminals[last, env_ids]
-        bootstrap = np.where(terminal, 0.0, self.acting_q_max[(last + 1) % self.buffer_size, env_ids])
-        td_errors = returns + self._gamma_powers[lengths] * bootstrap - self.acting_q_taken[slots, env_ids]
+        bootstrap = np.where(terminal, 0.0, self.acting_q_max[(last + 1) % self.capacity_per_env, env_ids])
+        td_errors = returns + self.windows.discounts(lengths) * bootstrap - self.acting_q_taken[slots, env_ids]
         bootstrapped = ~self.truncations[last, env_ids]
         return indices[bootstrapped], td_errors[bootstrapped]
 
     # ------------------------------------------------------------ save / load
 
-    _STATE_ARRAYS = ("frames", "obs_frames", "actions", "rewards", "terminals", "truncations", "acting_q_taken",
-                     "acting_q_max", "frames_added", "oldest", "complete_end", "announced_end")
+    # The saved names of the state arrays (format 2), and where they live.
+    _RECORD_ARRAYS = ("obs_frames", "actions", "rewards", "terminals", "truncations", "acting_q_taken", "acting_q_max",
+                      "oldest", "complete_end", "announced_end")
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Every array :meth:`save` writes, by its saved name (the live arrays, not copies)."""
+        arrays = {name: getattr(self, name) for name in self._RECORD_ARRAYS}
+        arrays["frames"], arrays["frames_added"] = self.frame_rings.frames, self.frame_rings.written
+        return arrays
 
     def _settings(self) -> dict[str, Any]:
         return {
@@ -644,8 +521,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             "obs_shape": list(self.obs_shape),
             "n_actions": int(self.action_space.n),
             "n_envs": self.n_envs,
-            "capacity_per_env": self.buffer_size,
-            "frame_capacity": self.frame_capacity,
+            "capacity_per_env": self.capacity_per_env,
+            "frame_capacity": self.frame_rings.capacity,
             "n_steps": self.n_steps,
             "gamma": self.gamma,
             "alpha": self.alpha,
@@ -657,7 +534,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def save(self, path: str | os.PathLike) -> None:
         """Write everything needed to continue (frames, records, tree, counters, max priority,
         beta, random state) to one uncompressed ``.npz`` file at exactly ``path``."""
-        arrays = {name: getattr(self, name) for name in self._STATE_ARRAYS}
+        arrays = self.state_arrays()
         with open(path, "wb") as file:
             np.savez(
                 file,
@@ -677,14 +554,14 @@ class PrioritizedReplayBuffer(ReplayBuffer):
                 raise ValueError(
                     f"{os.fspath(path)!r} was saved by a buffer with other settings; (saved, this buffer): {differ}"
                 )
-            for name in self._STATE_ARRAYS:
-                np.copyto(getattr(self, name), data[name])
+            for name, array in self.state_arrays().items():
+                np.copyto(array, data[name])
             np.copyto(self.tree.nodes, data["tree"])
             added, self.max_priority, self.beta = data["scalars"].tolist()
             self.added = int(added)
             self._rng.bit_generator.state = json.loads(str(data["rng_state"]))
-        self.pos = self.added % self.buffer_size
-        self.full = self.added >= self.buffer_size
+        self.pos = self.added % self.capacity_per_env
+        self.full = self.added >= self.capacity_per_env
 
 
 def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
