@@ -32,6 +32,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.dqn.policies import CnnPolicy, DQNPolicy, QNetwork
 
 from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, POSITIVE, PROBABILITY, Range, check_env_copies, check_ranges
+from rl_coordconv.agents.rate_limiter import SampleToInsertRatio
 from rl_coordconv.agents.replay import INITIAL_PRIORITIES, PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
 from rl_coordconv.extractors import policy_kwargs_for
 
@@ -49,7 +50,7 @@ class ApeXConfig:
     replay_ratio: float = 1.0  # learner samples per env transition: one batch of 512 per 512 new
     target_update_interval: int = 2500  # learner steps between target network copies
     gamma: float = 0.99
-    n_steps: int = 3
+    return_horizon: int = 3  # n of the n-step return (the replay's n_steps)
     alpha: float = 0.6  # priority exponent
     beta: float = 0.4  # importance-sampling exponent
     priority_eps: float = 1e-6
@@ -64,10 +65,13 @@ class ApeXConfig:
     RANGES: ClassVar[dict[str, Range]] = {
         "n_envs": AT_LEAST_ONE, "buffer_size": AT_LEAST_ONE, "learning_starts": AT_LEAST_ONE,
         "batch_size": AT_LEAST_ONE, "replay_ratio": POSITIVE, "target_update_interval": AT_LEAST_ONE,
-        "gamma": DISCOUNT, "n_steps": AT_LEAST_ONE, "alpha": PROBABILITY, "beta": PROBABILITY,
+        "gamma": DISCOUNT, "return_horizon": AT_LEAST_ONE, "alpha": PROBABILITY, "beta": PROBABILITY,
         "priority_eps": POSITIVE, "learning_rate": POSITIVE, "rmsprop_alpha": Range(0, 1, high_open=True),
         "rmsprop_eps": POSITIVE, "max_grad_norm": POSITIVE, "eval_epsilon": PROBABILITY,
     }
+
+    # Old keys still accepted by --set and read from old config.json files, with their new names.
+    RENAMED: ClassVar[dict[str, str]] = {"n_steps": "return_horizon"}
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and what is accepted."""
@@ -230,13 +234,17 @@ def sync_target(policy: DQNPolicy) -> None:
 # ------------------------------------------------------------------------------- the SB3 algorithm
 
 
-def replay_schedule(n_envs: int, batch_size: int, replay_ratio: float) -> tuple[int, int]:
-    """SB3's ``(train_freq, gradient_steps)`` that give ``replay_ratio`` learner samples per env
-    transition: e.g. 32 envs, batch 512, ratio 1 -> one batch every 16 steps (512 transitions)."""
-    per_step = n_envs * replay_ratio / batch_size  # batches per vectorized env step
-    if per_step >= 1:
-        return 1, round(per_step)
-    return max(round(1 / per_step), 1), 1
+class ReplayInShards:
+    """The ``replay_buffer`` of an :class:`ApeX` built with ``local_replay=False``: its transitions
+    live in the Ray replay shards, so there is nothing here to add to, sample or save."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy and pickle probe for optional hooks
+            raise AttributeError(name)
+        raise RuntimeError(
+            f"this ApeX learner has no replay of its own (local_replay=False; its transitions live in the Ray "
+            f"replay shards): replay_buffer.{name} is not available"
+        )
 
 
 class ApeX(DQN):
@@ -244,9 +252,14 @@ class ApeX(DQN):
     on prioritized replay. A sibling of SB3's ``DQN``: same learn loop, callbacks, logger,
     ``save``/``load`` and ``predict`` (at ``eval_epsilon`` unless ``deterministic``).
 
+    With ``local_replay=False`` the agent is a learner whose transitions live elsewhere (the Ray
+    replay shards): it allocates no replay of its own.
+
     The target network is copied every ``target_update_interval`` LEARNER steps (SB3's DQN counts
-    env steps); learning (re)starts once the replay holds ``learning_starts`` valid transitions,
-    so a run resumed without its replay refills it before training.
+    env steps). After every vectorized env step the learner takes the batches that
+    ``replay_ratio`` allows (:class:`~rl_coordconv.agents.rate_limiter.SampleToInsertRatio`, the
+    Ray learner loop's limiter too), counted from when the replay holds ``learning_starts`` valid
+    transitions: a run resumed without its replay refills it before training.
     """
 
     policy_aliases = {"CnnPolicy": DuelingCnnPolicy}  # type: ignore[assignment]
@@ -264,6 +277,7 @@ class ApeX(DQN):
         target_update_interval: int = ApeXConfig.target_update_interval,
         max_grad_norm: float = ApeXConfig.max_grad_norm,
         eval_epsilon: float = ApeXConfig.eval_epsilon,
+        local_replay: bool = True,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         policy_kwargs: dict[str, Any] | None = None,
         seed: int | None = None,
@@ -271,8 +285,6 @@ class ApeX(DQN):
         verbose: int = 0,
         _init_setup_model: bool = True,
     ) -> None:
-        n_envs = env.num_envs if env is not None else 1
-        train_freq, gradient_steps = replay_schedule(n_envs, batch_size, replay_ratio)
         super().__init__(
             policy,
             env,
@@ -281,8 +293,8 @@ class ApeX(DQN):
             learning_starts=learning_starts,
             batch_size=batch_size,
             gamma=gamma,
-            train_freq=train_freq,
-            gradient_steps=gradient_steps,
+            train_freq=1,  # train() asks the replay ratio after every step
+            gradient_steps=1,
             replay_buffer_class=PrioritizedReplayBuffer,
             replay_buffer_kwargs={"gamma": gamma, "seed": seed, **(replay_buffer_kwargs or {})},
             target_update_interval=target_update_interval,
@@ -295,15 +307,20 @@ class ApeX(DQN):
         )
         self.replay_ratio = replay_ratio
         self.eval_epsilon = eval_epsilon
+        self.local_replay = local_replay
         self.learner_steps = 0
         if _init_setup_model:
             self._setup_model()
 
     def _setup_model(self) -> None:
+        if not self.local_replay:
+            self.replay_buffer = ReplayInShards()  # SB3 builds a replay only where there is none
         super()._setup_model()
         if getattr(self, "acting", None) is None:  # a loaded model keeps its actors' random state
             self.acting = EpsilonGreedy(epsilon_ladder(self.n_envs), int(self.action_space.n), self.seed)
         self._learner_clock = (time.perf_counter(), self.learner_steps)
+        # Counts again from the first step the replay is ready: also after a load or resume.
+        self.replay_limiter = SampleToInsertRatio(self.replay_ratio, self.batch_size, self.learning_starts)
 
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
         # Ape-X's actors follow their epsilon-greedy policy from the first step.
@@ -333,15 +350,20 @@ class ApeX(DQN):
         return epsilon_band(env_index, self.n_envs)
 
     def train(self, gradient_steps: int, batch_size: int = 512) -> None:
+        """Take the learner batches the replay ratio allows now (SB3's ``gradient_steps`` is unused)."""
         replay: PrioritizedReplayBuffer = self.replay_buffer  # type: ignore[assignment]
-        self.policy.set_training_mode(True)
         if replay.initial_priority == "actor":
             replay.update_priorities(*replay.actor_td_errors())
-        if replay.size() < self.learning_starts:
+        limiter = self.replay_limiter
+        if not limiter.start(self.num_timesteps, replay.size(), self.learner_steps):
             return  # a resumed run whose replay was not saved refills it first
+        batches = limiter.batches_due(self.num_timesteps, self.learner_steps)
+        if batches == 0:
+            return
+        self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         stats = []
-        for _ in range(gradient_steps):
+        for _ in range(batches):
             batch = replay.sample(batch_size)
             step = learner_step(self.policy, batch, self.max_grad_norm)
             replay.update_priorities(batch.indices, step.td_errors)
@@ -349,7 +371,7 @@ class ApeX(DQN):
             if self.learner_steps % self.target_update_interval == 0:
                 sync_target(self.policy)
             stats.append(step)
-        self._n_updates += gradient_steps
+        self._n_updates += batches
         self._record_learner(stats, batch.weights)
 
     def _record_learner(self, stats: list[LearnerStats], weights: torch.Tensor) -> None:
@@ -375,7 +397,7 @@ class ApeX(DQN):
         super().dump_logs()
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_learner_clock"]
+        return [*super()._excluded_save_params(), "_learner_clock", "replay_limiter"]
 
     def save_replay_buffer(self, path) -> None:
         self.replay_buffer.save(path)  # type: ignore[union-attr]
@@ -409,12 +431,19 @@ def apex_kwargs(arch: str, config: ApeXConfig) -> dict[str, Any]:
         target_update_interval=config.target_update_interval,
         max_grad_norm=config.max_grad_norm,
         eval_epsilon=config.eval_epsilon,
-        replay_buffer_kwargs={
-            "n_steps": config.n_steps,
-            "alpha": config.alpha,
-            "beta": config.beta,
-            "priority_eps": config.priority_eps,
-            "initial_priority": config.initial_priority,
-        },
+        replay_buffer_kwargs=replay_kwargs(config),
         policy_kwargs=policy_kwargs,
     )
+
+
+def replay_kwargs(config: ApeXConfig) -> dict[str, Any]:
+    """The :class:`PrioritizedReplayBuffer` keywords of ``config``: the local agent's replay and
+    every Ray replay shard are built with these."""
+    return {
+        "n_steps": config.return_horizon,
+        "gamma": config.gamma,
+        "alpha": config.alpha,
+        "beta": config.beta,
+        "priority_eps": config.priority_eps,
+        "initial_priority": config.initial_priority,
+    }

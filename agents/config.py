@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from typing import Any, get_type_hints
 
 _SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
@@ -26,7 +27,8 @@ def apply_overrides(config: Any, overrides: list[str]) -> None:
     """Apply ``key=value`` strings to a (nested) dataclass in place: ``a2c.n_envs=8``.
 
     Values are converted to the field's declared type; unknown keys raise ``ValueError`` listing
-    the accepted ones.
+    the accepted ones. A key a config renamed (its ``RENAMED``, old name -> new) still works,
+    with a ``FutureWarning`` naming the new key.
     """
     for item in overrides:
         if "=" not in item:
@@ -39,9 +41,21 @@ def apply_overrides(config: Any, overrides: list[str]) -> None:
             if not dataclasses.is_dataclass(target):
                 raise ValueError(f"unknown setting {key!r}; settings are: {', '.join(setting_names(config))}")
         hints = get_type_hints(type(target))
+        renamed = getattr(target, "RENAMED", {}).get(name)
+        if renamed is not None:
+            new_key = ".".join([*parents, renamed])
+            warnings.warn(f"the setting {key.strip()!r} is now {new_key!r}; the old name will go in a later version",
+                          FutureWarning, stacklevel=2)
+            name = renamed
         if name not in {field.name for field in dataclasses.fields(target)} or dataclasses.is_dataclass(getattr(target, name)):
             raise ValueError(f"unknown setting {key!r}; settings are: {', '.join(setting_names(config))}")
         setattr(target, name, _convert(value.strip(), hints[name], key))
+
+
+def with_current_names(config_class: type, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (a saved config's fields) with the keys ``config_class`` renamed under their new names."""
+    renamed = getattr(config_class, "RENAMED", {})
+    return {renamed.get(key, key): value for key, value in values.items()}
 
 
 def setting_names(config: Any, prefix: str = "") -> list[str]:

@@ -37,7 +37,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from rl_coordconv.agents.allocator import keep_freed_memory
 from rl_coordconv.agents.checkpoints import load_checkpoint
-from rl_coordconv.agents.config import AT_LEAST_ONE, NON_NEGATIVE, Range
+from rl_coordconv.agents.config import AT_LEAST_ONE, NON_NEGATIVE, Range, with_current_names
 from rl_coordconv.agents.distributed import DistributedConfig, DistributedTrainingStopped
 from rl_coordconv.agents.evaluation import evaluate_model
 from rl_coordconv.agents.registry import AGENTS
@@ -264,7 +264,7 @@ def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     for field_ in dataclasses.fields(ExperimentConfig):
         nested = field_.default_factory if field_.default_factory is not dataclasses.MISSING else None
         if nested is not None and field_.name in values:
-            values[field_.name] = nested(**values[field_.name])
+            values[field_.name] = nested(**with_current_names(nested, values[field_.name]))
     return ExperimentConfig(**values)
 
 

@@ -25,7 +25,7 @@ import torch
 from stable_baselines3.common.logger import Logger
 
 from rl_coordconv.agents.allocator import keep_freed_memory
-from rl_coordconv.agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex
+from rl_coordconv.agents.apex import ApeX, ApeXConfig, apex_kwargs, make_apex, replay_kwargs
 from rl_coordconv.agents.distributed import DistributedConfig
 from rl_coordconv.agents.distributed.blocks import StepBlockBuilder
 from rl_coordconv.agents.distributed.learner import RayLearnerLoop
@@ -91,8 +91,7 @@ def shard_capacity(args: argparse.Namespace) -> dict[str, float]:
             observations, rewards, dones, infos = env.step(actions)
             builder.add(actions, q, q, observations, rewards, dones, infos)
         blocks.append(builder.build(observations))
-    replay_kwargs = {"n_steps": config.n_steps, "gamma": config.gamma, "initial_priority": "actor"}
-    shard = ReplayShard([0], config.n_envs, 200_000, env.observation_space, env.action_space, replay_kwargs, seed=0)
+    shard = ReplayShard([0], config.n_envs, 200_000, env.observation_space, env.action_space, replay_kwargs(config), seed=0)
     env.close()
     start = time.perf_counter()
     for block in blocks:

@@ -1,13 +1,15 @@
 import numpy as np
 import pytest
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from rl_coordconv.agents import apex
 from rl_coordconv.agents.apex import (
     ApeX, ApeXConfig, EpsilonGreedy, double_q_targets, dueling_q_values, epsilon_band, epsilon_ladder,
-    learner_step, make_apex, replay_schedule,
+    learner_step, make_apex,
 )
+from rl_coordconv.agents.rate_limiter import SampleToInsertRatio
 from rl_coordconv.envs import GOAL_PIXEL_ID
 from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config
 
@@ -85,19 +87,23 @@ def test_double_q_target_by_hand():
     torch.testing.assert_close(targets, torch.tensor([[1.0 + 0.9801 * 20.0], [2.0]]))
 
 
-@pytest.mark.parametrize("n_envs, batch_size, ratio, expected", [
-    (32, 512, 1.0, (16, 1)),  # Ape-X default: one batch of 512 per 512 new transitions
-    (32, 512, 4.0, (4, 1)),
-    (64, 32, 1.0, (1, 2)),
-    (4, 32, 1.0, (8, 1)),
-    (60, 32, 1.0, (1, 2)),  # 1.875 batches per step: rounded, not truncated
-    (20, 32, 1.0, (2, 1)),  # a batch every 1.6 steps: rounded, not truncated
-])
-def test_replay_schedule_gives_the_replay_ratio(n_envs, batch_size, ratio, expected):
-    train_freq, gradient_steps = replay_schedule(n_envs, batch_size, ratio)
-    assert (train_freq, gradient_steps) == expected
-    # Exact where the ratio divides evenly, the nearest schedule otherwise.
-    assert gradient_steps * batch_size / (train_freq * n_envs) == pytest.approx(ratio, rel=0.3)
+def test_the_replay_ratio_counts_batches_from_when_the_replay_is_ready():
+    limiter = SampleToInsertRatio(samples_per_insert=8.0, batch_size=512, min_size_to_sample=1000)
+    assert not limiter.start(inserted=960, replay_size=900, learner_batches=0)
+    with pytest.raises(RuntimeError, match="not counting yet"):
+        limiter.batches_allowed(960)
+    assert limiter.start(inserted=992, replay_size=1000, learner_batches=7)  # e.g. resumed at 7 batches
+    assert limiter.start(inserted=2000, replay_size=100, learner_batches=9)  # counts on, from where it began
+    # 32 envs: 8 * 32 / 512 = half a batch per step.
+    assert [limiter.batches_due(992 + 32 * k, 7) for k in range(5)] == [0, 0, 1, 1, 2]
+    assert limiter.batches_due(992 + 32 * 4, 9) == 0
+    assert limiter.batches_allowed(992 + 640) == 7 + 10
+    # 20 envs, batches of 32, ratio 1: 5 batches per 8 steps, which no whole train_freq gives.
+    odd = SampleToInsertRatio(1.0, 32, 0)
+    odd.start(0, 0, 0)
+    assert [odd.batches_due(20 * k, 0) for k in range(1, 9)] == [0, 1, 1, 2, 3, 3, 4, 5]
+    with pytest.raises(ValueError, match="samples_per_insert > 0"):
+        SampleToInsertRatio(0.0, 32, 0)
 
 
 def goal_pixel_apex(arch="conv", seed=0, **changes) -> ApeX:
@@ -119,21 +125,35 @@ def test_ape_x_defaults_reach_the_model():
     np.testing.assert_allclose(model.acting.epsilons, epsilon_ladder(4))
 
 
-def test_the_learner_waits_for_learning_starts_valid_transitions():
-    model = goal_pixel_apex()  # learning_starts 400, batches of 32
-    model.learn(200)
+class ReplaySizes(BaseCallback):
+    """(agent steps, valid transitions) after each vectorized step's add, before the learner's turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, int]] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.seen.append((self.model.num_timesteps, self.model.replay_buffer.size()))
+
+
+def test_the_learner_waits_for_learning_starts_valid_transitions_then_keeps_the_replay_ratio():
+    model = goal_pixel_apex(n_envs=3, replay_ratio=1.0)  # learning_starts 400, batches of 32: 3/32 batch a step
+    model.learn(201)
     assert model.replay_buffer.size() < 400
     model.train(gradient_steps=1, batch_size=32)  # as a resumed run whose replay was not saved
     assert model.learner_steps == 0
-    model.learn(400, reset_num_timesteps=False)
-    assert model.replay_buffer.size() >= 400
-    before = model.learner_steps
-    model.train(gradient_steps=1, batch_size=32)
-    assert model.learner_steps == before + 1
+    sizes = ReplaySizes()
+    model.learn(999, reset_num_timesteps=False, callback=sizes)
+    ready = next(steps for steps, size in sizes.seen if size >= 400)
+    assert 400 < ready < 600 and model.num_timesteps == 1200
+    assert model.learner_steps == (1200 - ready) // 32  # one batch of 32 per 32 transitions from there
 
 
 def test_replay_settings_reach_the_replay():
-    model = goal_pixel_apex(n_steps=5, gamma=0.9, alpha=0.7, beta=0.5, priority_eps=1e-3, initial_priority="max")
+    model = goal_pixel_apex(return_horizon=5, gamma=0.9, alpha=0.7, beta=0.5, priority_eps=1e-3, initial_priority="max")
     replay = model.replay_buffer
     assert (replay.n_steps, replay.gamma, replay.alpha, replay.beta, replay.priority_eps) == (5, 0.9, 0.7, 0.5, 1e-3)
     assert replay.initial_priority == "max"
@@ -224,7 +244,8 @@ def test_the_learner_gives_its_batch_the_priorities_of_its_td_errors(monkeypatch
         return stats
 
     monkeypatch.setattr(apex, "learner_step", spy)
-    model.train(gradient_steps=1, batch_size=32)
+    model.learn(16, reset_num_timesteps=False)  # 4 steps of 4 envs at ratio 2: one batch of 32
+    assert len(seen) == 1
     indices, errors = seen[0]
     np.testing.assert_allclose(model.replay_buffer.tree.get(indices), (np.abs(errors) + 1e-6) ** 0.6, rtol=1e-6)
 
@@ -268,7 +289,7 @@ def test_evaluation_acts_at_the_evaluation_epsilon():
     ({"learning_starts": 3000}, "apex.learning_starts must lie between"),
     ({"initial_priority": "min"}, "apex.initial_priority must be one of \\('actor', 'max'\\), got 'min'"),
     ({"replay_ratio": 0.0}, "apex.replay_ratio must be in \\(0, inf\\), got 0.0"),
-    ({"n_steps": 0}, "apex.n_steps must be in \\[1, inf\\), got 0"),
+    ({"return_horizon": 0}, "apex.return_horizon must be in \\[1, inf\\), got 0"),
 ])
 def test_bad_settings_get_clear_errors(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -286,3 +307,16 @@ def test_ape_x_learns_goal_pixel(arch):
     assert before < 0.65
     assert after >= 0.9, f"{arch}: success {before:.2f} -> {after:.2f}"
 
+
+
+def test_a_learner_without_a_local_replay_allocates_none_and_says_where_its_transitions_are(tmp_path):
+    env = make_vec_env(GOAL_PIXEL_ID, n_envs=4, seed=0, env_kwargs=GOAL_PIXEL)
+    model = ApeX("CnnPolicy", env, seed=0, device="cpu", local_replay=False, **apex.apex_kwargs("conv", tiny_apex_config()))
+    with pytest.raises(RuntimeError, match=r"no replay of its own \(local_replay=False.*replay_buffer\.add is not available"):
+        model.replay_buffer.add
+    model.save(tmp_path / "learner.zip")
+    loaded = ApeX.load(tmp_path / "learner.zip", device="cpu")
+    assert not loaded.local_replay
+    with pytest.raises(RuntimeError, match="no replay of its own"):
+        loaded.replay_buffer.size()
+    assert isinstance(goal_pixel_apex().replay_buffer, apex.PrioritizedReplayBuffer)

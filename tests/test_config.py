@@ -6,10 +6,10 @@ import pytest
 
 from rl_coordconv.agents.a2c import A2CConfig
 from rl_coordconv.agents.apex import ApeXConfig
-from rl_coordconv.agents.config import Range, check_ranges
+from rl_coordconv.agents.config import Range, apply_overrides, check_ranges
 from rl_coordconv.agents.distributed import DistributedConfig
 from rl_coordconv.agents.dqn import DQNConfig
-from rl_coordconv.agents.experiment import ExperimentConfig
+from rl_coordconv.agents.experiment import ExperimentConfig, config_from_dict
 
 AGENT_CONFIGS = [(A2CConfig, "a2c"), (DQNConfig, "dqn"), (ApeXConfig, "apex"), (DistributedConfig, "distributed")]
 
@@ -62,3 +62,23 @@ def test_the_experiment_checks_its_agents_settings():
     config = ExperimentConfig(agent="a2c", device="cpu", eval_episodes=-1)
     with pytest.raises(ValueError, match=r"eval_episodes must be in \[0, inf\), got -1"):
         config.validate()
+
+
+def test_a_renamed_setting_still_works_from_the_command_line_with_a_warning_naming_the_new_key():
+    config = ExperimentConfig(agent="apex")
+    with pytest.warns(FutureWarning, match=r"'apex\.n_steps' is now 'apex\.return_horizon'"):
+        apply_overrides(config, ["apex.n_steps=5"])
+    assert config.apex.return_horizon == 5
+    assert not hasattr(config.apex, "n_steps")
+    assert config.a2c.n_steps == 5 and A2CConfig().n_steps == 5  # the default, untouched
+    apply_overrides(config, ["a2c.n_steps=7"])  # A2C's rollout length keeps its SB3 name, no warning
+    assert (config.a2c.n_steps, config.apex.return_horizon) == (7, 5)
+
+
+def test_a_config_json_written_before_a_rename_reads_back_under_the_new_name():
+    saved = dataclasses.asdict(ExperimentConfig(agent="apex"))
+    saved["apex"]["n_steps"] = saved["apex"].pop("return_horizon") + 2  # as version 0.2.0 wrote it: 5
+    config = config_from_dict(saved)
+    assert config.apex.return_horizon == 5
+    expected = {key: value for key, value in saved["apex"].items() if key != "n_steps"}
+    assert dataclasses.asdict(config.apex) == {**expected, "return_horizon": 5}

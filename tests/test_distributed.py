@@ -213,7 +213,7 @@ def local_ray():
 def goal_pixel_trainer(arch="conv", actors=2, **distributed):
     config = tiny_apex_config()
     env = make_vec_env(GoalPixelEnv, n_envs=1, seed=0, env_kwargs=GOAL_PIXEL)
-    model = ApeX("CnnPolicy", env, seed=0, device="cpu", **{**apex_kwargs(arch, config), "buffer_size": 64})
+    model = ApeX("CnnPolicy", env, seed=0, device="cpu", local_replay=False, **apex_kwargs(arch, config))
     model.set_logger(Logger(None, []))
     settings = {"enabled": True, "actors": actors, "block_steps": 16, "weights_interval": 20, **distributed}
     factories = [functools.partial(make_vec_env, GoalPixelEnv, n_envs=config.n_envs, seed=100 * actor, env_kwargs=GOAL_PIXEL)

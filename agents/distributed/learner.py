@@ -32,10 +32,13 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
-from rl_coordconv.agents.apex import ApeX, ApeXConfig, epsilon_band, epsilon_ladder, learner_step, sync_target
+from rl_coordconv.agents.apex import (
+    ApeX, ApeXConfig, epsilon_band, epsilon_ladder, learner_step, replay_kwargs, sync_target,
+)
 from rl_coordconv.agents.distributed import DistributedConfig, ReplayShardDied, RolloutActorsDied, require_ray
 from rl_coordconv.agents.distributed.rollout import RolloutStats, RolloutWorker
 from rl_coordconv.agents.distributed.shard import ReplayShard, ShardBatch
+from rl_coordconv.agents.rate_limiter import SampleToInsertRatio
 from rl_coordconv.agents.replay import PrioritizedReplayBufferSamples
 
 FRAMES_PER_STEP = 4  # Atari's frame skip: an agent step is 4 emulator frames
@@ -101,17 +104,13 @@ class RayLearnerLoop:
         self.n_actors = n_actors
         ladder = epsilon_ladder(n_actors * n_envs)
         self.shard_of_actor = [actor % distributed.replay_shards for actor in range(n_actors)]
-        replay_kwargs = {
-            "n_steps": config.n_steps, "gamma": config.gamma, "alpha": config.alpha, "beta": config.beta,
-            "priority_eps": config.priority_eps, "initial_priority": config.initial_priority,
-        }
         shard_class = self.ray.remote(num_cpus=0, max_restarts=0)(ReplayShard)
         self.shards = []
         for shard in range(distributed.replay_shards):
             actors = [actor for actor in range(n_actors) if self.shard_of_actor[actor] == shard]
             capacity = config.buffer_size * len(actors) // n_actors
             self.shards.append(shard_class.remote(
-                actors, n_envs, capacity, model.observation_space, model.action_space, replay_kwargs, seed + shard
+                actors, n_envs, capacity, model.observation_space, model.action_space, replay_kwargs(config), seed + shard
             ))
         worker_class = self.ray.remote(
             num_cpus=1, max_restarts=distributed.max_actor_restarts, max_task_retries=0
@@ -129,9 +128,7 @@ class RayLearnerLoop:
         self._sent_version: dict[int, int | None] = {actor: None for actor in range(n_actors)}
         self._pending: dict[Any, _Flight] = {}
         self._samples_requested = model.learner_steps  # samples so far, for the replay ratio
-        # (transitions, learner steps) when this process could first learn: the replay ratio
-        # counts from there, as SB3 counts from learning_starts, also after a resume.
-        self._ratio_origin: tuple[int, int] | None = None
+        self.limiter = SampleToInsertRatio(config.replay_ratio, config.batch_size, config.learning_starts)
         self._shard_turn = 0
         self._shard_sizes = [0] * len(self.shards)
         self._waiting: set[int] = set()  # actors held back until the learner catches up
@@ -175,24 +172,19 @@ class RayLearnerLoop:
         return self.model.num_timesteps + self._rollouts_in_flight() * self.distributed.block_steps * self.config.n_envs
 
     def _learning_allowed(self, transitions: int) -> float | None:
-        """Learner steps the replay ratio allows after ``transitions``, counted from the moment
-        the replay first held ``learning_starts``; ``None`` before that."""
-        if self._ratio_origin is None:
-            if sum(self._shard_sizes) < self.config.learning_starts:
-                return None  # also after a resume without the replay: refill it first
-            self._ratio_origin = (self.model.num_timesteps, self.model.learner_steps)
-        origin_transitions, origin_steps = self._ratio_origin
-        return origin_steps + self.config.replay_ratio * (transitions - origin_transitions) / self.config.batch_size
+        """Learner steps the replay ratio allows after ``transitions``; ``None`` until the replay
+        first holds ``learning_starts`` (also after a resume without the replay: refill it first)."""
+        if not self.limiter.start(self.model.num_timesteps, sum(self._shard_sizes), self.model.learner_steps):
+            return None
+        return self.limiter.batches_allowed(transitions)
 
     def _learner_behind(self) -> bool:
         """Whether the learner owes more than one block per actor of ``replay_ratio``."""
-        config = self.config
         allowed = self._learning_allowed(self._submitted_transitions())
         if not self.distributed.hold_replay_ratio or allowed is None:
             return False
-        owed = allowed - self.model.learner_steps
-        slack = config.replay_ratio * self.n_actors * self.distributed.block_steps * config.n_envs / config.batch_size
-        return owed > slack
+        slack = self.limiter.batches_for(self.n_actors * self.distributed.block_steps * self.config.n_envs)
+        return allowed - self.model.learner_steps > slack
 
     def _submit_rollout(self, actor: int, until: int) -> None:
         if self._submitted_transitions() >= until:

@@ -27,8 +27,6 @@ from rl_coordconv.envs import get_game, make_atari_vec_env
 from rl_coordconv import rundir
 from rl_coordconv.rundir import REPLAY_PREFIX
 
-LEARNER_REPLAY_PLACEHOLDER = 64  # transitions: the learner's own replay stays empty (see RayTrainer.new_model)
-
 if TYPE_CHECKING:
     from rl_coordconv.agents.experiment import ExperimentConfig
 
@@ -72,11 +70,10 @@ class RayTrainer:
 
     @staticmethod
     def new_model(config: "ExperimentConfig", env: VecEnv) -> ApeX:
-        """The learner's :class:`ApeX` (network, optimizer, counters, logger, ``save``). Its own
-        replay is never filled (the shards hold the transitions): it is built at the smallest size
-        the replay accepts rather than ``apex.buffer_size``."""
-        kwargs = {**apex_kwargs(config.arch, config.apex), "buffer_size": LEARNER_REPLAY_PLACEHOLDER}
-        return ApeX("CnnPolicy", env, seed=config.seed, device=config.device, **kwargs)
+        """The learner's :class:`ApeX` (network, optimizer, counters, logger, ``save``), built as the
+        single-process agent is, without a replay of its own: the shards hold the transitions."""
+        return ApeX("CnnPolicy", env, seed=config.seed, device=config.device, local_replay=False,
+                    **apex_kwargs(config.arch, config.apex))
 
     def restore(self) -> None:
         prefix = self._replay_prefix()
