@@ -371,12 +371,12 @@ def check_cluster_fits(ray: Any, cpus: int, gpus: float) -> None:
 
 
 def execute(runs: list[SweepJob], max_parallel: int, launcher: LocalLauncher | RayLauncher,
-            poll_seconds: float = 0.5) -> list[SweepJob]:
+            poll_seconds: float = 0.5, progress_bar: bool = True) -> list[SweepJob]:
     """Run everything not done with ``launcher``, at most ``max_parallel`` at a time; return the failed runs."""
     waiting = [run for run in runs if run.state != RunState.FINISHED]
     running: list[SweepJob] = []
     finished: list[SweepJob] = []
-    bar = tqdm(total=len(runs), initial=len(runs) - len(waiting), desc="sweep", unit="run")
+    bar = tqdm(total=len(runs), initial=len(runs) - len(waiting), desc="sweep", unit="run", disable=not progress_bar)
     try:
         while waiting or running:
             while waiting and len(running) < max_parallel:

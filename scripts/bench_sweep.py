@@ -55,7 +55,7 @@ def sweep_rate(k: int, envs_per_run: int, steps: int, device: str, gpus: int, ro
     if len(slots) < k:
         raise SystemExit(f"{k} runs do not fit this machine's {len(slots)} slots")
     start = time.perf_counter()
-    failed = execute(jobs, k, LocalLauncher(slots), poll_seconds=0.2)
+    failed = execute(jobs, k, LocalLauncher(slots), poll_seconds=0.2, progress_bar=False)
     wall = time.perf_counter() - start
     if failed:
         raise SystemExit(f"{len(failed)} runs failed; see {failed[0].run_dir / 'train.log'}")

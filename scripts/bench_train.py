@@ -117,15 +117,17 @@ def make_q_agents(n_envs: int, initial_priority: str, device: str, with_ray: boo
     """Ours and SB3's DQN with Ape-X's batch and replay ratio, filled past learning_starts."""
     from stable_baselines3 import DQN
 
-    from rl_coordconv.agents.apex import ApeXConfig, make_apex, replay_schedule
+    from rl_coordconv.agents.apex import ApeXConfig, make_apex
 
     config = ApeXConfig(n_envs=n_envs, buffer_size=100_000, learning_starts=10_000, initial_priority=initial_priority)
     ours = make_apex(make_atari_vec_env("MsPacman", n_envs, seed=0), "conv", config, seed=0, device=device)
-    train_freq, gradient_steps = replay_schedule(n_envs, config.batch_size, config.replay_ratio)
+    # SB3's DQN keeps the replay ratio by a schedule: one batch every train_freq vectorized steps.
+    train_freq = max(round(config.batch_size / (n_envs * config.replay_ratio)), 1)
+    gradient_steps = max(round(n_envs * config.replay_ratio * train_freq / config.batch_size), 1)
     sb3 = DQN(
         "CnnPolicy", make_atari_vec_env("MsPacman", n_envs, seed=0, backend="sb3"), buffer_size=config.buffer_size,
         learning_starts=config.learning_starts, batch_size=config.batch_size, train_freq=train_freq,
-        gradient_steps=gradient_steps, n_steps=config.n_steps, gamma=config.gamma, target_update_interval=2500 * 16,
+        gradient_steps=gradient_steps, n_steps=config.return_horizon, gamma=config.gamma, target_update_interval=2500 * 16,
         seed=0, device=device,
     )
     models = {"ours_apex": ours, "sb3_dqn": sb3}
