@@ -160,6 +160,36 @@ def test_a_shard_routes_new_priorities_to_the_buffer_that_holds_them():
     assert shard.sample(10_000) is None  # more than it holds: not yet
 
 
+def test_a_one_actor_shard_samples_and_updates_its_one_buffer():
+    shard = shard_with_priorities({7: [1.0, 2.0]})
+    batch = shard.sample(16)
+    assert batch.indices.min() >= 0 and batch.indices.max() < shard.stride  # buffer 0's indices, no offset
+    shard.update_priorities(batch.indices, np.full(16, 3.0))
+    np.testing.assert_allclose(shard.buffers[0].tree.get(batch.indices), 3.0 + 1e-9)  # alpha 1, eps 1e-9
+
+
+def test_a_rollout_sent_while_its_actor_restarted_that_fails_as_unavailable_is_not_a_second_death(monkeypatch):
+    # The race of a killed actor: a rollout queued during its restart fails as "unavailable" after
+    # another rollout already succeeded (the actor left _recovering). It is retried, not counted.
+    loop = RayLearnerLoop.__new__(RayLearnerLoop)
+    error = ray.exceptions.ActorUnavailableError("connection lost while restarting", None)
+
+    def get(ref):
+        raise error
+
+    loop.ray = type("FakeRay", (), {"exceptions": ray.exceptions, "get": staticmethod(get)})
+    loop._recovering, loop._lives, loop.restarts, loop.alive = set(), [1], 1, {0}
+    resubmitted, failed = [], []
+    monkeypatch.setattr(loop, "_submit_rollout", lambda actor, until: resubmitted.append(actor), raising=False)
+    monkeypatch.setattr(loop, "_actor_failed", lambda flight, error, until: failed.append(flight), raising=False)
+    monkeypatch.setattr(learner.time, "sleep", lambda seconds: None)
+    loop._handle("ref", learner._Flight("rollout", 0, None, life=1, sent_recovering=True), until=1000)
+    assert (resubmitted, failed, loop.restarts) == ([0], [], 1)
+    # The same failure of a rollout sent while the actor was well is a new death.
+    loop._handle("ref", learner._Flight("rollout", 0, None, life=1, sent_recovering=False), until=1000)
+    assert len(failed) == 1
+
+
 # ------------------------------------------------------------------------------ on a local Ray
 
 

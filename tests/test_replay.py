@@ -7,6 +7,7 @@ from gymnasium import spaces
 
 import rl_coordconv.agents.replay.buffer as replay_buffer
 from rl_coordconv.agents.replay import PrioritizedReplayBuffer, SumTree
+from rl_coordconv.agents.replay.frames import frame_capacity_for
 from rl_coordconv.agents.replay.sampler import stratified_sample
 
 EVENTS = ("step", "life_loss", "game_over", "time_limit", "cut")
@@ -222,6 +223,22 @@ def test_stratified_sampling_over_several_trees_draws_what_one_tree_of_all_their
     # Segment k holds draw k: the draws of one tree are the ordered prefix sums of its values.
     targets = (np.arange(64) + np.random.default_rng(5).random(64)) * (10.0 / 64)
     np.testing.assert_array_equal(expected, np.searchsorted(np.cumsum(np.concatenate([first, second])), targets, side="right"))
+
+
+def test_one_tree_draws_are_owned_by_it_and_are_the_trees_own_find():
+    tree = SumTree(10)
+    tree.update(np.arange(10), np.arange(10, dtype=np.float64))
+    owners, leaves = stratified_sample([tree], 8, np.random.default_rng(3))
+    targets = (np.arange(8) + np.random.default_rng(3).random(8)) * (45.0 / 8)
+    assert owners.tolist() == [0] * 8
+    np.testing.assert_array_equal(leaves, np.searchsorted(np.cumsum(np.arange(10)), targets, side="right"))
+
+
+def test_the_frame_rings_hold_the_transitions_their_stacks_and_three_percent_more():
+    assert frame_capacity_for(1000, 4) == 1000 + 4 + 30
+    assert frame_capacity_for(101, 1) == 101 + 1 + 4  # ceil(3.03)
+    buffer = make_buffer((4, 8, 8), buffer_size=2000, n_envs=2)
+    assert buffer.frame_rings.capacity == 1000 + 4 + 30 and buffer.frame_rings.frames.shape == (2, 1034, 8, 8)
 
 
 def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> float:
