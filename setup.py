@@ -27,6 +27,7 @@ setup(
         "matplotlib>=3.7",
         "imageio>=2.30",
         "imageio-ffmpeg>=0.5",
+        "scikit-learn>=1.3",  # its 8x8 digits, for the supervised classification control
     ],
     entry_points={"console_scripts": ["rl-coordconv = rl_coordconv.commands:main"]},
     extras_require={

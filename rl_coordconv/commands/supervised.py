@@ -1,12 +1,16 @@
-"""Reproduce the CoordConv paper's supervised Not-so-Clevr results on this machine.
+"""Reproduce the CoordConv paper's supervised experiments on this machine.
 
-    rl-coordconv supervised                       # all tasks, both splits, both models (~30 min)
+    rl-coordconv supervised                       # Not-so-Clevr: all tasks, both splits, both models (~30 min)
     rl-coordconv supervised --model coordconv     # CoordConv only (~3 min)
     rl-coordconv supervised --task rendering --split quadrant --epochs 3 --no-early-stop
+    rl-coordconv supervised --experiment vae      # a VAE on Sort-of-CLEVR scenes, conv vs CoordConv
+    rl-coordconv supervised --experiment gan      # a GAN on the same scenes
+    rl-coordconv supervised --experiment classification   # the "what" control: digits, 3 seeds
+    rl-coordconv supervised --experiment all --quick   # everything, tiny budgets (a smoke test)
 
-Writes ``<out>/results.md``, ``results.csv``, one figure per task and split, and TensorBoard
-logs under ``<out>/tb/<task>-<split>-<model>``. ``<out>`` defaults to a new
-``runs/supervised/<date-time>``.
+Writes ``<out>/results.md``, ``results.csv``, the figures, and TensorBoard logs under
+``<out>/tb/``; with ``--experiment all`` each experiment in ``<out>/<experiment>/`` and the
+reports joined in ``<out>/results.md``. ``<out>`` defaults to a new ``runs/supervised/<date-time>``.
 """
 
 from __future__ import annotations
@@ -23,8 +27,17 @@ from torch.utils.tensorboard import SummaryWriter
 
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.supervised import MODELS, SPLITS, TASKS, TrainConfig, train
+from rl_coordconv.supervised import classification, generative_report
+from rl_coordconv.supervised.generative import ARCHS, EXPERIMENTS, GenerativeConfig, train_generative
 from rl_coordconv.supervised.models import build_model, count_parameters
 from rl_coordconv.supervised.report import markdown, save_figures, write_csv
+
+
+NOT_SO_CLEVR = "not-so-clevr"
+CLASSIFICATION = "classification"
+CLASSIFICATION_SEEDS = 3  # --seed, --seed + 1, ...
+# What --quick changes: budgets small enough for a test, the same code paths.
+QUICK_GENERATIVE = dict(train_scenes=256, test_scenes=64, epochs=1, samples=64, interpolations=4, steps=6)
 
 
 def expand(choice: str, every: tuple[str, ...], word: str) -> list[str]:
@@ -34,7 +47,9 @@ def expand(choice: str, every: tuple[str, ...], word: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rl-coordconv supervised",
                                      description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--task", default="all", choices=[*TASKS, "all"])
+    parser.add_argument("--experiment", default=NOT_SO_CLEVR, choices=[NOT_SO_CLEVR, *EXPERIMENTS, CLASSIFICATION, "all"])
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: checks that everything runs and writes its files")
+    parser.add_argument("--task", default="all", choices=[*TASKS, "all"], help="Not-so-Clevr task")
     parser.add_argument("--split", default="both", choices=[*SPLITS, "both"])
     parser.add_argument("--model", default="both", choices=[*MODELS, "both"])
     parser.add_argument("--epochs", type=int, default=None, help="epoch budget per run (default: per model)")
@@ -49,17 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"error: --device {args.device} but torch sees no CUDA GPU", file=sys.stderr)
         return 2
-    configs = [
-        TrainConfig(task, split, model, epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
-                    seed=args.seed, device=args.device, stop_when_solved=not args.no_early_stop,
-                    checks_per_epoch=args.checks_per_epoch)
-        for task in expand(args.task, tuple(TASKS), "all")
-        for split in expand(args.split, SPLITS, "both")
-        for model in expand(args.model, MODELS, "both")
-    ]
+    experiments = [NOT_SO_CLEVR, *EXPERIMENTS, CLASSIFICATION] if args.experiment == "all" else [args.experiment]
     try:
-        for config in configs:
-            config.validate()
+        plans = {experiment: plan(experiment, args) for experiment in experiments}
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -68,7 +75,49 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {out} is not empty; choose another --out", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}"
+    reports = []
+    for experiment, configs in plans.items():
+        folder = out / experiment if len(plans) > 1 else out
+        folder.mkdir(exist_ok=True)
+        run = {NOT_SO_CLEVR: run_not_so_clevr, CLASSIFICATION: run_classification}.get(experiment, run_generative)
+        reports.append(run(configs, folder, machine))
+    if len(plans) > 1:
+        (out / "results.md").write_text("\n\n".join(reports))
+    print(f"\n{(out / 'results.md').read_text()}\nWritten: {out / 'results.md'}; TensorBoard: tensorboard --logdir {out}")
+    return 0
 
+
+def plan(experiment: str, args: argparse.Namespace) -> list:
+    """The validated configs of one experiment's runs."""
+    if experiment == NOT_SO_CLEVR:
+        epochs = 1 if args.quick and args.epochs is None else args.epochs
+        configs = [
+            TrainConfig(task, split, model, epochs=epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
+                        seed=args.seed, device=args.device, stop_when_solved=not args.no_early_stop,
+                        checks_per_epoch=args.checks_per_epoch)
+            for task in expand(args.task, tuple(TASKS), "all")
+            for split in expand(args.split, SPLITS, "both")
+            for model in expand(args.model, MODELS, "both")
+        ]
+    elif experiment == CLASSIFICATION:
+        epochs = args.epochs if args.epochs is not None else (1 if args.quick else None)
+        seeds = range(args.seed, args.seed + (2 if args.quick else CLASSIFICATION_SEEDS))
+        configs = [classification.ClassificationConfig(arch, seed, device=args.device, **({"epochs": epochs} if epochs else {}),
+                                                       **({"learning_rate": args.learning_rate} if args.learning_rate else {}))
+                   for seed in seeds for arch in classification.ARCHS]
+    else:
+        budget = QUICK_GENERATIVE if args.quick else {}
+        if args.epochs is not None:
+            budget = {**budget, "epochs": args.epochs}
+        configs = [GenerativeConfig(experiment, arch, learning_rate=args.learning_rate, seed=args.seed, device=args.device,
+                                    **budget) for arch in ARCHS]
+    for config in configs:
+        config.validate()
+    return configs
+
+
+def run_not_so_clevr(configs: list[TrainConfig], out: Path, machine: str) -> str:
     results = []
     for config in configs:
         task, split, model = config.task, config.split, config.model
@@ -81,14 +130,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    train {metric} {result.train[metric]:.4f}, test {metric} {result.test[metric]:.4f}, "
               f"{result.epochs_run:.2f} epochs in {result.seconds:.1f} s: {solved}", flush=True)
         results.append(result)
-
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}"
     write_csv(results, out / "results.csv")
-    (out / "results.md").write_text(markdown(results, machine))
-    figures = save_figures(results, out)
-    print(f"\n{(out / 'results.md').read_text()}\nWritten: {out / 'results.md'}, {out / 'results.csv'}, "
-          f"{len(figures)} figures; TensorBoard: tensorboard --logdir {out / 'tb'}")
-    return 0
+    report = markdown(results, machine)
+    (out / "results.md").write_text(report)
+    save_figures(results, out)
+    return report
+
+
+def run_classification(configs: list[classification.ClassificationConfig], out: Path, machine: str) -> str:
+    results = []
+    for config in configs:
+        with SummaryWriter(str(out / "tb" / f"classification-{config.arch}-seed{config.seed}")) as writer:
+            result = classification.train_classifier(config, writer=writer)
+        print(f"classification {config.arch} seed {config.seed}: test accuracy {result.test_accuracy:.4f} "
+              f"(train {result.train_accuracy:.4f}) in {result.seconds:.1f} s", flush=True)
+        results.append(result)
+    with (out / "results.csv").open("w") as file:
+        file.write("experiment,arch,seed,parameters,epochs,seconds,train_accuracy,test_accuracy\n")
+        for r in results:
+            file.write(f"classification,{r.config.arch},{r.config.seed},{r.parameters},{r.config.epochs},{r.seconds:.1f},"
+                       f"{r.train_accuracy:.4f},{r.test_accuracy:.4f}\n")
+    report = classification.markdown(results, machine)
+    (out / "results.md").write_text(report)
+    return report
+
+
+def run_generative(configs: list[GenerativeConfig], out: Path, machine: str) -> str:
+    results = []
+    for config in configs:
+        print(f"{config.experiment} {config.arch} ({config.epochs} epochs of {config.train_scenes:,} scenes) ...", flush=True)
+        with SummaryWriter(str(out / "tb" / f"{config.experiment}-{config.arch}")) as writer:
+            result = train_generative(config, writer=writer)
+        print("    " + ", ".join(f"{name} {value:.3f}" for name, value in result.metrics.items()), flush=True)
+        results.append(result)
+    generative_report.write_csv(results, out / "results.csv")
+    report = f"## {configs[0].experiment.upper()} on Sort-of-CLEVR scenes ({machine})\n\n" + generative_report.markdown(results)
+    (out / "results.md").write_text(report)
+    generative_report.save_figures(results, out)
+    return report
 
 
 if __name__ == "__main__":

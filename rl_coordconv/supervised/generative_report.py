@@ -1,0 +1,91 @@
+"""Tables and figures of the generative experiments: sample grids, interpolation strips and an
+animated interpolation per model."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+
+from rl_coordconv.supervised.generative import GenerativeResult
+
+# The measures of the table, in its order, and what each says.
+METRICS = {
+    "samples_histogram_distance": "object-centre histogram distance to the data (0 best)",
+    "samples_cells_reached": "position cells of the data reached by samples (1 best)",
+    "objects_per_sample": "objects found per sample (data: 1.5)",
+    "interpolation_mean_jump": "pixels an object moves per interpolation step",
+    "interpolation_broken_steps": "interpolation steps where an object vanishes, appears or splits (0 best)",
+    "test_negative_elbo": "held-out negative ELBO per image (VAE; lower is better)",
+    "test_pixel_mse": "held-out reconstruction squared error per pixel (VAE)",
+    "test_object_miscount": "objects missed or added per held-out reconstruction (VAE)",
+}
+STRIP_ROWS = 6  # interpolations shown in a strip and in the animation
+
+
+def _row(result: GenerativeResult) -> dict[str, object]:
+    config = result.config
+    return {"experiment": config.experiment, "arch": config.arch, "seed": config.seed, "parameters": result.parameters,
+            "epochs": config.epochs, "seconds": round(result.seconds, 1),
+            **{name: round(result.metrics[name], 4) for name in METRICS if name in result.metrics}}
+
+
+def write_csv(results: list[GenerativeResult], path: Path) -> None:
+    rows = [_row(result) for result in results]
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def markdown(results: list[GenerativeResult]) -> str:
+    """One table per experiment: a row per measure, a column per arch."""
+    lines = []
+    for experiment in dict.fromkeys(result.config.experiment for result in results):
+        mine = {result.config.arch: result for result in results if result.config.experiment == experiment}
+        archs = list(mine)
+        lines += [f"### {experiment.upper()}", "", "| measure | " + " | ".join(archs) + " |",
+                  "|---|" + "---:|" * len(archs)]
+        for name, meaning in METRICS.items():
+            if all(name in mine[arch].metrics for arch in archs):
+                lines.append(f"| {meaning} | " + " | ".join(f"{mine[arch].metrics[name]:.3f}" for arch in archs) + " |")
+        lines.append("| training seconds | " + " | ".join(f"{mine[arch].seconds:.0f}" for arch in archs) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _tile(images: torch.Tensor, columns: int) -> np.ndarray:
+    """``(N, 3, H, W)`` in [0, 1] -> one uint8 ``(rows * (H + 1), columns * (W + 1), 3)`` mosaic."""
+    count, _, height, width = images.shape
+    rows = -(-count // columns)
+    mosaic = np.full((rows * (height + 1), columns * (width + 1), 3), 64, dtype=np.uint8)
+    pixels = (images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    for k in range(count):
+        row, column = divmod(k, columns)
+        mosaic[row * (height + 1) : row * (height + 1) + height, column * (width + 1) : column * (width + 1) + width] = pixels[k]
+    return mosaic
+
+
+def _upscale(mosaic: np.ndarray, factor: int = 3) -> np.ndarray:
+    return mosaic.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def save_figures(results: list[GenerativeResult], out_dir: Path) -> list[Path]:
+    """Per model: ``<experiment>-<arch>-samples.png`` (8 x 8 samples), ``-interpolation.png``
+    (a row per interpolation, its frames left to right) and ``-interpolation.gif`` (the frames in
+    time, the interpolations side by side)."""
+    written = []
+    for result in results:
+        stem = out_dir / f"{result.config.experiment}-{result.config.arch}"
+        paths = [stem.with_name(stem.name + suffix) for suffix in ("-samples.png", "-interpolation.png", "-interpolation.gif")]
+        imageio.imwrite(paths[0], _upscale(_tile(result.samples[:64], 8)))
+        strips = result.interpolation[:STRIP_ROWS]
+        imageio.imwrite(paths[1], _upscale(_tile(strips.flatten(0, 1), strips.shape[1])))
+        frames = [_upscale(_tile(strips[:, step], len(strips))) for step in range(strips.shape[1])]
+        imageio.mimsave(paths[2], frames + frames[::-1], duration=0.12, loop=0)
+        written += paths
+    return written

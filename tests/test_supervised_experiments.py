@@ -1,0 +1,213 @@
+"""The paper's other supervised experiments: the VAE and GAN (Sort-of-CLEVR scenes, the object
+finder, the position measures, the models' CoordConv layers) and the classification control
+(digits at random positions, the small ResNet, the t-interval), each through the command's quick run."""
+
+import numpy as np
+import pytest
+import torch
+
+from rl_coordconv.layers import CoordConv2d
+from rl_coordconv.supervised import shapes
+from rl_coordconv.supervised.generative import (VAE, Decoder, Encoder, GenerativeConfig, interpolate,
+                                                train_generative)
+from rl_coordconv.supervised.objects import FoundObject, centre_histogram, find_objects, interpolation_measures, position_coverage
+
+
+def blank() -> np.ndarray:
+    return np.zeros((3, shapes.SIZE, shapes.SIZE), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------- the scenes
+
+
+def test_a_square_and_a_circle_are_painted_where_and_as_large_as_stated():
+    image = blank()
+    shapes.draw(image, shapes.SHAPES.index("square"), 0, row=5, col=20)  # red 7x7 square
+    shapes.draw(image, shapes.SHAPES.index("circle"), 2, row=20, col=8)  # blue circle, radius 3
+    red = (image[0] == 1) & (image[1] == 0) & (image[2] == 0)
+    assert red.sum() == 49 and red[2:9, 17:24].all()
+    blue = (image[2] == 1) & (image[0] == 0)
+    assert blue.sum() == 29  # the pixels within distance 3 of a centre: 1 + 4 + 8 + 16
+    assert blue[20, 5] and blue[20, 11] and blue[17, 8] and not blue[17, 5]
+
+
+def test_scenes_hold_one_or_two_apart_objects_drawn_at_their_recorded_centres():
+    scenes = shapes.generate(400, seed=3)
+    counts = (scenes.objects[:, :, 0] >= 0).sum(axis=1)
+    assert set(counts.tolist()) == {1, 2} and 0.4 < (counts == 2).mean() < 0.6
+    both = scenes.objects[counts == 2]
+    gaps = np.abs(both[:, 0, 2:] - both[:, 1, 2:]).max(axis=1)
+    assert gaps.min() >= shapes.MIN_GAP  # never touching
+    assert (both[:, 0, 1] != both[:, 1, 1]).all()  # two colours
+    for image, objects in zip(scenes.images[:50].numpy(), scenes.objects[:50]):
+        for shape, colour, row, col in objects[objects[:, 0] >= 0]:
+            np.testing.assert_array_equal(image[:, row, col], shapes.PALETTE[colour])
+    centres = scenes.centres()
+    assert centres.min() == shapes.RADIUS and centres.max() == shapes.SIZE - 1 - shapes.RADIUS  # whole shapes, edge to edge
+
+
+def test_scenes_repeat_with_their_seed_and_differ_with_another():
+    first, again, other = shapes.generate(20, seed=1), shapes.generate(20, seed=1), shapes.generate(20, seed=2)
+    assert torch.equal(first.images, again.images) and (first.objects == again.objects).all()
+    assert not torch.equal(first.images, other.images)
+    with pytest.raises(ValueError, match="max_objects must be 1 or 2, got 3"):
+        shapes.generate(5, seed=0, max_objects=3)
+
+
+# -------------------------------------------------------------------------- the object finder
+
+
+def test_the_finder_gives_each_object_its_colour_centroid_and_area():
+    image = blank()
+    shapes.draw(image, 0, 3, row=10, col=12)  # yellow square
+    shapes.draw(image, 1, 5, row=24, col=25)  # cyan circle
+    image[:, 0, 0] = shapes.PALETTE[1]  # a stray green pixel: too small to be an object
+    assert find_objects(image) == [FoundObject(3, 10.0, 12.0, 49), FoundObject(5, 24.0, 25.0, 29)]
+
+
+def test_the_finder_reads_faded_colours_and_counts_a_split_object_twice():
+    image = blank()
+    shapes.draw(image, 0, 0, row=8, col=8)
+    image *= 0.8  # a generator's not quite saturated red is still red
+    image[:, 8, :] = 0.0  # a row cut through the square: two objects of 21 pixels
+    found = find_objects(image)
+    assert [(o.colour, o.area) for o in found] == [(0, 21), (0, 21)]
+    assert [o.row for o in found] == [6.0, 10.0]
+    assert find_objects(blank() + 0.5) == []  # grey is no palette colour
+
+
+def test_centre_histograms_and_coverage_by_hand():
+    # Canvas of 32 in 2 x 2 cells of 16 pixels.
+    data = np.array([[1.0, 1.0], [1.0, 20.0], [20.0, 20.0], [20.0, 20.0]])
+    np.testing.assert_allclose(centre_histogram(data, cells=2), [[0.25, 0.25], [0.0, 0.5]])
+    generated = np.array([[2.0, 3.0], [2.0, 3.0], [30.0, 30.0], [17.0, 1.0]])  # 0.5 | 0, 0.25 | 0.25
+    coverage = position_coverage(data, generated, cells=2)
+    # TV = (|0.25-0.5| + |0.25-0| + |0-0.25| + |0.5-0.25|) / 2 = 0.5; 2 of the data's 3 cells reached.
+    assert coverage == pytest.approx({"histogram_distance": 0.5, "cells_reached": 2 / 3})
+    assert position_coverage(data, data, cells=2) == {"histogram_distance": 0.0, "cells_reached": 1.0}
+    assert position_coverage(data, np.zeros((0, 2)), cells=2) == {"histogram_distance": 1.0, "cells_reached": 0.0}
+
+
+def test_interpolation_measures_by_hand():
+    red, blue = 0, 2
+    smooth = [[FoundObject(red, 5.0, 5.0 + 2 * t, 49), FoundObject(blue, 20.0, 20.0, 29)] for t in range(4)]
+    broken = [[FoundObject(red, 5.0, 5.0, 49)], [], [FoundObject(red, 5.0, 9.0, 49)], [FoundObject(red, 8.0, 13.0, 49)]]
+    measures = interpolation_measures([smooth, broken])
+    # smooth: 3 steps, red moves 2 px each, blue 0; broken: a vanish, a reappearance, then a 5 px move.
+    assert measures["broken_steps"] == pytest.approx(2 / 6)
+    assert measures["mean_jump"] == pytest.approx((3 * 2 + 3 * 0 + 5) / 7)
+
+
+# ---------------------------------------------------------------------------------- the models
+
+
+@pytest.mark.parametrize("arch", ["conv", "coordconv"])
+def test_coordconv_models_have_coordconv_in_every_convolution_and_conv_models_none(arch):
+    for net, layers in ((Encoder(arch, 1), 3), (Decoder(arch, 8), 4), (VAE(arch), 7)):
+        convolutions = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]  # CoordConv2d is one
+        coordconvs = [m for m in convolutions if isinstance(m, CoordConv2d)]
+        assert len(convolutions) == layers
+        assert len(coordconvs) == (layers if arch == "coordconv" else 0)
+    assert Decoder(arch, 8)(torch.zeros(2, 8)).shape == (2, 3, 32, 32)
+    assert Encoder(arch, 5)(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
+
+
+def test_interpolations_run_straight_from_start_to_end():
+    start, end = torch.tensor([[0.0, 2.0]]), torch.tensor([[4.0, -2.0]])
+    codes = interpolate(start, end, 5)
+    torch.testing.assert_close(codes[0], torch.tensor([[0.0, 2.0], [1.0, 1.0], [2.0, 0.0], [3.0, -1.0], [4.0, -2.0]]))
+
+
+QUICK = dict(train_scenes=128, test_scenes=32, epochs=1, samples=16, interpolations=2, steps=4)
+
+
+@pytest.mark.parametrize("experiment", ["vae", "gan"])
+def test_a_seeded_run_repeats(experiment):
+    first = train_generative(GenerativeConfig(experiment, "coordconv", **QUICK), progress=False)
+    again = train_generative(GenerativeConfig(experiment, "coordconv", **QUICK), progress=False)
+    other = train_generative(GenerativeConfig(experiment, "coordconv", seed=1, **QUICK), progress=False)
+    assert torch.equal(first.samples, again.samples)
+    np.testing.assert_equal(first.metrics, again.metrics)  # nan (no objects yet) equals nan here
+    assert not torch.equal(first.samples, other.samples)
+    assert first.interpolation.shape == (2, 4, 3, 32, 32)
+
+
+def test_bad_generative_settings_are_refused_with_the_accepted_values():
+    with pytest.raises(ValueError, match=r"unknown experiment 'detection'; choose one of \('vae', 'gan'\)"):
+        GenerativeConfig("detection").validate()
+    with pytest.raises(ValueError, match="steps must be >= 2 frames per interpolation, got 1"):
+        GenerativeConfig(steps=1).validate()
+
+
+def test_the_command_writes_report_figures_and_tensorboard_for_each_model(tmp_path):
+    from rl_coordconv.commands import supervised as command
+
+    out = tmp_path / "run"
+    assert command.main(["--experiment", "gan", "--quick", "--out", str(out)]) == 0
+    names = {path.name for path in out.iterdir()}
+    for arch in ("conv", "coordconv"):
+        assert {f"gan-{arch}-samples.png", f"gan-{arch}-interpolation.png", f"gan-{arch}-interpolation.gif"} <= names
+        assert list((out / "tb" / f"gan-{arch}").glob("events.out.tfevents.*"))
+    report = (out / "results.md").read_text()
+    assert "| measure | conv | coordconv |" in report and "interpolation steps where an object vanishes" in report
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("experiment,arch,seed,parameters") and len(rows) == 3
+    assert command.main(["--experiment", "gan", "--quick", "--out", str(out)]) == 2  # never overwritten
+
+
+# ------------------------------------------------------------------- the classification control
+
+from rl_coordconv.supervised import classification  # noqa: E402
+
+
+def test_digit_canvases_hold_each_digit_whole_at_an_offset_and_split_the_images_disjointly():
+    digits, labels = classification.load_digits()
+    train_images, train_labels, test_images, test_labels = classification.digit_canvases(seed=0)
+    assert train_images.shape == (1438, 1, 16, 16) and test_images.shape == (359, 1, 16, 16)
+    # Each digit image is pasted whole into exactly one canvas, train or test: the canvases' (ink,
+    # label) pairs are the digit images', each once.
+    canvases = []
+    for images, image_labels in ((train_images, train_labels), (test_images, test_labels)):
+        for canvas, label in zip(images[:, 0].numpy(), image_labels.tolist()):
+            rows, cols = np.nonzero(canvas)
+            assert rows.max() - rows.min() < 8 and cols.max() - cols.min() < 8  # within one 8x8 paste
+            canvases.append((round(float(canvas.sum()), 3), label))
+    assert sorted(canvases) == sorted((round(float(d.sum()) / 16, 3), int(l)) for d, l in zip(digits, labels))
+    other = classification.digit_canvases(seed=1)
+    assert not torch.equal(other[0], train_images)  # another seed: other offsets and split
+
+
+def test_the_coordconv_classifier_has_coordconv_at_the_bottom_only():
+    for arch, expected in (("conv", []), ("coordconv", ["stem.0"])):
+        model = classification.SmallResNet(arch)
+        assert [name for name, m in model.named_modules() if isinstance(m, CoordConv2d)] == expected
+        assert model(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
+
+
+def test_the_t_interval_and_the_verdict_by_hand():
+    mean, low, high = classification.mean_interval(np.array([0.90, 0.92, 0.94]))
+    half = 4.302652729911275 * 0.02 / np.sqrt(3)  # t(0.975, 2 dof) * sample std / sqrt(n)
+    assert (mean, low, high) == pytest.approx((0.92, 0.92 - half, 0.92 + half))
+    assert classification.mean_interval(np.array([0.5])) == (0.5, 0.5, 0.5)
+
+    def result(arch, seed, accuracy):
+        return classification.ClassificationResult(classification.ClassificationConfig(arch, seed), 100, 1.0, 1.0, accuracy)
+
+    same = [result("conv", s, a) for s, a in enumerate([0.90, 0.92, 0.94])] + \
+           [result("coordconv", s, a) for s, a in enumerate([0.91, 0.91, 0.95])]
+    assert classification.compare(same)["coordconv - conv"] == pytest.approx(classification.mean_interval(np.array([0.01, -0.01, 0.01])))
+    assert "no meaningful difference" in classification.markdown(same, "m")
+    better = same[:3] + [result("coordconv", s, a + 0.05) for s, a in enumerate([0.90, 0.92, 0.94])]
+    assert "CoordConv better" in classification.markdown(better, "m")
+    assert "one seed: no interval, no verdict" in classification.markdown([same[0], same[3]], "m")
+
+
+def test_the_classification_command_writes_its_report(tmp_path):
+    from rl_coordconv.commands import supervised as command
+
+    out = tmp_path / "run"
+    assert command.main(["--experiment", "classification", "--quick", "--out", str(out)]) == 0
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0] == "experiment,arch,seed,parameters,epochs,seconds,train_accuracy,test_accuracy" and len(rows) == 5
+    assert "CoordConv - conv, paired by seed" in (out / "results.md").read_text()
+    assert len(list((out / "tb").iterdir())) == 4
