@@ -21,11 +21,12 @@ def stratified_sample(trees: Sequence[SumTree], batch_size: int, rng: np.random.
     :return: ``(owners, leaves)``, ``(B,)`` int64 each: the position of each draw's tree in
         ``trees`` and the leaf in that tree, in the order of the segments.
     """
+    segments = np.arange(batch_size) + rng.random(batch_size)
+    if len(trees) == 1:  # the single-process replay: no owners to find
+        return np.zeros(batch_size, dtype=np.int64), trees[0].find(segments * (trees[0].total / batch_size))
     totals = np.array([tree.total for tree in trees], dtype=np.float64)
     edges = np.concatenate([[0.0], np.cumsum(totals)])
-    targets = (np.arange(batch_size) + rng.random(batch_size)) * (edges[-1] / batch_size)
-    if len(trees) == 1:  # the single-process replay: no owners to find
-        return np.zeros(batch_size, dtype=np.int64), trees[0].find(targets)
+    targets = segments * (edges[-1] / batch_size)
     owners = np.clip(np.searchsorted(edges, targets, side="right") - 1, 0, len(trees) - 1)
     leaves = np.empty(batch_size, dtype=np.int64)
     for owner in np.unique(owners):
