@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from rl_coordconv.analysis.statistics import mean_interval
 from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.supervised import shapes
 from rl_coordconv.supervised.generative import (VAE, Decoder, Encoder, GenerativeConfig, interpolate,
-                                                train_generative)
+                                                spectrally_normalized, train_generative)
 from rl_coordconv.supervised.objects import FoundObject, centre_histogram, find_objects, interpolation_measures, position_coverage
 
 
@@ -52,6 +53,21 @@ def test_scenes_repeat_with_their_seed_and_differ_with_another():
     assert not torch.equal(first.images, other.images)
     with pytest.raises(ValueError, match="max_objects must be 1 or 2, got 3"):
         shapes.generate(5, seed=0, max_objects=3)
+
+
+def test_interpolation_ends_hold_one_same_object_far_apart_and_repeat_with_their_seed():
+    start, end = shapes.moving_object_pairs(30, seed=4)
+    assert (start.objects[:, 1] == -1).all() and (end.objects[:, 1] == -1).all()  # one object each
+    np.testing.assert_array_equal(start.objects[:, 0, :2], end.objects[:, 0, :2])  # same shape, same colour
+    distances = np.hypot(*(start.objects[:, 0, 2:] - end.objects[:, 0, 2:]).T)
+    assert distances.min() >= 12
+    for scenes in (start, end):
+        for image, (shape, colour, row, col) in zip(scenes.images.numpy(), scenes.objects[:, 0]):
+            painted = (image.sum(axis=0) > 0).sum()
+            assert painted == (49 if shapes.SHAPES[shape] == "square" else 29)
+            np.testing.assert_array_equal(image[:, row, col], shapes.PALETTE[colour])
+    again, _ = shapes.moving_object_pairs(30, seed=4)
+    assert torch.equal(again.images, start.images)
 
 
 # -------------------------------------------------------------------------- the object finder
@@ -109,6 +125,13 @@ def test_coordconv_models_have_coordconv_in_every_convolution_and_conv_models_no
         assert len(convolutions) == layers
         assert len(coordconvs) == (layers if arch == "coordconv" else 0)
     assert Decoder(arch, 8)(torch.zeros(2, 8)).shape == (2, 3, 32, 32)
+    generator = Decoder(arch, 8, batch_norm=True)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in generator.modules()) == 3  # none after the output
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in Decoder(arch, 8).modules())
+    discriminator = spectrally_normalized(Encoder(arch, 1))
+    weighted = [m for m in discriminator.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(weighted) == 4 and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in weighted)
+    assert sum(isinstance(m, CoordConv2d) for m in discriminator.modules()) == (3 if arch == "coordconv" else 0)
     assert Encoder(arch, 5)(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
 
 
@@ -147,12 +170,49 @@ def test_the_command_writes_report_figures_and_tensorboard_for_each_model(tmp_pa
     names = {path.name for path in out.iterdir()}
     for arch in ("conv", "coordconv"):
         assert {f"gan-{arch}-samples.png", f"gan-{arch}-interpolation.png", f"gan-{arch}-interpolation.gif"} <= names
-        assert list((out / "tb" / f"gan-{arch}").glob("events.out.tfevents.*"))
+        assert list((out / "tb" / f"gan-{arch}-seed0").glob("events.out.tfevents.*"))
     report = (out / "results.md").read_text()
     assert "| measure | conv | coordconv |" in report and "interpolation steps where an object vanishes" in report
     rows = (out / "results.csv").read_text().splitlines()
     assert rows[0].startswith("experiment,arch,seed,parameters") and len(rows) == 3
     assert command.main(["--experiment", "gan", "--quick", "--out", str(out)]) == 2  # never overwritten
+
+
+def test_the_generative_table_gives_each_measure_its_mean_and_t_interval_over_seeds():
+    from rl_coordconv.supervised.generative import GenerativeResult
+    from rl_coordconv.supervised.generative_report import markdown
+
+    def result(arch, seed, distance):
+        return GenerativeResult(GenerativeConfig("gan", arch, seed=seed), 10, 60.0 + seed,
+                                {"samples_histogram_distance": distance}, torch.zeros(1, 3, 32, 32), torch.zeros(1, 2, 3, 32, 32))
+
+    table = markdown([result("conv", seed, d) for seed, d in enumerate((0.1, 0.2, 0.3))]
+                     + [result("coordconv", seed, 0.05) for seed in range(3)])
+    # conv: mean 0.2, standard error 0.1 / sqrt(3), t(0.975, 2 dof) = 4.303: 0.2 -+ 0.248
+    assert "### GAN (mean over seeds [0, 1, 2] with its 95 % t-interval)" in table
+    assert "| object-centre histogram distance to the data (0 best) | 0.200 [-0.048, 0.448] | 0.050 [0.050, 0.050] |" in table
+    assert "| training seconds per run | 61 | 61 |" in table
+    one = markdown([result("conv", 4, 0.1)])
+    assert "### GAN (seed 4)" in one and "| 0.100 |" in one
+
+
+def test_the_command_runs_the_seeds_it_is_asked_for_and_refuses_bad_counts(capsys):
+    from types import SimpleNamespace
+
+    from rl_coordconv.commands import supervised as command
+
+    args = SimpleNamespace(quick=True, seeds=None, seed=3, epochs=None, learning_rate=None, device="cpu",
+                           task="all", split="both", model="both", batch_size=16, no_early_stop=False, checks_per_epoch=4)
+    assert [(c.arch, c.seed) for c in command.plan("vae", args)] == [("conv", 3), ("coordconv", 3)]
+    assert sorted({c.seed for c in command.plan("classification", args)}) == [3, 4]  # --quick: 2 seeds
+    args.quick = False
+    assert sorted({c.seed for c in command.plan("classification", args)}) == [3, 4, 5, 6, 7]
+    args.seeds = 2
+    assert [(c.arch, c.seed) for c in command.plan("gan", args)] == [("conv", 3), ("coordconv", 3), ("conv", 4), ("coordconv", 4)]
+    with pytest.raises(ValueError, match="the Not-so-Clevr report is of one seed"):
+        command.plan("not-so-clevr", args)
+    assert command.main(["--experiment", "vae", "--seeds", "0"]) == 2
+    assert "--seeds must be >= 1, got 0" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------- the classification control
@@ -185,17 +245,17 @@ def test_the_coordconv_classifier_has_coordconv_at_the_bottom_only():
 
 
 def test_the_t_interval_and_the_verdict_by_hand():
-    mean, low, high = classification.mean_interval(np.array([0.90, 0.92, 0.94]))
+    mean, low, high = mean_interval(np.array([0.90, 0.92, 0.94]))
     half = 4.302652729911275 * 0.02 / np.sqrt(3)  # t(0.975, 2 dof) * sample std / sqrt(n)
     assert (mean, low, high) == pytest.approx((0.92, 0.92 - half, 0.92 + half))
-    assert classification.mean_interval(np.array([0.5])) == (0.5, 0.5, 0.5)
+    assert mean_interval(np.array([0.5])) == (0.5, 0.5, 0.5)
 
     def result(arch, seed, accuracy):
         return classification.ClassificationResult(classification.ClassificationConfig(arch, seed), 100, 1.0, 1.0, accuracy)
 
     same = [result("conv", s, a) for s, a in enumerate([0.90, 0.92, 0.94])] + \
            [result("coordconv", s, a) for s, a in enumerate([0.91, 0.91, 0.95])]
-    assert classification.compare(same)["coordconv - conv"] == pytest.approx(classification.mean_interval(np.array([0.01, -0.01, 0.01])))
+    assert classification.compare(same)["coordconv - conv"] == pytest.approx(mean_interval(np.array([0.01, -0.01, 0.01])))
     assert "no meaningful difference" in classification.markdown(same, "m")
     better = same[:3] + [result("coordconv", s, a + 0.05) for s, a in enumerate([0.90, 0.92, 0.94])]
     assert "CoordConv better" in classification.markdown(better, "m")

@@ -289,3 +289,16 @@ def final_window_mean(steps: np.ndarray, values: np.ndarray, end: float, fractio
         return float("nan")
     last = (steps > end * (1 - fraction)) & (steps <= end)
     return float(values[last].mean()) if last.any() else float(values[steps <= end][-1])
+
+
+def mean_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of ``values`` and its Student-t interval (``low = high = mean``
+    for a single value: no interval)."""
+    from scipy import stats  # scikit-learn's dependency; imported here, where it is needed
+
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    return mean, mean - half, mean + half

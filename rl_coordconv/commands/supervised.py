@@ -5,7 +5,8 @@
     rl-coordconv supervised --task rendering --split quadrant --epochs 3 --no-early-stop
     rl-coordconv supervised --experiment vae      # a VAE on Sort-of-CLEVR scenes, conv vs CoordConv
     rl-coordconv supervised --experiment gan      # a GAN on the same scenes
-    rl-coordconv supervised --experiment classification   # the "what" control: digits, 3 seeds
+    rl-coordconv supervised --experiment classification   # the "what" control: digits, 5 seeds
+    rl-coordconv supervised --experiment vae --seeds 3    # three seeds per model, with intervals
     rl-coordconv supervised --experiment all --quick   # everything, tiny budgets (a smoke test)
 
 Writes ``<out>/results.md``, ``results.csv``, the figures, and TensorBoard logs under
@@ -35,7 +36,9 @@ from rl_coordconv.supervised.report import markdown, save_figures, write_csv
 
 NOT_SO_CLEVR = "not-so-clevr"
 CLASSIFICATION = "classification"
-CLASSIFICATION_SEEDS = 3  # --seed, --seed + 1, ...
+# Seeds per model when --seeds is not given: --seed, --seed + 1, ... (the classification runs are
+# cheap enough for narrow intervals; a VAE or GAN seed takes minutes).
+DEFAULT_SEEDS = {CLASSIFICATION: 5, "vae": 1, "gan": 1, NOT_SO_CLEVR: 1}
 # What --quick changes: budgets small enough for a test, the same code paths.
 QUICK_GENERATIVE = dict(train_scenes=256, test_scenes=64, epochs=1, samples=64, interpolations=4, steps=6)
 
@@ -55,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="epoch budget per run (default: per model)")
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds per model, from --seed on (default: 5 for classification, 1 otherwise)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1")
     parser.add_argument("--checks-per-epoch", type=int, default=4, help="test evaluations per epoch (timing resolution)")
     parser.add_argument("--no-early-stop", action="store_true", help="train the whole budget even when solved")
@@ -90,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def plan(experiment: str, args: argparse.Namespace) -> list:
     """The validated configs of one experiment's runs."""
+    count = args.seeds if args.seeds is not None else (2 if args.quick and experiment == CLASSIFICATION else DEFAULT_SEEDS[experiment])
+    if count < 1:
+        raise ValueError(f"--seeds must be >= 1, got {count}")
+    if experiment == NOT_SO_CLEVR and count > 1:
+        raise ValueError(f"--seeds {count}: the Not-so-Clevr report is of one seed; run it once per --seed instead")
+    seeds = range(args.seed, args.seed + count)
     if experiment == NOT_SO_CLEVR:
         epochs = 1 if args.quick and args.epochs is None else args.epochs
         configs = [
@@ -102,7 +113,6 @@ def plan(experiment: str, args: argparse.Namespace) -> list:
         ]
     elif experiment == CLASSIFICATION:
         epochs = args.epochs if args.epochs is not None else (1 if args.quick else None)
-        seeds = range(args.seed, args.seed + (2 if args.quick else CLASSIFICATION_SEEDS))
         configs = [classification.ClassificationConfig(arch, seed, device=args.device, **({"epochs": epochs} if epochs else {}),
                                                        **({"learning_rate": args.learning_rate} if args.learning_rate else {}))
                    for seed in seeds for arch in classification.ARCHS]
@@ -110,8 +120,8 @@ def plan(experiment: str, args: argparse.Namespace) -> list:
         budget = QUICK_GENERATIVE if args.quick else {}
         if args.epochs is not None:
             budget = {**budget, "epochs": args.epochs}
-        configs = [GenerativeConfig(experiment, arch, learning_rate=args.learning_rate, seed=args.seed, device=args.device,
-                                    **budget) for arch in ARCHS]
+        configs = [GenerativeConfig(experiment, arch, learning_rate=args.learning_rate, seed=seed, device=args.device,
+                                    **budget) for seed in seeds for arch in ARCHS]
     for config in configs:
         config.validate()
     return configs
@@ -158,8 +168,9 @@ def run_classification(configs: list[classification.ClassificationConfig], out: 
 def run_generative(configs: list[GenerativeConfig], out: Path, machine: str) -> str:
     results = []
     for config in configs:
-        print(f"{config.experiment} {config.arch} ({config.epochs} epochs of {config.train_scenes:,} scenes) ...", flush=True)
-        with SummaryWriter(str(out / "tb" / f"{config.experiment}-{config.arch}")) as writer:
+        print(f"{config.experiment} {config.arch} seed {config.seed} ({config.epochs} epochs of {config.train_scenes:,} scenes) ...",
+              flush=True)
+        with SummaryWriter(str(out / "tb" / f"{config.experiment}-{config.arch}-seed{config.seed}")) as writer:
             result = train_generative(config, writer=writer)
         print("    " + ", ".join(f"{name} {value:.3f}" for name, value in result.metrics.items()), flush=True)
         results.append(result)

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from rl_coordconv.analysis.statistics import mean_interval
 from rl_coordconv.layers import CoordConv2d
 
 ARCHS = ("conv", "coordconv")
@@ -152,19 +153,6 @@ def train_classifier(config: ClassificationConfig, progress: bool = True, writer
     seconds = time.perf_counter() - start
     return ClassificationResult(config, sum(p.numel() for p in model.parameters()), seconds,
                                 accuracy(model, train_images, train_labels), accuracy(model, test_images, test_labels))
-
-
-def mean_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the mean of ``values`` and its Student-t interval (``low = high = mean``
-    for a single value: no interval)."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=np.float64)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
-    return mean, mean - half, mean + half
 
 
 def compare(results: list[ClassificationResult]) -> dict[str, tuple[float, float, float]]:

@@ -4,11 +4,15 @@ interpolations.
 
 Both models are DCGAN-shaped and share their two halves: an encoder (three stride-2 4x4
 convolutions, 32 -> 4 pixels, then a linear layer; the VAE's encoder and the GAN's
-discriminator) and a decoder (a linear layer to 64 x 4 x 4, then three nearest upsamplings each
-followed by a 3x3 convolution; the VAE's decoder and the GAN's generator). The CoordConv models
-replace every convolution of both halves with :class:`~rl_coordconv.layers.CoordConv2d`, as the
-paper puts CoordConv in both the generator and the discriminator; the conv models have none.
-"""
+discriminator, spectrally normalized there) and a decoder (a linear layer to ``2 width x 4 x 4``,
+then three nearest upsamplings each followed by a 3x3 convolution, batch-normalized in the GAN's
+generator; the VAE's decoder and the GAN's generator). The CoordConv models replace every
+convolution of both halves with :class:`~rl_coordconv.layers.CoordConv2d`, as the paper puts
+CoordConv in both the generator and the discriminator; the conv models have none.
+
+The VAE's interpolations run between the posterior means of two new scenes holding the same
+object at two places, so the object should move and nothing else change; the GAN's between
+random latent codes."""
 
 from __future__ import annotations
 
@@ -23,10 +27,11 @@ from tqdm.auto import tqdm
 
 from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.supervised.objects import find_objects, interpolation_measures, object_count_error, position_coverage
-from rl_coordconv.supervised.shapes import SIZE, Scenes, generate
+from rl_coordconv.supervised.shapes import SIZE, Scenes, generate, moving_object_pairs
 
 ARCHS = ("conv", "coordconv")
 EXPERIMENTS = ("vae", "gan")
+DEFAULT_EPOCHS = {"vae": 40, "gan": 20}
 
 
 def conv(arch: str, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0) -> nn.Module:
@@ -56,14 +61,17 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """``(B, latent)`` codes -> ``(B, 3, 32, 32)`` logits (``sigmoid`` gives images)."""
 
-    def __init__(self, arch: str, latent: int, width: int = 32) -> None:
+    def __init__(self, arch: str, latent: int, width: int = 32, batch_norm: bool = False) -> None:
         super().__init__()
         self.project = nn.Linear(latent, 2 * width * 16)
         self.width = width
+
+        def block(in_channels: int, out_channels: int) -> list[nn.Module]:
+            norm = [nn.BatchNorm2d(out_channels)] if batch_norm else []
+            return [nn.Upsample(scale_factor=2), conv(arch, in_channels, out_channels, 3, 1, 1), *norm, nn.ReLU()]
+
         self.net = nn.Sequential(
-            nn.Upsample(scale_factor=2), conv(arch, 2 * width, 2 * width, 3, 1, 1), nn.ReLU(),  # 8 x 8
-            nn.Upsample(scale_factor=2), conv(arch, 2 * width, width, 3, 1, 1), nn.ReLU(),  # 16 x 16
-            nn.Upsample(scale_factor=2), conv(arch, width, width, 3, 1, 1), nn.ReLU(),  # 32 x 32
+            *block(2 * width, 2 * width), *block(2 * width, width), *block(width, width),  # 8, 16, 32 pixels
             conv(arch, width, 3, 3, 1, 1),
         )
 
@@ -74,10 +82,10 @@ class Decoder(nn.Module):
 class VAE(nn.Module):
     """A Gaussian VAE with a Bernoulli decoder over pixels (``latent`` dimensions)."""
 
-    def __init__(self, arch: str, latent: int = 8) -> None:
+    def __init__(self, arch: str, latent: int = 8, width: int = 32) -> None:
         super().__init__()
         self.latent = latent
-        self.encoder, self.decoder = Encoder(arch, 2 * latent), Decoder(arch, latent)
+        self.encoder, self.decoder = Encoder(arch, 2 * latent, width), Decoder(arch, latent, width)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean, log variance)`` of the posterior, ``(B, latent)`` each."""
@@ -100,9 +108,10 @@ class GenerativeConfig:
     arch: str = "coordconv"
     train_scenes: int = 4000
     test_scenes: int = 1000
-    epochs: int = 10
+    epochs: int | None = None  # VAE 40, GAN 20 (a GAN step costs about twice a VAE step)
     batch_size: int = 64
-    latent: int = 8
+    latent: int = 16
+    width: int = 16  # channels of the first encoder and last decoder convolutions (the others 2x)
     learning_rate: float | None = None  # VAE 1e-3, GAN 2e-4 (DCGAN's)
     samples: int = 1000  # generated images for the position measures
     interpolations: int = 16
@@ -110,13 +119,17 @@ class GenerativeConfig:
     seed: int = 0
     device: str = "cpu"
 
+    def __post_init__(self) -> None:
+        if self.epochs is None:
+            self.epochs = DEFAULT_EPOCHS.get(self.experiment, 1)
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and what is accepted."""
         if self.experiment not in EXPERIMENTS:
             raise ValueError(f"unknown experiment {self.experiment!r}; choose one of {EXPERIMENTS}")
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; choose one of {ARCHS}")
-        for name in ("train_scenes", "test_scenes", "epochs", "batch_size", "latent", "samples", "interpolations"):
+        for name in ("train_scenes", "test_scenes", "epochs", "batch_size", "latent", "width", "samples", "interpolations"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.steps < 2:
@@ -134,6 +147,16 @@ class GenerativeResult:
     samples: torch.Tensor  # (64, 3, 32, 32) generated images, for the figure
     interpolation: torch.Tensor  # (interpolations, steps, 3, 32, 32)
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+def spectrally_normalized(discriminator: nn.Module) -> nn.Module:
+    """``discriminator`` with every convolution and linear layer's weight spectrally normalized
+    (Miyato et al. 2018): on these mostly black scenes a plain discriminator beats the generator
+    within an epoch and its gradients then vanish."""
+    for module in discriminator.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):  # CoordConv2d is an nn.Conv2d
+            nn.utils.parametrizations.spectral_norm(module)
+    return discriminator
 
 
 def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
@@ -157,12 +180,12 @@ def train_generative(config: GenerativeConfig, progress: bool = True, writer=Non
     images = train_set.images.to(device)
     generator = torch.Generator().manual_seed(config.seed)
     if config.experiment == "vae":
-        model: nn.Module = VAE(config.arch, config.latent).to(device)
+        model: nn.Module = VAE(config.arch, config.latent, config.width).to(device)
         decoder = model.decoder
         step = _vae_step(model, config.learning_rate or 1e-3)
     else:
-        decoder = Decoder(config.arch, config.latent).to(device)
-        discriminator = Encoder(config.arch, 1).to(device)
+        decoder = Decoder(config.arch, config.latent, config.width, batch_norm=True).to(device)  # DCGAN's generator norm
+        discriminator = spectrally_normalized(Encoder(config.arch, 1, config.width)).to(device)
         model = nn.ModuleDict({"generator": decoder, "discriminator": discriminator})
         step = _gan_step(decoder, discriminator, config.latent, config.learning_rate or 2e-4)
 
@@ -193,7 +216,7 @@ def train_generative(config: GenerativeConfig, progress: bool = True, writer=Non
     metrics = {f"samples_{name}": value for name, value in position_coverage(train_set.centres(), generated_centres).items()}
     metrics["objects_per_sample"] = len(generated_centres) / config.samples
     if config.experiment == "vae":
-        ends = _vae_interpolation_ends(model, test_set, config.interpolations, device)
+        ends = _vae_interpolation_ends(model, config.interpolations, 20_000 + config.seed, device)
         metrics.update(_vae_test_metrics(model, test_set, device))
     else:
         ends = tuple(torch.randn(config.interpolations, config.latent, generator=generator).to(device) for _ in range(2))
@@ -241,11 +264,11 @@ def _gan_step(generator: Decoder, discriminator: Encoder, latent: int, learning_
     return step
 
 
-def _vae_interpolation_ends(model: VAE, test_set: Scenes, pairs: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means of the first ``2 * pairs`` held-out scenes, paired in order."""
+def _vae_interpolation_ends(model: VAE, pairs: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means of ``pairs`` pairs of new scenes of one object, the same shape and colour at
+    two places: along each interpolation the object should move, not fade or change."""
     with torch.no_grad():
-        mean, _ = model.encode(test_set.images[: 2 * pairs].to(device))
-    return mean[0::2], mean[1::2]
+        return tuple(model.encode(end.images.to(device))[0] for end in moving_object_pairs(pairs, seed))
 
 
 def _vae_test_metrics(model: VAE, test_set: Scenes, device: torch.device) -> dict[str, float]:

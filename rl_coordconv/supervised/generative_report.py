@@ -10,6 +10,7 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
+from rl_coordconv.analysis.statistics import mean_interval
 from rl_coordconv.supervised.generative import GenerativeResult
 
 # The measures of the table, in its order, and what each says.
@@ -43,19 +44,30 @@ def write_csv(results: list[GenerativeResult], path: Path) -> None:
 
 
 def markdown(results: list[GenerativeResult]) -> str:
-    """One table per experiment: a row per measure, a column per arch."""
+    """One table per experiment: a row per measure, a column per arch, each cell the mean over the
+    seeds with its 95 % t-interval where there are several."""
     lines = []
     for experiment in dict.fromkeys(result.config.experiment for result in results):
-        mine = {result.config.arch: result for result in results if result.config.experiment == experiment}
-        archs = list(mine)
-        lines += [f"### {experiment.upper()}", "", "| measure | " + " | ".join(archs) + " |",
+        mine = [result for result in results if result.config.experiment == experiment]
+        archs = list(dict.fromkeys(result.config.arch for result in mine))
+        by_arch = {arch: [result for result in mine if result.config.arch == arch] for arch in archs}
+        seeds = sorted({result.config.seed for result in mine})
+        what = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean over seeds {seeds} with its 95 % t-interval"
+        lines += [f"### {experiment.upper()} ({what})", "", "| measure | " + " | ".join(archs) + " |",
                   "|---|" + "---:|" * len(archs)]
         for name, meaning in METRICS.items():
-            if all(name in mine[arch].metrics for arch in archs):
-                lines.append(f"| {meaning} | " + " | ".join(f"{mine[arch].metrics[name]:.3f}" for arch in archs) + " |")
-        lines.append("| training seconds | " + " | ".join(f"{mine[arch].seconds:.0f}" for arch in archs) + " |")
+            if all(name in result.metrics for result in mine):
+                cells = [_cell([result.metrics[name] for result in by_arch[arch]]) for arch in archs]
+                lines.append(f"| {meaning} | " + " | ".join(cells) + " |")
+        lines.append("| training seconds per run | " + " | ".join(
+            f"{np.mean([result.seconds for result in by_arch[arch]]):.0f}" for arch in archs) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _cell(values: list[float]) -> str:
+    mean, low, high = mean_interval(np.array(values))
+    return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def _tile(images: torch.Tensor, columns: int) -> np.ndarray:
@@ -78,8 +90,12 @@ def save_figures(results: list[GenerativeResult], out_dir: Path) -> list[Path]:
     """Per model: ``<experiment>-<arch>-samples.png`` (8 x 8 samples), ``-interpolation.png``
     (a row per interpolation, its frames left to right) and ``-interpolation.gif`` (the frames in
     time, the interpolations side by side)."""
-    written = []
+    written, drawn = [], set()
     for result in results:
+        model = (result.config.experiment, result.config.arch)
+        if model in drawn:  # one set of figures per model: its first seed's
+            continue
+        drawn.add(model)
         stem = out_dir / f"{result.config.experiment}-{result.config.arch}"
         paths = [stem.with_name(stem.name + suffix) for suffix in ("-samples.png", "-interpolation.png", "-interpolation.gif")]
         imageio.imwrite(paths[0], _upscale(_tile(result.samples[:64], 8)))

@@ -77,3 +77,26 @@ def generate(n: int, seed: int, max_objects: int = 2) -> Scenes:
             draw(images[scene], shape, int(colours[k]), row, col)
             objects[scene, k] = (shape, colours[k], row, col)
     return Scenes(torch.from_numpy(images), objects)
+
+
+
+def moving_object_pairs(pairs: int, seed: int, min_distance: float = 12.0) -> tuple[Scenes, Scenes]:
+    """``pairs`` pairs of one-object scenes, the same shape in the same colour at two centres at
+    least ``min_distance`` pixels apart: the ends of interpolations along which one object should
+    move, neither fading nor changing. Pair ``k`` is scene ``k`` of the first and of the second."""
+    if pairs < 1:
+        raise ValueError(f"pairs must be a positive number, got {pairs!r}")
+    rng = np.random.default_rng(seed)
+    images = np.zeros((2, pairs, 3, SIZE, SIZE), dtype=np.float32)
+    objects = np.full((2, pairs, 2, 4), -1, dtype=np.int64)
+    for pair in range(pairs):
+        shape, colour = int(rng.integers(len(SHAPES))), int(rng.integers(len(PALETTE)))
+        while True:
+            (row, col), (other_row, other_col) = rng.integers(RADIUS, SIZE - RADIUS, size=(2, 2))
+            if np.hypot(row - other_row, col - other_col) >= min_distance:
+                break
+        for end, (r, c) in enumerate(((row, col), (other_row, other_col))):
+            draw(images[end, pair], shape, colour, int(r), int(c))
+            objects[end, pair, 0] = (shape, colour, r, c)
+    first, second = (Scenes(torch.from_numpy(images[end]), objects[end]) for end in (0, 1))
+    return first, second
