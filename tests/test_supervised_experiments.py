@@ -207,6 +207,7 @@ def test_the_command_runs_the_seeds_it_is_asked_for_and_refuses_bad_counts(capsy
     assert sorted({c.seed for c in command.plan("classification", args)}) == [3, 4]  # --quick: 2 seeds
     args.quick = False
     assert sorted({c.seed for c in command.plan("classification", args)}) == [3, 4, 5, 6, 7]
+    assert [(c.arch, c.seed, c.epochs) for c in command.plan("vae", args)][-2:] == [("conv", 5, 30), ("coordconv", 5, 30)]
     args.seeds = 2
     assert [(c.arch, c.seed) for c in command.plan("gan", args)] == [("conv", 3), ("coordconv", 3), ("conv", 4), ("coordconv", 4)]
     with pytest.raises(ValueError, match="the Not-so-Clevr report is of one seed"):

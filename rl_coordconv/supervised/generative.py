@@ -31,7 +31,7 @@ from rl_coordconv.supervised.shapes import SIZE, Scenes, generate, moving_object
 
 ARCHS = ("conv", "coordconv")
 EXPERIMENTS = ("vae", "gan")
-DEFAULT_EPOCHS = {"vae": 40, "gan": 20}
+DEFAULT_EPOCHS = {"vae": 30, "gan": 20}
 
 
 def conv(arch: str, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0) -> nn.Module:
@@ -108,7 +108,7 @@ class GenerativeConfig:
     arch: str = "coordconv"
     train_scenes: int = 4000
     test_scenes: int = 1000
-    epochs: int | None = None  # VAE 40, GAN 20 (a GAN step costs about twice a VAE step)
+    epochs: int | None = None  # VAE 30, GAN 20 (a GAN step costs about twice a VAE step)
     batch_size: int = 64
     latent: int = 16
     width: int = 16  # channels of the first encoder and last decoder convolutions (the others 2x)
