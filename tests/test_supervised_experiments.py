@@ -108,9 +108,11 @@ def test_interpolation_measures_by_hand():
     red, blue = 0, 2
     smooth = [[FoundObject(red, 5.0, 5.0 + 2 * t, 49), FoundObject(blue, 20.0, 20.0, 29)] for t in range(4)]
     broken = [[FoundObject(red, 5.0, 5.0, 49)], [], [FoundObject(red, 5.0, 9.0, 49)], [FoundObject(red, 8.0, 13.0, 49)]]
-    measures = interpolation_measures([smooth, broken])
-    # smooth: 3 steps, red moves 2 px each, blue 0; broken: a vanish, a reappearance, then a 5 px move.
-    assert measures["broken_steps"] == pytest.approx(2 / 6)
+    empty = [[], [], []]
+    measures = interpolation_measures([smooth, broken, empty])
+    # smooth: 3 steps, red moves 2 px each, blue 0; broken: a vanish, a reappearance, then a 5 px
+    # move; empty: 2 steps with nothing to follow, broken too.
+    assert measures["broken_steps"] == pytest.approx(4 / 8)
     assert measures["mean_jump"] == pytest.approx((3 * 2 + 3 * 0 + 5) / 7)
 
 
@@ -194,6 +196,10 @@ def test_the_generative_table_gives_each_measure_its_mean_and_t_interval_over_se
     assert "| training seconds per run | 61 | 61 |" in table
     one = markdown([result("conv", 4, 0.1)])
     assert "### GAN (seed 4)" in one and "| 0.100 |" in one
+    # A seed without the measure (no objects, no jump) is left out and said so.
+    missing = markdown([result("conv", 0, 0.1), result("conv", 1, float("nan")), result("conv", 2, 0.3)])
+    assert "| 0.200 [-1.071, 1.471] (2 of 3 seeds) |" in missing  # t(0.975, 1 dof) = 12.706, se 0.1
+    assert "| none found |" in markdown([result("conv", 0, float("nan"))])
 
 
 def test_the_command_runs_the_seeds_it_is_asked_for_and_refuses_bad_counts(capsys):

@@ -19,7 +19,7 @@ METRICS = {
     "samples_cells_reached": "position cells of the data reached by samples (1 best)",
     "objects_per_sample": "objects found per sample (data: 1.5)",
     "interpolation_mean_jump": "pixels an object moves per interpolation step",
-    "interpolation_broken_steps": "interpolation steps where an object vanishes, appears or splits (0 best)",
+    "interpolation_broken_steps": "interpolation steps where an object vanishes, appears or splits, or none is found (0 best)",
     "test_negative_elbo": "held-out negative ELBO per image (VAE; lower is better)",
     "test_pixel_mse": "held-out reconstruction squared error per pixel (VAE)",
     "test_object_miscount": "objects missed or added per held-out reconstruction (VAE)",
@@ -66,8 +66,14 @@ def markdown(results: list[GenerativeResult]) -> str:
 
 
 def _cell(values: list[float]) -> str:
-    mean, low, high = mean_interval(np.array(values))
-    return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    """The mean and t-interval of the seeds that gave a value (a seed whose samples held no object
+    has no jump), saying how many did when some did not."""
+    finite = np.array([value for value in values if np.isfinite(value)])
+    if not len(finite):
+        return "none found"
+    mean, low, high = mean_interval(finite)
+    cell = f"{mean:.3f}" if len(finite) == 1 else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    return cell if len(finite) == len(values) else f"{cell} ({len(finite)} of {len(values)} seeds)"
 
 
 def _tile(images: torch.Tensor, columns: int) -> np.ndarray:

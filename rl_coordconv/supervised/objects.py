@@ -79,14 +79,15 @@ def interpolation_measures(paths: list[list[list[FoundObject]]]) -> dict[str, fl
     :return: ``mean_jump``: pixels an object's centre moves between consecutive frames, over
         the steps where the same colours are present in both frames (each object matched to the
         nearest of its colour in the next frame); ``broken_steps``: the fraction of steps where
-        the objects change (one vanishes, appears or splits: the colours found differ).
+        the objects change (one vanishes, appears or splits: the colours found differ) or there
+        is no object to follow (neither frame holds one).
     """
     jumps: list[float] = []
     steps = broken = 0
     for frames in paths:
         for before, after in zip(frames, frames[1:]):
             steps += 1
-            if sorted(o.colour for o in before) != sorted(o.colour for o in after):
+            if not before and not after or sorted(o.colour for o in before) != sorted(o.colour for o in after):
                 broken += 1
                 continue
             for obj in before:
