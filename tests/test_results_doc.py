@@ -1,5 +1,6 @@
 """docs/results.md quotes only what the committed run records give."""
 
+import re
 from pathlib import Path
 
 from rl_coordconv.analysis.document import quoted_reports, stale_blocks
@@ -28,3 +29,19 @@ def test_the_quoted_tables_are_what_the_records_give(tmp_path):
     for quoted in quoted_reports(PAGE):
         if quoted.figure is not None:
             assert (PAGE.parent / quoted.figure).stat().st_size > 10_000
+
+
+def test_the_supervised_tables_are_the_committed_reports():
+    """Every table row of each committed ``results/supervised/<experiment>/results.md`` (what
+    ``rl-coordconv supervised`` wrote) appears in docs/results.md as it is, and every figure the
+    page shows from there exists."""
+    reports = sorted((ROOT / "results" / "supervised").glob("*/results.md"))
+    assert {path.parent.name for path in reports} >= {"vae", "gan", "classification"}
+    page = PAGE.read_text()
+    for report in reports:
+        rows = [line for line in report.read_text().splitlines() if line.startswith("|")]
+        assert rows, f"{report} has no table"
+        missing = [row for row in rows if row not in page]
+        assert not missing, f"docs/results.md lacks these rows of {report.relative_to(ROOT)}: {missing}"
+    for figure in re.findall(r"\]\((\.\./results/supervised/[^)]+)\)", page):
+        assert (PAGE.parent / figure).is_file(), figure
