@@ -25,8 +25,9 @@ $(VENV)/.installed: setup.py
 demo: venv
 	$(BIN)/rl-coordconv demo
 
+# Two pytest-xdist workers, one per core; the tests that start Ray share one of them.
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: venv
 	$(BIN)/python scripts/bench_layers.py

@@ -31,7 +31,7 @@ setup(
     ],
     entry_points={"console_scripts": ["rl-coordconv = rl_coordconv.commands:main"]},
     extras_require={
-        "dev": ["pytest>=7.4", "scipy>=1.10", "setuptools>=70.1"],  # scipy: reference statistics; setuptools: the wheel test
+        "dev": ["pytest>=7.4", "pytest-xdist>=3.5", "scipy>=1.10", "setuptools>=70.1"],  # scipy: reference statistics; setuptools: the wheel test
         "distributed": ["ray>=2.9"],
     },
 )

@@ -24,8 +24,18 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs CUDA; skipped when no GPU is present")
 
 
+# Tests that start a local Ray (``ray.init`` or a train/sweep command on Ray): under ``make
+# test``'s two pytest-xdist workers they share one worker, so two Ray sessions never contend for
+# the same 2 cores (and a module's shared session stays in the worker that made it).
+def starts_ray(item) -> bool:
+    return item.path.name == "test_distributed.py" or "ray_sweep_dir" in getattr(item, "fixturenames", ())
+
+
+
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none is present")
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+        if starts_ray(item):
+            item.add_marker(pytest.mark.xdist_group("ray"))
