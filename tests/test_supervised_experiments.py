@@ -68,6 +68,8 @@ def test_interpolation_ends_hold_one_same_object_far_apart_and_repeat_with_their
             np.testing.assert_array_equal(image[:, row, col], shapes.PALETTE[colour])
     again, _ = shapes.moving_object_pairs(30, seed=4)
     assert torch.equal(again.images, start.images)
+    many, _ = shapes.moving_object_pairs(200, seed=0)
+    assert set(many.objects[:, 0, 0].tolist()) == {0, 1} and set(many.objects[:, 0, 1].tolist()) == set(range(6))
 
 
 # -------------------------------------------------------------------------- the object finder
@@ -92,6 +94,13 @@ def test_the_finder_reads_faded_colours_and_counts_a_split_object_twice():
     assert find_objects(blank() + 0.5) == []  # grey is no palette colour
 
 
+def test_the_finder_keeps_regions_of_eight_pixels_and_drops_seven():
+    image = blank()
+    image[:, 2:4, 2:6] = shapes.PALETTE[4][:, None, None]  # 2 x 4 = 8 magenta pixels
+    image[:, 20, 10:17] = shapes.PALETTE[2][:, None]  # 7 blue pixels in a row
+    assert find_objects(image) == [FoundObject(4, 2.5, 3.5, 8)]
+
+
 def test_centre_histograms_and_coverage_by_hand():
     # Canvas of 32 in 2 x 2 cells of 16 pixels.
     data = np.array([[1.0, 1.0], [1.0, 20.0], [20.0, 20.0], [20.0, 20.0]])
@@ -114,6 +123,10 @@ def test_interpolation_measures_by_hand():
     # move; empty: 2 steps with nothing to follow, broken too.
     assert measures["broken_steps"] == pytest.approx(4 / 8)
     assert measures["mean_jump"] == pytest.approx((3 * 2 + 3 * 0 + 5) / 7)
+    # Two objects of one colour: each is matched to the nearest in the next frame (1 px), not the other (15).
+    twins = [[FoundObject(red, 5.0, 5.0, 49), FoundObject(red, 5.0, 20.0, 49)],
+             [FoundObject(red, 5.0, 6.0, 49), FoundObject(red, 5.0, 21.0, 49)]]
+    assert interpolation_measures([twins])["mean_jump"] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------------------------- the models
@@ -157,6 +170,61 @@ def test_a_seeded_run_repeats(experiment):
     assert first.interpolation.shape == (2, 4, 3, 32, 32)
 
 
+def test_a_gan_run_trains_a_normalized_pair_on_its_seeds_scenes_and_tests_on_others(monkeypatch):
+    from rl_coordconv.supervised import generative
+
+    seeds, normalized = [], []
+    generate, normalize = generative.generate, generative.spectrally_normalized
+    monkeypatch.setattr(generative, "generate", lambda n, seed: (seeds.append(seed), generate(n, seed))[1])
+    monkeypatch.setattr(generative, "spectrally_normalized", lambda net: (normalized.append(net), normalize(net))[1])
+    result = train_generative(GenerativeConfig("gan", "conv", seed=2, **QUICK), progress=False)
+    assert seeds == [2, 10_002]  # the training scenes of seed 2, the test scenes another set
+    assert len(normalized) == 1 and isinstance(normalized[0], Encoder)
+    # Width 16, latent 16. Generator: linear 16 -> 512 (8,704), 3x3 convs 32->32 (9,248), 32->16
+    # (4,624), 16->16 (2,320), 16->3 (435), batch norms 64 + 32 + 32. Discriminator: 4x4 convs
+    # 3->16 (784), 16->32 (8,224), 32->32 (16,416), linear 512 -> 1 (513).
+    assert result.parameters == 8_704 + 9_248 + 4_624 + 2_320 + 435 + 128 + 784 + 8_224 + 16_416 + 513
+
+
+def test_vae_interpolations_start_and_end_at_the_encodings_of_one_object_at_two_places():
+    from rl_coordconv.supervised.generative import _vae_interpolation_ends
+
+    class CentreEncoder:
+        """encode() gives each image's painted-pixel centroid ``(row, col)`` as its code."""
+
+        def encode(self, images):
+            painted = images.sum(dim=1) > 0
+            rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+            area = painted.sum(dim=(1, 2))
+            return torch.stack([(rows * painted).sum(dim=(1, 2)) / area, (cols * painted).sum(dim=(1, 2)) / area], 1), None
+
+    start, end = _vae_interpolation_ends(CentreEncoder(), 5, seed=7, device=torch.device("cpu"))
+    first, second = shapes.moving_object_pairs(5, seed=7)
+    np.testing.assert_allclose(start.numpy(), first.objects[:, 0, 2:], atol=1e-5)  # each shape is symmetric
+    np.testing.assert_allclose(end.numpy(), second.objects[:, 0, 2:], atol=1e-5)
+
+
+def test_the_budgets_by_default():
+    assert (GenerativeConfig("vae").epochs, GenerativeConfig("gan").epochs, GenerativeConfig("gan", epochs=3).epochs) == (30, 20, 3)
+    assert (GenerativeConfig().width, GenerativeConfig().latent) == (16, 16)
+
+
+def test_the_strip_has_a_row_per_interpolation_and_the_animation_a_frame_per_step_there_and_back(tmp_path):
+    import imageio.v2 as imageio
+
+    from rl_coordconv.supervised.generative import GenerativeResult
+    from rl_coordconv.supervised.generative_report import save_figures
+
+    steps = torch.linspace(0.2, 0.8, 4)[None, :, None, None, None].expand(2, 4, 3, 32, 32)  # each step its own grey
+    result = GenerativeResult(GenerativeConfig("vae", "conv"), 1, 1.0, {}, torch.zeros(8, 3, 32, 32), steps.clone())
+    samples, strip, animation = save_figures([result], tmp_path)
+    assert imageio.imread(strip).shape == (2 * 33 * 3, 4 * 33 * 3, 3)  # 33-pixel cells, upscaled 3x
+    assert imageio.imread(samples).shape == (1 * 33 * 3, 8 * 33 * 3, 3)
+    frames = imageio.mimread(animation)  # the interpolations side by side, one frame per step
+    assert all(frame.shape == (1 * 33 * 3, 2 * 33 * 3, 3) for frame in frames)
+    assert sorted({int(frame[0, 0, 0]) for frame in frames}) == [51, 102, 153, 204]  # 255 x 0.2, 0.4, 0.6, 0.8
+
+
 def test_bad_generative_settings_are_refused_with_the_accepted_values():
     with pytest.raises(ValueError, match=r"unknown experiment 'detection'; choose one of \('vae', 'gan'\)"):
         GenerativeConfig("detection").validate()
@@ -185,7 +253,8 @@ def test_the_generative_table_gives_each_measure_its_mean_and_t_interval_over_se
     from rl_coordconv.supervised.generative_report import markdown
 
     def result(arch, seed, distance):
-        return GenerativeResult(GenerativeConfig("gan", arch, seed=seed), 10, 60.0 + seed,
+        seconds = (60.0 if arch == "conv" else 120.0) + seed
+        return GenerativeResult(GenerativeConfig("gan", arch, seed=seed), 10, seconds,
                                 {"samples_histogram_distance": distance}, torch.zeros(1, 3, 32, 32), torch.zeros(1, 2, 3, 32, 32))
 
     table = markdown([result("conv", seed, d) for seed, d in enumerate((0.1, 0.2, 0.3))]
@@ -193,13 +262,14 @@ def test_the_generative_table_gives_each_measure_its_mean_and_t_interval_over_se
     # conv: mean 0.2, standard error 0.1 / sqrt(3), t(0.975, 2 dof) = 4.303: 0.2 -+ 0.248
     assert "### GAN (mean over seeds [0, 1, 2] with its 95 % t-interval)" in table
     assert "| object-centre histogram distance to the data (0 best) | 0.200 [-0.048, 0.448] | 0.050 [0.050, 0.050] |" in table
-    assert "| training seconds per run | 61 | 61 |" in table
+    assert "| training seconds per run | 61 | 121 |" in table
     one = markdown([result("conv", 4, 0.1)])
     assert "### GAN (seed 4)" in one and "| 0.100 |" in one
     # A seed without the measure (no objects, no jump) is left out and said so.
     missing = markdown([result("conv", 0, 0.1), result("conv", 1, float("nan")), result("conv", 2, 0.3)])
     assert "| 0.200 [-1.071, 1.471] (2 of 3 seeds) |" in missing  # t(0.975, 1 dof) = 12.706, se 0.1
     assert "| none found |" in markdown([result("conv", 0, float("nan"))])
+    assert "| 0.100 (1 of 2 seeds) |" in markdown([result("conv", 0, 0.1), result("conv", 1, float("nan"))])
 
 
 def test_the_command_runs_the_seeds_it_is_asked_for_and_refuses_bad_counts(capsys):
@@ -214,6 +284,7 @@ def test_the_command_runs_the_seeds_it_is_asked_for_and_refuses_bad_counts(capsy
     args.quick = False
     assert sorted({c.seed for c in command.plan("classification", args)}) == [3, 4, 5, 6, 7]
     assert [(c.arch, c.seed, c.epochs) for c in command.plan("vae", args)][-2:] == [("conv", 5, 30), ("coordconv", 5, 30)]
+    assert [c.seed for c in command.plan("gan", args)] == [3, 3, 4, 4, 5, 5]
     args.seeds = 2
     assert [(c.arch, c.seed) for c in command.plan("gan", args)] == [("conv", 3), ("coordconv", 3), ("conv", 4), ("coordconv", 4)]
     with pytest.raises(ValueError, match="the Not-so-Clevr report is of one seed"):
@@ -266,7 +337,16 @@ def test_the_t_interval_and_the_verdict_by_hand():
     assert "no meaningful difference" in classification.markdown(same, "m")
     better = same[:3] + [result("coordconv", s, a + 0.05) for s, a in enumerate([0.90, 0.92, 0.94])]
     assert "CoordConv better" in classification.markdown(better, "m")
+    worse = same[:3] + [result("coordconv", s, a - 0.05) for s, a in enumerate([0.90, 0.92, 0.94])]
+    assert "-0.0500 [-0.0500, -0.0500]: CoordConv worse" in classification.markdown(worse, "m")
     assert "one seed: no interval, no verdict" in classification.markdown([same[0], same[3]], "m")
+
+
+def test_each_classification_seed_gets_its_own_canvases(monkeypatch):
+    asked, canvases = [], classification.digit_canvases
+    monkeypatch.setattr(classification, "digit_canvases", lambda seed: (asked.append(seed), canvases(seed))[1])
+    classification.train_classifier(classification.ClassificationConfig("conv", seed=2, epochs=1), progress=False)
+    assert asked == [2]
 
 
 def test_the_classification_command_writes_its_report(tmp_path):
