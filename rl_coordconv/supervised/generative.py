@@ -45,7 +45,7 @@ def conv(arch: str, in_channels: int, out_channels: int, kernel_size: int, strid
 class Encoder(nn.Module):
     """``(B, 3, 32, 32)`` images in [0, 1] -> ``(B, outputs)``."""
 
-    def __init__(self, arch: str, outputs: int, width: int = 32) -> None:
+    def __init__(self, arch: str, outputs: int, width: int = 16) -> None:
         super().__init__()
         self.net = nn.Sequential(
             conv(arch, 3, width, 4, 2, 1), nn.LeakyReLU(0.2),  # 16 x 16
@@ -61,7 +61,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """``(B, latent)`` codes -> ``(B, 3, 32, 32)`` logits (``sigmoid`` gives images)."""
 
-    def __init__(self, arch: str, latent: int, width: int = 32, batch_norm: bool = False) -> None:
+    def __init__(self, arch: str, latent: int, width: int = 16, batch_norm: bool = False) -> None:
         super().__init__()
         self.project = nn.Linear(latent, 2 * width * 16)
         self.width = width
@@ -82,7 +82,7 @@ class Decoder(nn.Module):
 class VAE(nn.Module):
     """A Gaussian VAE with a Bernoulli decoder over pixels (``latent`` dimensions)."""
 
-    def __init__(self, arch: str, latent: int = 8, width: int = 32) -> None:
+    def __init__(self, arch: str, latent: int = 16, width: int = 16) -> None:
         super().__init__()
         self.latent = latent
         self.encoder, self.decoder = Encoder(arch, 2 * latent, width), Decoder(arch, latent, width)
