@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
+# The torchvision release built against TORCH_VERSION.
+TORCHVISION_VERSION := 0.28.0
+DETECTION_VENV := .venv-detection
 
-.PHONY: venv demo test bench clean
+.PHONY: venv detection-venv demo test bench clean
 
 venv: $(VENV)/.installed
 
@@ -22,12 +25,26 @@ $(VENV)/.installed: setup.py
 	$(BIN)/python -c "import torch; print('torch', torch.__version__, 'CUDA available:', torch.cuda.is_available())"
 	touch $@
 
+detection-venv: $(DETECTION_VENV)/.installed
+
+# The detection experiment's own venv: torchvision's wheels are built against PyPI's torch (a CUDA
+# build, which runs on CPU too), and a local CPU-only torch of the same version cannot load them.
+$(DETECTION_VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(DETECTION_VENV)
+	$(DETECTION_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DETECTION_VENV)/bin/python -m pip install --quiet --isolated torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
+	$(DETECTION_VENV)/bin/python -m pip install --quiet -e ".[dev,detection]"
+	$(DETECTION_VENV)/bin/python -c "import torchvision.models.detection; print('torchvision', torchvision.__version__)"
+	touch $@
+
 demo: venv
 	$(BIN)/rl-coordconv demo
 
-# Two pytest-xdist workers, one per core; the tests that start Ray share one of them.
-test: venv
+# Two pytest-xdist workers, one per core; the tests that start Ray share one of them. The
+# detection tests skip in .venv, where torchvision cannot load, and run in .venv-detection.
+test: venv detection-venv
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(DETECTION_VENV)/bin/python -m pytest -n 2 tests/test_detection.py
 
 bench: venv
 	$(BIN)/python scripts/bench_layers.py
@@ -36,4 +53,4 @@ bench: venv
 	$(BIN)/python scripts/bench_distributed.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(DETECTION_VENV) *.egg-info .pytest_cache

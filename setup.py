@@ -33,5 +33,8 @@ setup(
     extras_require={
         "dev": ["pytest>=7.4", "pytest-xdist>=3.5", "scipy>=1.10", "setuptools>=70.1"],  # scipy: reference statistics; setuptools: the wheel test
         "distributed": ["ray>=2.9"],
+        # torchvision 0.28 is the release built against torch 2.13 (the Makefile's pin); it loads only
+        # beside PyPI's torch build, hence `make detection-venv`. pycocotools: torchmetrics' mAP.
+        "detection": ["torchvision==0.28.0", "torchmetrics>=1.4", "pycocotools>=2.0.7"],
     },
 )

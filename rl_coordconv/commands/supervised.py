@@ -6,12 +6,14 @@
     rl-coordconv supervised --experiment vae      # a VAE on Sort-of-CLEVR scenes, conv vs CoordConv, 3 seeds
     rl-coordconv supervised --experiment gan      # a GAN on the same scenes, 3 seeds
     rl-coordconv supervised --experiment classification   # the "what" control: digits, 5 seeds
+    rl-coordconv supervised --experiment detection        # Faster R-CNN on scattered digits, 3 seeds
+                                                          # (needs torchvision: make detection-venv)
     rl-coordconv supervised --experiment vae --seeds 1    # one seed per model (no intervals)
     rl-coordconv supervised --experiment all --quick   # everything, tiny budgets (a smoke test)
 
 Writes ``<out>/results.md``, ``results.csv``, the figures, and TensorBoard logs under
 ``<out>/tb/``; with ``--experiment all`` each experiment in ``<out>/<experiment>/`` and the
-reports joined in ``<out>/results.md``. ``<out>`` defaults to a new ``runs/supervised/<date-time>``.
+reports joined in ``<out>/results.md`` (detection only where torchvision loads; it says so when not). ``<out>`` defaults to a new ``runs/supervised/<date-time>``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.supervised import MODELS, SPLITS, TASKS, TrainConfig, train
-from rl_coordconv.supervised import classification, generative_report
+from rl_coordconv.supervised import classification, detection, detection_report, generative_report
 from rl_coordconv.supervised.generative import ARCHS, EXPERIMENTS, GenerativeConfig, train_generative
 from rl_coordconv.supervised.models import build_model, count_parameters
 from rl_coordconv.supervised.report import markdown, save_figures, write_csv
@@ -36,12 +38,15 @@ from rl_coordconv.supervised.report import markdown, save_figures, write_csv
 
 NOT_SO_CLEVR = "not-so-clevr"
 CLASSIFICATION = "classification"
+DETECTION = "detection"
 # Seeds per model when --seeds is not given: --seed, --seed + 1, ...; on 2 CPU cores the VAE's and
 # the GAN's three take about 12 minutes for both models, the classification's five about 3.
-DEFAULT_SEEDS = {CLASSIFICATION: 5, "vae": 3, "gan": 3, NOT_SO_CLEVR: 1}
-QUICK_SEEDS = {CLASSIFICATION: 2, "vae": 1, "gan": 1, NOT_SO_CLEVR: 1}  # 2: the interval's code path
+DEFAULT_SEEDS = {CLASSIFICATION: 5, "vae": 3, "gan": 3, DETECTION: 3, NOT_SO_CLEVR: 1}
+QUICK_SEEDS = {CLASSIFICATION: 2, "vae": 1, "gan": 1, DETECTION: 1, NOT_SO_CLEVR: 1}  # 2: the interval's code path
 # What --quick changes: budgets small enough for a test, the same code paths.
 QUICK_GENERATIVE = dict(train_scenes=256, test_scenes=64, epochs=1, samples=64, interpolations=4, steps=6)
+QUICK_DETECTION = dict(train_canvases=64, test_canvases=16, epochs=1)
+EXPERIMENT_NAMES = [NOT_SO_CLEVR, *EXPERIMENTS, CLASSIFICATION, DETECTION]
 
 
 def expand(choice: str, every: tuple[str, ...], word: str) -> list[str]:
@@ -51,7 +56,7 @@ def expand(choice: str, every: tuple[str, ...], word: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rl-coordconv supervised",
                                      description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--experiment", default=NOT_SO_CLEVR, choices=[NOT_SO_CLEVR, *EXPERIMENTS, CLASSIFICATION, "all"])
+    parser.add_argument("--experiment", default=NOT_SO_CLEVR, choices=[*EXPERIMENT_NAMES, "all"])
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks that everything runs and writes its files")
     parser.add_argument("--task", default="all", choices=[*TASKS, "all"], help="Not-so-Clevr task")
     parser.add_argument("--split", default="both", choices=[*SPLITS, "both"])
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds per model, from --seed on (default: 5 for classification, 3 for vae and gan, "
-                             "1 for not-so-clevr)")
+                             "3 for detection, 1 for not-so-clevr)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1")
     parser.add_argument("--checks-per-epoch", type=int, default=4, help="test evaluations per epoch (timing resolution)")
     parser.add_argument("--no-early-stop", action="store_true", help="train the whole budget even when solved")
@@ -71,10 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"error: --device {args.device} but torch sees no CUDA GPU", file=sys.stderr)
         return 2
-    experiments = [NOT_SO_CLEVR, *EXPERIMENTS, CLASSIFICATION] if args.experiment == "all" else [args.experiment]
     try:
-        plans = {experiment: plan(experiment, args) for experiment in experiments}
-    except ValueError as error:
+        plans = {experiment: plan(experiment, args) for experiment in chosen_experiments(args.experiment)}
+    except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out or Path("runs/supervised") / time.strftime("%Y%m%d-%H%M%S"))
@@ -87,12 +91,23 @@ def main(argv: list[str] | None = None) -> int:
     for experiment, configs in plans.items():
         folder = out / experiment if len(plans) > 1 else out
         folder.mkdir(exist_ok=True)
-        run = {NOT_SO_CLEVR: run_not_so_clevr, CLASSIFICATION: run_classification}.get(experiment, run_generative)
+        run = {NOT_SO_CLEVR: run_not_so_clevr, CLASSIFICATION: run_classification,
+               DETECTION: run_detection}.get(experiment, run_generative)
         reports.append(run(configs, folder, machine))
     if len(plans) > 1:
         (out / "results.md").write_text("\n\n".join(reports))
     print(f"\n{(out / 'results.md').read_text()}\nWritten: {out / 'results.md'}; TensorBoard: tensorboard --logdir {out}")
     return 0
+
+
+def chosen_experiments(choice: str) -> list[str]:
+    """The experiments ``--experiment choice`` runs: ``all`` is every one that can run here."""
+    if choice != "all":
+        return [choice]
+    if detection.available():
+        return EXPERIMENT_NAMES
+    print("note: --experiment all leaves out detection: torchvision does not load here (make detection-venv)", flush=True)
+    return [experiment for experiment in EXPERIMENT_NAMES if experiment != DETECTION]
 
 
 def plan(experiment: str, args: argparse.Namespace) -> list:
@@ -118,6 +133,12 @@ def plan(experiment: str, args: argparse.Namespace) -> list:
         configs = [classification.ClassificationConfig(arch, seed, device=args.device, **({"epochs": epochs} if epochs else {}),
                                                        **({"learning_rate": args.learning_rate} if args.learning_rate else {}))
                    for seed in seeds for arch in classification.ARCHS]
+    elif experiment == DETECTION:
+        detection.require_torchvision()
+        budget = {**(QUICK_DETECTION if args.quick else {}), **({"epochs": args.epochs} if args.epochs is not None else {}),
+                  **({"learning_rate": args.learning_rate} if args.learning_rate else {})}
+        configs = [detection.DetectionConfig(arch, seed, device=args.device, **budget)
+                   for seed in seeds for arch in detection.ARCHS]
     else:
         budget = QUICK_GENERATIVE if args.quick else {}
         if args.epochs is not None:
@@ -164,6 +185,21 @@ def run_classification(configs: list[classification.ClassificationConfig], out: 
                        f"{r.train_accuracy:.4f},{r.test_accuracy:.4f}\n")
     report = classification.markdown(results, machine)
     (out / "results.md").write_text(report)
+    return report
+
+
+def run_detection(configs: list[detection.DetectionConfig], out: Path, machine: str) -> str:
+    results = []
+    for config in configs:
+        with SummaryWriter(str(out / "tb" / f"detection-{config.arch}-seed{config.seed}")) as writer:
+            result = detection.train_detector(config, writer=writer)
+        print(f"detection {config.arch} seed {config.seed}: " + ", ".join(f"{name} {value:.3f}" for name, value in result.metrics.items())
+              + f" in {result.seconds:.0f} s", flush=True)
+        results.append(result)
+    detection_report.write_csv(results, out / "results.csv")
+    report = detection_report.markdown(results, machine)
+    (out / "results.md").write_text(report)
+    detection_report.save_figure(results, out / "detection-examples.png")
     return report
 
 
