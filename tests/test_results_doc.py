@@ -36,7 +36,7 @@ def test_the_supervised_tables_are_the_committed_reports():
     ``rl-coordconv supervised`` wrote) appears in docs/results.md as it is, and every figure the
     page shows from there exists."""
     reports = sorted((ROOT / "results" / "supervised").glob("*/results.md"))
-    assert {path.parent.name for path in reports} >= {"vae", "gan", "classification"}
+    assert {path.parent.name for path in reports} >= {"vae", "gan", "classification", "detection"}
     page = PAGE.read_text()
     for report in reports:
         rows = [line for line in report.read_text().splitlines() if line.startswith("|")]

@@ -358,3 +358,26 @@ def test_the_classification_command_writes_its_report(tmp_path):
     assert rows[0] == "experiment,arch,seed,parameters,epochs,seconds,train_accuracy,test_accuracy" and len(rows) == 5
     assert "CoordConv - conv, paired by seed" in (out / "results.md").read_text()
     assert len(list((out / "tb").iterdir())) == 4
+
+
+def test_runs_in_parallel_give_the_results_of_runs_one_at_a_time_in_order(tmp_path, monkeypatch, capsys):
+    from rl_coordconv.commands import supervised as command
+
+    monkeypatch.setattr(command.os, "cpu_count", lambda: 2)  # two workers of one thread each
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert command.main(["--experiment", "classification", "--quick", "--jobs", "1", "--out", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert command.main(["--experiment", "classification", "--quick", "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
+
+    def rows(folder):  # every column but the seconds
+        return [line.split(",")[:5] + line.split(",")[6:] for line in (folder / "results.csv").read_text().splitlines()]
+
+    assert [row[1:3] for row in rows(tmp_path / "two")[1:]] == [["conv", "0"], ["coordconv", "0"], ["conv", "1"], ["coordconv", "1"]]
+    assert rows(tmp_path / "two") == rows(tmp_path / "one")
+    assert len(list((tmp_path / "two" / "tb").glob("classification-*/events.out.tfevents.*"))) == 4
+    capsys.readouterr()
+    assert command.main(["--experiment", "classification", "--jobs", "0"]) == 2
+    assert "--jobs must be >= 1, got 0" in capsys.readouterr().err

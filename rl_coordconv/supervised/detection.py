@@ -35,7 +35,7 @@ DIGIT = 8 * SCALE
 MAX_DIGITS = 4
 CLASSES = 11  # the ten digits as labels 1-10, and torchvision's background 0
 SCORE_THRESHOLD = 0.5  # detections that count for the mean IoU and the recall
-ROI_SIZE = 4  # RoIAlign's output, per side
+ROI_SIZE = 7  # RoIAlign's output, per side
 MONITORED = 100  # test canvases of the per-epoch learning curve
 
 
@@ -146,7 +146,7 @@ def digit_canvases(seed: int, train_canvases: int = 2000, test_canvases: int = 5
 class Backbone(nn.Sequential):
     """``(B, 1, H, W)`` -> ``(B, 4 width, H / 4, W / 4)``; the first convolution a ``CoordConv2d`` for ``arch="coordconv"``."""
 
-    def __init__(self, arch: str, width: int = 12) -> None:
+    def __init__(self, arch: str, width: int = 16) -> None:
         first = CoordConv2d if arch == "coordconv" else nn.Conv2d
         super().__init__(
             first(1, width, 3, padding=1), nn.ReLU(inplace=True),
@@ -158,7 +158,7 @@ class Backbone(nn.Sequential):
         self.out_channels = 4 * width  # what FasterRCNN reads
 
 
-def build_detector(arch: str, width: int = 12, representation: int = 128) -> nn.Module:
+def build_detector(arch: str, width: int = 16, representation: int = 128) -> nn.Module:
     """torchvision's ``FasterRCNN`` for 64x64 one-channel canvases, untrained.
 
     One feature map at stride 4; anchors of 12, 16 and 24 pixels at aspect ratios 1/2, 1 and 2;
@@ -250,10 +250,10 @@ class DetectionConfig:
     seed: int = 0
     train_canvases: int = 2000
     test_canvases: int = 500
-    epochs: int = 8
+    epochs: int = 7
     batch_size: int = 16
     learning_rate: float = 1e-3  # Adam, cosine-decayed to 0
-    width: int = 12  # channels of the backbone's first convolution (its output 4x)
+    width: int = 16  # channels of the backbone's first convolution (its output 4x)
     device: str = "cpu"
 
     def validate(self) -> None:

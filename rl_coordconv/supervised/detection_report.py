@@ -29,9 +29,9 @@ def write_csv(results: list[DetectionResult], path: Path) -> None:
                              *(f"{r.metrics[name]:.4f}" for name in METRICS)])
 
 
-def _cell(values: list[float], signed: bool = False) -> str:
+def _cell(values: list[float], signed: bool = False, digits: int = 3) -> str:
     mean, low, high = mean_interval(np.array(values))
-    form = "{:+.3f}" if signed else "{:.3f}"
+    form = f"{{:{'+' if signed else ''}.{digits}f}}"
     return form.format(mean) if len(values) == 1 else f"{form.format(mean)} [{form.format(low)}, {form.format(high)}]"
 
 
@@ -66,7 +66,7 @@ def markdown(results: list[DetectionResult], machine: str) -> str:
         f"{np.mean([r.seconds for r in results if r.config.arch == arch]):.0f}" for arch in archs) + (" | |" if both else " |"))
     if both:
         relative = [100 * value for value in paired(results, "mean_iou")[1] if np.isfinite(value)]
-        change = f"{_cell(relative, signed=True)} %" if relative else "undefined (the conv detector's mean IoU is 0)"
+        change = f"{_cell(relative, signed=True, digits=1)} %" if relative else "undefined (the conv detector's mean IoU is 0)"
         lines += ["", f"Relative change of the mean IoU, CoordConv over conv, paired by seed: {change} "
                       f"(the paper: about +{100 * PAPER_RELATIVE_IOU:.0f} %)."]
     return "\n".join(lines) + "\n"
