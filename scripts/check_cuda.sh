@@ -28,6 +28,12 @@ runs=$(mktemp -d)
   $PYTHON scripts/bench_layers.py --device cuda --rounds 11
   $PYTHON scripts/bench_train.py --device cuda --rounds 3 --steps 2000
   $PYTHON scripts/supervised.py --split quadrant --model coordconv --device cuda --out "$(mktemp -d)"
+  # Detection: torchvision loads beside a CUDA torch from PyPI, so no second venv is needed here.
+  if $PYTHON -c "import torchvision.models.detection" 2>/dev/null; then
+    $PYTHON scripts/supervised.py --experiment detection --seeds 1 --epochs 2 --device cuda --out "$(mktemp -d)"
+  else
+    echo "torchvision is not installed: the detection run is skipped (pip install torchvision==0.28.0)"
+  fi
   if $PYTHON -c "import ray" 2>/dev/null; then
     $PYTHON scripts/train.py --game MsPacman --agent apex --arch coordconv --timesteps 12000 --device cuda \
       --distributed --actors 8 --runs "$(mktemp -d)" --set apex.n_envs=16 --set apex.buffer_size=40000 \

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from rl_coordconv.analysis.statistics import mean_interval
 from rl_coordconv.layers import CoordConv2d
+from rl_coordconv.supervised.settings import validate_settings
 
 ARCHS = ("conv", "coordconv")
 CANVAS = 16
@@ -102,13 +103,7 @@ class ClassificationConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and what is accepted."""
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; choose one of {ARCHS}")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        validate_settings(self, {"arch": ARCHS}, ("epochs", "batch_size"))
 
 
 @dataclass

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.supervised.classification import load_digits
+from rl_coordconv.supervised.settings import validate_settings
 
 ARCHS = ("conv", "coordconv")
 CANVAS = 64
@@ -258,13 +259,7 @@ class DetectionConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and what is accepted."""
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; choose one of {ARCHS}")
-        for name in ("train_canvases", "test_canvases", "epochs", "batch_size", "width"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        validate_settings(self, {"arch": ARCHS}, ("train_canvases", "test_canvases", "epochs", "batch_size", "width"))
 
 
 @dataclass

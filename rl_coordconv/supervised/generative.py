@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.supervised.objects import find_objects, interpolation_measures, object_count_error, position_coverage
 from rl_coordconv.supervised.shapes import SIZE, Scenes, generate, moving_object_pairs
+from rl_coordconv.supervised.settings import validate_settings
 
 ARCHS = ("conv", "coordconv")
 EXPERIMENTS = ("vae", "gan")
@@ -125,17 +126,10 @@ class GenerativeConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and what is accepted."""
-        if self.experiment not in EXPERIMENTS:
-            raise ValueError(f"unknown experiment {self.experiment!r}; choose one of {EXPERIMENTS}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; choose one of {ARCHS}")
-        for name in ("train_scenes", "test_scenes", "epochs", "batch_size", "latent", "width", "samples", "interpolations"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        validate_settings(self, {"experiment": EXPERIMENTS, "arch": ARCHS},
+                          ("train_scenes", "test_scenes", "epochs", "batch_size", "latent", "width", "samples", "interpolations"))
         if self.steps < 2:
             raise ValueError(f"steps must be >= 2 frames per interpolation, got {self.steps!r}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from rl_coordconv.supervised import metrics
 from rl_coordconv.supervised.data import (CANVAS, SPLITS, NotSoClevr, normalized_coordinates, one_hot_images, square_images,
                                           unit_coordinates)
 from rl_coordconv.supervised.models import MODELS, Rendering, build_model, count_parameters
+from rl_coordconv.supervised.settings import validate_settings
 
 
 @dataclass(frozen=True)
@@ -84,18 +85,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and what is accepted."""
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {tuple(TASKS)}")
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {MODELS}")
-        if self.split not in SPLITS:
-            raise ValueError(f"unknown split {self.split!r}; choose one of {SPLITS}")
-        for name in ("epochs", "batch_size", "checks_per_epoch"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        validate_settings(self, {"task": TASKS, "model": MODELS, "split": SPLITS}, ("epochs", "batch_size", "checks_per_epoch"))
 
 
 class Budget(NamedTuple):
