@@ -99,6 +99,68 @@ def test_mean_iou_takes_any_digit_and_recall_the_right_one_above_the_score_thres
 
 
 @needs_torchvision
+def test_mean_iou_ignores_a_better_box_below_the_score_threshold():
+    targets = [{"boxes": torch.tensor([[0.0, 0, 10, 10]]), "labels": torch.tensor([1])}]
+    predictions = [{"boxes": torch.tensor([[0.0, 0, 10, 20], [0.0, 0, 10, 10]]), "labels": torch.tensor([1, 1]),
+                    "scores": torch.tensor([0.9, 0.3])}]
+    assert detection.detection_metrics(predictions, targets)["mean_iou"] == pytest.approx(0.5)  # 100 / 200
+
+
+def _result(arch, seed, **metrics):
+    return detection.DetectionResult(detection.DetectionConfig(arch=arch, seed=seed, epochs=3), 1234 if arch == "conv" else 5678,
+                                     9.0, {"mean_iou": 0.0, "map_50": 0.0, "recall_50": 0.0, **metrics}, None, [], [])
+
+
+def test_the_report_pairs_by_seed_and_the_relative_change_is_over_conv():
+    from rl_coordconv.supervised import detection_report
+
+    results = [_result("conv", 0, mean_iou=0.4), _result("coordconv", 0, mean_iou=0.5),
+               _result("conv", 1, mean_iou=0.8), _result("coordconv", 1, mean_iou=0.6)]
+    differences, relative = detection_report.paired(results, "mean_iou")
+    assert differences == [pytest.approx(0.1), pytest.approx(-0.2)] and relative == [pytest.approx(0.25), pytest.approx(-0.25)]
+
+
+def test_the_csv_columns_hold_their_values(tmp_path):
+    import csv
+
+    from rl_coordconv.supervised import detection_report
+
+    detection_report.write_csv([_result("conv", 0, mean_iou=0.4, map_50=0.3, recall_50=0.2)], tmp_path / "r.csv")
+    (row,) = csv.DictReader((tmp_path / "r.csv").open())
+    assert (row["arch"], row["seed"], row["parameters"], row["epochs"]) == ("conv", "0", "1234", "3")
+    assert (row["mean_iou"], row["map_50"], row["recall_50"]) == ("0.4000", "0.3000", "0.2000")
+
+
+@needs_torchvision
+def test_the_batch_order_changes_with_the_seed(monkeypatch):
+    orders, randperm = [], torch.randperm
+
+    def spy(*args, **kwargs):
+        order = randperm(*args, **kwargs)
+        if "generator" in kwargs:  # train_detector's shuffle, not torchvision's samplers
+            orders.append(order)
+        return order
+
+    monkeypatch.setattr(torch, "randperm", spy)
+    for seed in (1, 2):
+        detection.train_detector(detection.DetectionConfig(seed=seed, train_canvases=16, test_canvases=4, epochs=1,
+                                                           batch_size=16), progress=False)
+    assert len(orders) == 2 and not torch.equal(orders[0], orders[1])
+
+
+@needs_torchvision
+def test_the_learning_curve_is_measured_on_test_canvases(monkeypatch):
+    from types import SimpleNamespace
+
+    seen, predict = [], detection.predict
+    monkeypatch.setattr(detection, "predict", lambda model, images, *a, **k: seen.append(images) or predict(model, images, *a, **k))
+    config = detection.DetectionConfig(seed=1, train_canvases=8, test_canvases=8, epochs=1, batch_size=8)
+    detection.train_detector(config, progress=False, writer=SimpleNamespace(add_scalar=lambda *a, **k: None))
+    test = detection.digit_canvases(1, 8, 8)[1]
+    assert torch.equal(seen[0], test.images[: detection.MONITORED])
+
+
+@needs_torchvision
 def test_the_coordconv_detector_has_coordconv_where_stated_and_the_conv_one_none():
     from rl_coordconv.layers import CoordConv2d
 
@@ -122,11 +184,12 @@ def test_seeded_training_repeats():
         assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
 
 
-def test_bad_settings_are_named():
+@pytest.mark.parametrize("name", ["train_canvases", "test_canvases", "epochs", "batch_size", "width"])
+def test_bad_settings_are_named(name):
     with pytest.raises(ValueError, match="unknown arch 'coord'"):
         detection.DetectionConfig(arch="coord").validate()
-    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
-        detection.DetectionConfig(epochs=0).validate()
+    with pytest.raises(ValueError, match=f"{name} must be >= 1, got 0"):
+        detection.DetectionConfig(**{name: 0}).validate()
 
 
 def test_without_torchvision_the_command_says_how_to_get_it(monkeypatch, tmp_path, capsys):

@@ -2,6 +2,8 @@
 finder, the position measures, the models' CoordConv layers) and the classification control
 (digits at random positions, the small ResNet, the t-interval), each through the command's quick run."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -381,3 +383,21 @@ def test_runs_in_parallel_give_the_results_of_runs_one_at_a_time_in_order(tmp_pa
     capsys.readouterr()
     assert command.main(["--experiment", "classification", "--jobs", "0"]) == 2
     assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
+
+
+def _slow_first(config, progress, writer):  # a train function for the spawned workers (picklable by name)
+    time.sleep(1.0 if config == 0 else 0.0)
+    return config, torch.get_num_threads()
+
+
+def test_train_runs_keep_the_configs_order_and_give_each_worker_its_share_of_threads(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rl_coordconv.commands import supervised as command
+
+    monkeypatch.setattr(command.os, "cpu_count", lambda: 6)  # 2 jobs -> 3 threads each
+    results = command.train_runs(_slow_first, [0, 1, 2, 3], [tmp_path / str(i) for i in range(4)], 2, lambda result: None)
+    assert results == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert command.jobs("classification", SimpleNamespace(jobs=2)) == 2
+    assert command.jobs("detection", SimpleNamespace(jobs=1)) == 1
+    assert command.jobs("detection", SimpleNamespace(jobs=None)) == 2
