@@ -692,3 +692,10 @@ def test_refresh_rewrites_a_pages_report_blocks_and_leaves_the_rest(grid_runs, t
     assert "| MsPacman | coordconv | 3 |" in written and written.count("<!-- end report -->") == 1
     assert stale_blocks(page, root, REFERENCES) == [] and len(quoted_reports(page)) == 1
     assert (page.parent / "figures" / "grid.png").stat().st_size > 10_000
+
+
+def test_table_numbers_keep_two_significant_digits_below_a_tenth():
+    from rl_coordconv.analysis.report import _number
+
+    assert [_number(v) for v in (1234.4, 12.34, 1.404, 0.56, 0.0123, -0.05, 0.00837, 0.0, float("nan"))] == \
+        ["1,234", "12.3", "1.40", "0.56", "0.012", "-0.050", "0.0084", "0.00", "-"]

@@ -458,7 +458,10 @@ def _number(value: float) -> str:
         return f"{value:,.0f}"
     if size >= 10:
         return f"{value:.1f}"
-    return f"{value:.3g}" if size < 0.01 and value != 0 else f"{value:.2f}"
+    if size >= 0.1 or value == 0:
+        return f"{value:.2f}"
+    # Two significant digits: human-normalized scores early in training are hundredths.
+    return f"{value:.{1 - math.floor(math.log10(size))}f}"
 
 
 def _with_ci(value: float, low: float, high: float) -> str:
