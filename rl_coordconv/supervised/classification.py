@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from rl_coordconv.analysis.statistics import mean_interval
 from rl_coordconv.layers import CoordConv2d
+from rl_coordconv.supervised.models import count_parameters
 from rl_coordconv.supervised.settings import validate_settings
 
 ARCHS = ("conv", "coordconv")
@@ -146,7 +147,7 @@ def train_classifier(config: ClassificationConfig, progress: bool = True, writer
             writer.add_scalar("train/loss", loss.item(), epoch + 1)
             writer.add_scalar("test/accuracy", accuracy(model, test_images, test_labels), epoch + 1)
     seconds = time.perf_counter() - start
-    return ClassificationResult(config, sum(p.numel() for p in model.parameters()), seconds,
+    return ClassificationResult(config, count_parameters(model), seconds,
                                 accuracy(model, train_images, train_labels), accuracy(model, test_images, test_labels))
 
 

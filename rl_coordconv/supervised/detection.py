@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.supervised.classification import load_digits
+from rl_coordconv.supervised.models import count_parameters
 from rl_coordconv.supervised.settings import validate_settings
 
 ARCHS = ("conv", "coordconv")
@@ -322,6 +323,6 @@ def train_detector(config: DetectionConfig, progress: bool = True, writer=None, 
     bar.close()
     seconds = time.perf_counter() - start
     predictions = predict(model, test_set.images)
-    return DetectionResult(config, sum(p.numel() for p in model.parameters()), seconds,
+    return DetectionResult(config, count_parameters(model), seconds,
                            detection_metrics(predictions, test_targets), test_set.images[:examples],
                            test_targets[:examples], predictions[:examples])

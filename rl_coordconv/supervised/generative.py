@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.supervised.objects import find_objects, interpolation_measures, object_count_error, position_coverage
 from rl_coordconv.supervised.shapes import SIZE, Scenes, generate, moving_object_pairs
+from rl_coordconv.supervised.models import count_parameters
 from rl_coordconv.supervised.settings import validate_settings
 
 ARCHS = ("conv", "coordconv")
@@ -220,7 +221,7 @@ def train_generative(config: GenerativeConfig, progress: bool = True, writer=Non
     if writer is not None:
         for name, value in metrics.items():
             writer.add_scalar(f"test/{name}", value, config.epochs)
-    return GenerativeResult(config, sum(p.numel() for p in model.parameters()), seconds, metrics, samples[:64], frames, history)
+    return GenerativeResult(config, count_parameters(model), seconds, metrics, samples[:64], frames, history)
 
 
 def _vae_step(model: VAE, learning_rate: float):
