@@ -1,4 +1,11 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# The version is written once, in the package: rl_coordconv.__version__.
+INIT = (Path(__file__).parent / "rl_coordconv" / "__init__.py").read_text()
+VERSION = re.search(r'^__version__ = "(.+)"$', INIT, re.MULTILINE)[1]
 
 # One installed name: the folders agents/ and envs/ install as rl_coordconv.agents and
 # rl_coordconv.envs, never as top-level packages (PyPI has packages called agents and envs).
@@ -9,7 +16,7 @@ for package, folder in SUBPACKAGES.items():
 
 setup(
     name="rl-coordconv",
-    version="0.2.0",
+    version=VERSION,
     description="CoordConv layers and Stable-Baselines3 feature extractors for deep RL on Atari",
     python_requires=">=3.10",
     packages=PACKAGES,

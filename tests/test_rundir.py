@@ -133,7 +133,7 @@ def test_copy_records_takes_finished_runs_without_their_checkpoints(tmp_path):
             evaluation(run_dir, TIMESTEPS)
             evaluation(run_dir, TIMESTEPS, name="evaluation_1000.json", episodes=30)
     destination = tmp_path / "results"
-    script = Path(__file__).resolve().parents[1] / "scripts" / "copy_records.py"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "records.py"
     done = subprocess.run([sys.executable, str(script), str(source), str(destination)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "copied 1 finished runs" in done.stdout and "1 not finished, left out" in done.stdout

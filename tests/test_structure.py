@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from stable_baselines3.common.env_util import make_vec_env
 
+import rl_coordconv
+
 ROOT = Path(__file__).resolve().parents[1]
 # Source folder -> installed package name (setup.py's package_dir).
 PACKAGE_FOLDERS = {"rl_coordconv": "rl_coordconv", "agents": "rl_coordconv.agents", "envs": "rl_coordconv.envs"}
@@ -150,6 +152,7 @@ def test_the_wheel_installs_one_top_level_name(tmp_path):
                             "--wheel-dir", str(tmp_path), str(ROOT)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     (wheel,) = tmp_path.glob("rl_coordconv-*.whl")
+    assert wheel.name.startswith(f"rl_coordconv-{rl_coordconv.__version__}-py3"), wheel.name
     names = zipfile.ZipFile(wheel).namelist()
     assert {name.split("/")[0] for name in names} == {"rl_coordconv", wheel.name.split("-py")[0] + ".dist-info"}
     for module in ("rl_coordconv/agents/apex.py", "rl_coordconv/agents/distributed/learner.py",
@@ -197,8 +200,15 @@ def test_the_command_lists_its_subcommands_and_refuses_others():
     assert unknown.returncode == 2 and "unknown command 'trian'; choose one of: train, sweep" in unknown.stderr
 
 
+def test_each_subcommand_has_its_script_wrapper_of_the_same_name():
+    for name in COMMAND_NAMES:
+        wrapper = ROOT / "scripts" / f"{name}.py"
+        assert wrapper.is_file(), f"scripts/{name}.py is missing"
+        assert f"from rl_coordconv.commands.{name} import main" in wrapper.read_text()
+
+
 @pytest.mark.parametrize("name, option, default", [
-    ("train", "--timesteps", "10000000"), ("sweep", "--seeds", "0-2"), ("compare", "--baseline", "conv"),
+    ("train", "--timesteps", "10000000"), ("train", "--seed", "0"), ("sweep", "--seeds", "0-2"), ("compare", "--baseline", "conv"),
     ("evaluate", "--episodes", "30"), ("supervised", "--batch-size", "16"), ("demo", "--timesteps", "100k"),
 ])
 def test_each_subcommand_lists_its_options_with_defaults(name, option, default):

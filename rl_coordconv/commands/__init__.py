@@ -31,7 +31,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     the options without a help text, which argparse's defaults formatter would pass over)."""
 
     def _format_action(self, action: argparse.Action) -> str:
-        if not action.help and action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+        # Identity, not ``in``: a default of 0 equals False and would be passed over.
+        shown = not any(action.default is hidden for hidden in (None, False, argparse.SUPPRESS))
+        if not action.help and action.option_strings and shown:
             action = copy.copy(action)
             action.help = "(default: %(default)s)"
         return super()._format_action(action)

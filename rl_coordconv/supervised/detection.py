@@ -164,9 +164,10 @@ def build_detector(arch: str, width: int = 16, representation: int = 128) -> nn.
     """torchvision's ``FasterRCNN`` for 64x64 one-channel canvases, untrained.
 
     One feature map at stride 4; anchors of 12, 16 and 24 pixels at aspect ratios 1/2, 1 and 2;
-    RoIAlign to 4x4 (a digit spans about 4x4 cells of the feature map; torchvision's 7x7 costs half
-    of a training step on CPU, in RoIAlign's backward) and a two-layer MLP head of ``representation`` units. For ``arch="coordconv"``
-    the backbone's first convolution and the RPN head's convolution are ``CoordConv2d``.
+    RoIAlign to ``ROI_SIZE`` x ``ROI_SIZE`` with one sample per bin (RoIAlign's backward is the
+    costly part of a training step on CPU) and a two-layer MLP head of ``representation`` units.
+    For ``arch="coordconv"`` the backbone's first convolution and the RPN head's convolution are
+    ``CoordConv2d``.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
