@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import warnings
 from typing import Any, get_type_hints
@@ -77,7 +78,8 @@ def _convert(value: str, type_hint: Any, key: str) -> Any:
                 raise ValueError
             return value.lower() in ("true", "1")
         if type_hint is int:
-            return parse_steps(value)
+            # The sign is read here and judged by the setting's range, whose error says what is accepted.
+            return -parse_steps(value[1:]) if value.startswith("-") else parse_steps(value)
         if type_hint is float:
             return float(value)
         return value
@@ -95,14 +97,20 @@ class Range:
     high_open: bool = False
 
     def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):  # nan compares false with every bound
+            return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
         return self.high is None or (value < self.high if self.high_open else value <= self.high)
 
     def __str__(self) -> str:
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
+        low = "-inf" if self.low is None else _bound(self.low)
+        high = "inf" if self.high is None else _bound(self.high)
         return f"{'(' if self.low_open or self.low is None else '['}{low}, {high}{')' if self.high_open or self.high is None else ']'}"
+
+
+def _bound(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 POSITIVE = Range(0, low_open=True)
@@ -110,6 +118,9 @@ NON_NEGATIVE = Range(0)
 AT_LEAST_ONE = Range(1)
 PROBABILITY = Range(0, 1)
 DISCOUNT = Range(0, 1, low_open=True)
+# The seeds derived from a run's (seed + env, seed + 10,000 for evaluation, seed * 1000 + actor on
+# Ray) stay below 2**32, the most numpy's and gymnasium's seeding accept.
+SEED = Range(0, 1_000_000)
 
 
 def check_ranges(config: Any, ranges: dict[str, Range], prefix: str) -> None:

@@ -26,23 +26,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 import torch.nn as nn
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
 from rl_coordconv.agents.allocator import keep_freed_memory
 from rl_coordconv.agents.checkpoints import load_checkpoint
-from rl_coordconv.agents.config import AT_LEAST_ONE, NON_NEGATIVE, Range, with_current_names
+from rl_coordconv.agents.config import AT_LEAST_ONE, NON_NEGATIVE, SEED, Range, with_current_names
 from rl_coordconv.agents.distributed import DistributedConfig, DistributedTrainingStopped
 from rl_coordconv.agents.evaluation import evaluate_model
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.agents.trainers import Trainer, trainer_for
 from rl_coordconv.envs import BACKENDS, get_game, make_atari_vec_env
+from rl_coordconv.devices import check_device
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.rundir import FINAL_EVALUATION, LOG_FILE, checkpoint_path, latest_checkpoint
@@ -68,7 +67,7 @@ class RunSettings:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)  # apex only
 
     RANGES: ClassVar[dict[str, Range]] = {
-        "seed": NON_NEGATIVE, "timesteps": AT_LEAST_ONE, "checkpoint_every": AT_LEAST_ONE, "eval_episodes": NON_NEGATIVE,
+        "seed": SEED, "timesteps": AT_LEAST_ONE, "checkpoint_every": AT_LEAST_ONE, "eval_episodes": NON_NEGATIVE,
     }
 
     def validate(self) -> None:
@@ -87,15 +86,7 @@ class RunSettings:
         for name, accepted in self.RANGES.items():
             if getattr(self, name) not in accepted:
                 raise ValueError(f"{name} must be in {accepted}, got {getattr(self, name)}")
-        try:
-            get_device(self.device)
-        except RuntimeError as error:
-            raise ValueError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:<index> ({error})") from None
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(
-                f"device {self.device!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
-                "use --device auto or cpu"
-            )
+        check_device(self.device)
 
     @property
     def agent_config(self) -> Any:
@@ -115,6 +106,25 @@ ExperimentConfig = dataclasses.make_dataclass(
 )
 ExperimentConfig.__module__ = __name__
 ExperimentConfig.__doc__ = RunSettings.__doc__
+
+
+def agent_of(override: str) -> str | None:
+    """The agent whose settings ``override`` changes (``"apex.batch_size=64"`` -> ``"apex"``), or None."""
+    prefix = override.split("=", 1)[0].strip().split(".")[0]
+    return prefix if prefix in AGENTS else None
+
+
+def check_overrides(overrides: list[str], agents: list[str], options: dict[str, str]) -> None:
+    """Refuse a ``--set`` that would be ignored or would go behind a command's option: one for an
+    agent not in ``agents``, or one of ``options``' keys (a setting -> the option that sets it,
+    e.g. ``{"seed": "--seeds"}``)."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key in options:
+            raise ValueError(f"--set {item!r}: use {options[key]} for the {key}")
+        if agent_of(item) not in (None, *agents):
+            raise ValueError(f"--set {item!r}: a setting of {agent_of(item)}, which does not run here "
+                             f"(the agents are {', '.join(agents)})")
 
 
 def run_directory(runs: Path | str, config: ExperimentConfig) -> Path:

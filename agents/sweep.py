@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from rl_coordconv.agents.config import apply_overrides, parse_steps
 from rl_coordconv.agents.distributed import check_reachable
-from rl_coordconv.agents.experiment import ExperimentConfig, run_directory
+from rl_coordconv.agents.experiment import ExperimentConfig, agent_of, check_overrides, run_directory
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.envs import GAMES
 from rl_coordconv.extractors import ARCHS
@@ -34,6 +34,10 @@ from rl_coordconv.rundir import LOG_FILE, RunState, run_state
 # The train command, run in a process of its own by every job (any node with the venv has it).
 TRAIN_COMMAND = [sys.executable, "-m", "rl_coordconv", "train"]
 GAME_SETS = {"paper9": list(GAMES)}
+# The settings that the sweep's own options give each run: a --set of one would take every run into
+# the same run directories.
+SWEEP_OPTIONS = {"game": "--games", "agent": "--agents", "arch": "--archs", "seed": "--seeds", "timesteps": "--timesteps",
+                 "device": "--device"}
 LOG_TAIL_LINES = 15
 RAY_INSTALL = "pip install -e .[distributed]"
 INTERRUPT_GRACE_SECONDS = 120  # how long an interrupted run may take to save its checkpoint
@@ -89,19 +93,6 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
-def agent_of(override: str) -> str | None:
-    """The agent whose settings ``override`` changes (``"apex.batch_size=64"`` -> ``"apex"``), or None."""
-    prefix = override.split("=", 1)[0].strip().split(".")[0]
-    return prefix if prefix in AGENTS else None
-
-
-def check_overrides(overrides: list[str], agents: list[str]) -> None:
-    """Refuse a ``--set agent.key=...`` for an agent that is not in the sweep."""
-    for item in overrides:
-        if agent_of(item) not in (None, *agents):
-            raise ValueError(f"--set {item!r}: no selected agent has it (the sweep runs {', '.join(agents)})")
-
-
 def plan(games: str, agents: str, archs: str, seeds: str, timesteps: str, runs: Path | str, *,
          device: str = "auto", overrides: list[str] = ()) -> list[SweepJob]:
     """Every run of the grid with its state and its train command line; every setting checked.
@@ -117,7 +108,7 @@ def plan(games: str, agents: str, archs: str, seeds: str, timesteps: str, runs: 
     seeds = parse_seeds(seeds)
     timesteps = parse_steps(timesteps)
     overrides = list(overrides)
-    check_overrides(overrides, agents)
+    check_overrides(overrides, agents, SWEEP_OPTIONS)
     jobs = []
     # Seed-major, so that an interrupted sweep leaves every arch with the same seeds.
     for seed in seeds:

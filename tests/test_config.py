@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from rl_coordconv.agents.a2c import A2CConfig
 from rl_coordconv.agents.apex import ApeXConfig
@@ -10,6 +11,7 @@ from rl_coordconv.agents.config import Range, apply_overrides, check_ranges
 from rl_coordconv.agents.distributed import DistributedConfig
 from rl_coordconv.agents.dqn import DQNConfig
 from rl_coordconv.agents.experiment import ExperimentConfig, config_from_dict
+from rl_coordconv.devices import check_device
 
 AGENT_CONFIGS = [(A2CConfig, "a2c"), (DQNConfig, "dqn"), (ApeXConfig, "apex"), (DistributedConfig, "distributed")]
 
@@ -82,3 +84,22 @@ def test_a_config_json_written_before_a_rename_reads_back_under_the_new_name():
     assert config.apex.return_horizon == 5
     expected = {key: value for key, value in saved["apex"].items() if key != "n_steps"}
     assert dataclasses.asdict(config.apex) == {**expected, "return_horizon": 5}
+
+
+def test_devices_are_checked_by_name_and_against_the_gpus_there_are(monkeypatch):
+    check_device("auto")
+    check_device("cpu")
+    for name in ("mps", "meta", "gpu", "cuda:x", "tpu"):
+        with pytest.raises(ValueError, match=f"unknown device '{name}'; use auto, cpu, cuda or cuda:<index>"):
+            check_device(name)
+    with pytest.raises(ValueError, match="unknown device 'auto'; use cpu, cuda or cuda:<index>"):
+        check_device("auto", allow_auto=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="'cuda:0' asked for, but this torch .* sees no CUDA GPU; use auto or cpu"):
+        check_device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_device("cuda")
+    check_device("cuda:1")
+    with pytest.raises(ValueError, match=r"'cuda:2' asked for, but this machine has 2 CUDA GPUs \(cuda:0 to cuda:1\)"):
+        check_device("cuda:2")

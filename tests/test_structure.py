@@ -16,7 +16,7 @@ import rl_coordconv
 ROOT = Path(__file__).resolve().parents[1]
 # Source folder -> installed package name (setup.py's package_dir).
 PACKAGE_FOLDERS = {"rl_coordconv": "rl_coordconv", "agents": "rl_coordconv.agents", "envs": "rl_coordconv.envs"}
-CORE = ("rl_coordconv", "rl_coordconv.layers", "rl_coordconv.extractors", "rl_coordconv.rundir")
+CORE = ("rl_coordconv", "rl_coordconv.layers", "rl_coordconv.extractors", "rl_coordconv.rundir", "rl_coordconv.devices")
 FIXTURE = ROOT / "tests" / "fixtures" / "apex_coordconv_goal_pixel_416_steps"
 
 
@@ -209,7 +209,7 @@ def test_each_subcommand_has_its_script_wrapper_of_the_same_name():
 
 @pytest.mark.parametrize("name, option, default", [
     ("train", "--timesteps", "10000000"), ("train", "--seed", "0"), ("sweep", "--seeds", "0-2"), ("compare", "--baseline", "conv"),
-    ("evaluate", "--episodes", "30"), ("supervised", "--batch-size", "16"), ("demo", "--timesteps", "100k"),
+    ("evaluate", "--episodes", "30"), ("supervised", "--checks-per-epoch", "4"), ("demo", "--timesteps", "100k"),
 ])
 def test_each_subcommand_lists_its_options_with_defaults(name, option, default):
     launchers = [[rl_coordconv_command(), name]]

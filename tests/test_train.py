@@ -530,6 +530,14 @@ def test_demo_trains_both_archs_and_ends_with_the_comparison_report(tmp_path, ca
         (["--set", "a2c.n_env=8"], "unknown setting 'a2c.n_env'; settings are: .*a2c.n_envs"),
         (["--set", "a2c.learning_rate=fast"], "a2c.learning_rate='fast' is not a valid float"),
         (["--device", "tpu"], "tpu"),
+        (["--device", "mps"], r"unknown device 'mps'; use auto, cpu, cuda or cuda:<index>"),
+        (["--seed", "5000000000"], r"seed must be in \[0, 1000000\], got 5000000000"),
+        (["--set", "a2c.n_envs=-4"], r"a2c.n_envs must be in \[1, inf\), got -4"),
+        (["--set", "a2c.learning_rate=nan"], r"a2c.learning_rate must be in \(0, inf\), got nan"),
+        (["--set", "a2c.learning_rate=inf"], r"a2c.learning_rate must be in \(0, inf\), got inf"),
+        (["--agent", "ppo", "--set", "a2c.n_envs=8"], "'a2c.n_envs=8': a setting of a2c, which does not run here"),
+        (["--set", "timesteps=5"], "'timesteps=5': use --timesteps for the timesteps"),
+        (["--set", "seed=3"], "'seed=3': use --seed for the seed"),
     ],
 )
 def test_bad_command_lines_get_clear_errors(argv, message, capsys, tmp_path):
@@ -539,6 +547,7 @@ def test_bad_command_lines_get_clear_errors(argv, message, capsys, tmp_path):
         code = exit_.code
     assert code == 2
     assert __import__("re").search(message, capsys.readouterr().err)
+    assert not any(tmp_path.iterdir())  # refused before the run directory is made
 
 
 def test_step_counts_and_overrides():

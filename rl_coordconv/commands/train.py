@@ -15,10 +15,13 @@ import sys
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.agents.config import apply_overrides, parse_steps, setting_names
 from rl_coordconv.agents.distributed import DistributedTrainingStopped
-from rl_coordconv.agents.experiment import ExperimentConfig, run_directory, run_experiment
+from rl_coordconv.agents.experiment import ExperimentConfig, check_overrides, run_directory, run_experiment
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.envs import BACKENDS, GAMES
 from rl_coordconv.extractors import ARCHS
+
+# The settings that have an option of their own here; a --set of one would overrule it unseen.
+TRAIN_OPTIONS = {name: f"--{name}" for name in ("game", "agent", "arch", "seed", "timesteps", "device", "backend")}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,6 +55,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         game=args.game, agent=args.agent, arch=args.arch, seed=args.seed,
         timesteps=parse_steps(args.timesteps), device=args.device, backend=args.backend,
     )
+    check_overrides(args.overrides, [args.agent], TRAIN_OPTIONS)
     apply_overrides(config, args.overrides)
     if args.distributed:
         config.distributed.enabled = True
