@@ -280,7 +280,7 @@ def test_the_command_runs_the_seeds_it_is_asked_for_and_refuses_bad_counts(capsy
     from rl_coordconv.commands import supervised as command
 
     args = SimpleNamespace(quick=True, seeds=None, seed=3, epochs=None, learning_rate=None, device="cpu",
-                           task="all", split="both", model="both", batch_size=16, no_early_stop=False, checks_per_epoch=4)
+                           task="all", split="both", model="both", batch_size=None, no_early_stop=False, checks_per_epoch=4)
     assert [(c.arch, c.seed) for c in command.plan("vae", args)] == [("conv", 3), ("coordconv", 3)]
     assert sorted({c.seed for c in command.plan("classification", args)}) == [3, 4]  # --quick: 2 seeds
     args.quick = False
@@ -293,6 +293,47 @@ def test_the_command_runs_the_seeds_it_is_asked_for_and_refuses_bad_counts(capsy
         command.plan("not-so-clevr", args)
     assert command.main(["--experiment", "vae", "--seeds", "0"]) == 2
     assert "--seeds must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_the_budget_options_reach_every_experiment_when_given_and_only_then():
+    from types import SimpleNamespace
+
+    from rl_coordconv.commands import supervised as command
+
+    args = SimpleNamespace(quick=False, seeds=1, seed=0, epochs=None, learning_rate=None, batch_size=None, device="cpu",
+                           task="regression", split="uniform", model="coordconv", no_early_stop=False, checks_per_epoch=4)
+    experiments = ("not-so-clevr", "vae", "gan", "classification")
+    defaults = [command.plan(experiment, args)[0] for experiment in experiments]
+    assert [config.batch_size for config in defaults] == [16, 64, 64, 64]
+    assert [config.epochs for config in defaults[1:]] == [30, 20, 15]
+    args.epochs, args.learning_rate, args.batch_size = 2, 0.01, 8
+    for experiment in experiments:
+        (config, *_) = command.plan(experiment, args)
+        assert (config.epochs, config.learning_rate, config.batch_size) == (2, 0.01, 8), experiment
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--experiment", "classification", "--epochs", "0"], "epochs must be >= 1, got 0"),
+    (["--experiment", "classification", "--learning-rate", "0"], "learning_rate must be > 0, got 0.0"),
+    (["--experiment", "vae", "--batch-size", "-8"], "batch_size must be >= 1, got -8"),
+    (["--experiment", "classification", "--seed", "-1"], "seed must be >= 0, got -1"),
+    (["--experiment", "gan", "--task", "rendering"], "--task applies to --experiment not-so-clevr only"),
+    (["--experiment", "vae", "--no-early-stop"], "--no-early-stop applies to --experiment not-so-clevr only"),
+    (["--experiment", "vae", "--checks-per-epoch", "2"], "--checks-per-epoch applies to --experiment not-so-clevr only"),
+    (["--device", "gpu"], "unknown device 'gpu'; use cpu, cuda or cuda:<index>"),
+    (["--device", "auto"], "unknown device 'auto'; use cpu, cuda or cuda:<index>"),
+])
+def test_bad_command_lines_are_refused_before_anything_is_written(argv, message, tmp_path, capsys, monkeypatch):
+    from rl_coordconv.commands import supervised as command
+
+    def training_started(*args):
+        raise AssertionError(f"{argv} was accepted and training started")
+
+    for runner in ("run_not_so_clevr", "run_classification", "run_detection", "run_generative"):
+        monkeypatch.setattr(command, runner, training_started)
+    assert command.main([*argv, "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------- the classification control

@@ -33,6 +33,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from rl_coordconv.commands import HelpFormatter
+from rl_coordconv.devices import check_device
 from rl_coordconv.supervised import MODELS, SPLITS, TASKS, TrainConfig, train
 from rl_coordconv.supervised import classification, detection, detection_report, generative_report
 from rl_coordconv.supervised.generative import ARCHS, EXPERIMENTS, GenerativeConfig, train_generative
@@ -54,6 +55,8 @@ QUICK_SEEDS = {CLASSIFICATION: 2, "vae": 1, "gan": 1, DETECTION: 1, NOT_SO_CLEVR
 QUICK_GENERATIVE = dict(train_scenes=256, test_scenes=64, epochs=1, samples=64, interpolations=4, steps=6)
 QUICK_DETECTION = dict(train_canvases=64, test_canvases=16, epochs=1)
 EXPERIMENT_NAMES = [NOT_SO_CLEVR, *EXPERIMENTS, CLASSIFICATION, DETECTION]
+BUDGET_OPTIONS = ("epochs", "learning_rate", "batch_size")  # every experiment's config has them
+NOT_SO_CLEVR_OPTIONS = ("task", "split", "model", "checks_per_epoch", "no_early_stop")
 
 
 def expand(choice: str, every: tuple[str, ...], word: str) -> list[str]:
@@ -68,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default="all", choices=[*TASKS, "all"], help="Not-so-Clevr task")
     parser.add_argument("--split", default="both", choices=[*SPLITS, "both"])
     parser.add_argument("--model", default="both", choices=[*MODELS, "both"])
-    parser.add_argument("--epochs", type=int, default=None, help="epoch budget per run (default: per model)")
-    parser.add_argument("--learning-rate", type=float, default=None)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=None, help="epoch budget per run (default: per experiment and model)")
+    parser.add_argument("--learning-rate", type=float, default=None, help="(default: per experiment)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="(default: 16 for not-so-clevr and detection, 64 for the others)")
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds per model, from --seed on (default: 5 for classification, 3 for vae and gan, "
@@ -86,11 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs is not None and args.jobs < 1:
         print(f"error: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
         return 2
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"error: --device {args.device} but torch sees no CUDA GPU", file=sys.stderr)
-        return 2
     try:
-        plans = {experiment: plan(experiment, args) for experiment in chosen_experiments(args.experiment)}
+        check_device(args.device, allow_auto=False)
+        experiments = chosen_experiments(args.experiment)
+        if NOT_SO_CLEVR not in experiments:
+            for name in NOT_SO_CLEVR_OPTIONS:
+                if getattr(args, name) != parser.get_default(name):
+                    raise ValueError(f"--{name.replace('_', '-')} applies to --experiment {NOT_SO_CLEVR} only")
+        plans = {experiment: plan(experiment, args) for experiment in experiments}
     except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -136,33 +143,29 @@ def plan(experiment: str, args: argparse.Namespace) -> list:
     if experiment == NOT_SO_CLEVR and count > 1:
         raise ValueError(f"--seeds {count}: the Not-so-Clevr report is of one seed; run it once per --seed instead")
     seeds = range(args.seed, args.seed + count)
+    given = {name: getattr(args, name) for name in BUDGET_OPTIONS if getattr(args, name) is not None}
     if experiment == NOT_SO_CLEVR:
-        epochs = 1 if args.quick and args.epochs is None else args.epochs
+        budget = {**({"epochs": 1} if args.quick else {}), **given}
         configs = [
-            TrainConfig(task, split, model, epochs=epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
-                        seed=args.seed, device=args.device, stop_when_solved=not args.no_early_stop,
-                        checks_per_epoch=args.checks_per_epoch)
+            TrainConfig(task, split, model, seed=args.seed, device=args.device, stop_when_solved=not args.no_early_stop,
+                        checks_per_epoch=args.checks_per_epoch, **budget)
             for task in expand(args.task, tuple(TASKS), "all")
             for split in expand(args.split, SPLITS, "both")
             for model in expand(args.model, MODELS, "both")
         ]
     elif experiment == CLASSIFICATION:
-        epochs = args.epochs if args.epochs is not None else (1 if args.quick else None)
-        configs = [classification.ClassificationConfig(arch, seed, device=args.device, **({"epochs": epochs} if epochs else {}),
-                                                       **({"learning_rate": args.learning_rate} if args.learning_rate else {}))
+        budget = {**({"epochs": 1} if args.quick else {}), **given}
+        configs = [classification.ClassificationConfig(arch, seed, device=args.device, **budget)
                    for seed in seeds for arch in classification.ARCHS]
     elif experiment == DETECTION:
         detection.require_torchvision()
-        budget = {**(QUICK_DETECTION if args.quick else {}), **({"epochs": args.epochs} if args.epochs is not None else {}),
-                  **({"learning_rate": args.learning_rate} if args.learning_rate else {})}
+        budget = {**(QUICK_DETECTION if args.quick else {}), **given}
         configs = [detection.DetectionConfig(arch, seed, device=args.device, **budget)
                    for seed in seeds for arch in detection.ARCHS]
     else:
-        budget = QUICK_GENERATIVE if args.quick else {}
-        if args.epochs is not None:
-            budget = {**budget, "epochs": args.epochs}
-        configs = [GenerativeConfig(experiment, arch, learning_rate=args.learning_rate, seed=seed, device=args.device,
-                                    **budget) for seed in seeds for arch in ARCHS]
+        budget = {**(QUICK_GENERATIVE if args.quick else {}), **given}
+        configs = [GenerativeConfig(experiment, arch, seed=seed, device=args.device, **budget)
+                   for seed in seeds for arch in ARCHS]
     for config in configs:
         config.validate()
     return configs
