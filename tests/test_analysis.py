@@ -439,6 +439,10 @@ def test_script_writes_the_report_and_refuses_a_non_empty_out(grid_runs, tmp_pat
     assert "is not empty" in capsys.readouterr().err and (out / "summary.csv").read_text() == before
     assert compare.main([*arguments, "--overwrite"]) == 0
     assert len(list((out / "tensorboard" / "MsPacman" / "a2c-conv").glob("*tfevents*"))) == 1  # old curves removed
+    capsys.readouterr()
+    for bad in (["--seed", "-1"], ["--resamples", "0"]):
+        assert compare.main([str(grid_runs), "--out", str(tmp_path / "other"), *bad]) == 2
+        assert "error: --seed must be >= 0 (got " in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
 # ------------------------------------------------------------------------------------------------

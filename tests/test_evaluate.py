@@ -213,6 +213,8 @@ def test_video_holds_every_screen_of_the_game_with_the_score(run_dir, monkeypatc
         (["{run}", "--episodes", "0"], "--episodes must be a whole number >= 1, got '0'"),
         (["{run}", "--episodes", "many"], "--episodes must be a whole number >= 1, got 'many'"),
         (["{run}", "--device", "tpu"], "unknown device 'tpu'"),
+        (["{run}", "--device", "meta"], "unknown device 'meta'"),
+        (["{run}", "--video-games", "3"], "--video-games 3 applies with --video or --saliency"),
     ],
 )
 def test_bad_run_directories_and_arguments_get_one_line_errors(trained_run, tmp_path, capsys, argv, message):

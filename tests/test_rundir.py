@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rl_coordconv import rundir
+from rl_coordconv.commands import records
 from rl_coordconv.rundir import RunState, run_state
 
 TIMESTEPS = 1000
@@ -142,6 +143,24 @@ def test_copy_records_takes_finished_runs_without_their_checkpoints(tmp_path):
                       ("config.json", "evaluation.json", "evaluation_1000.json", "tb/events.out.tfevents.1.host",
                        "train.log")]
     assert run_state(destination / "MsPacman" / "a2c-conv" / "seed0", TIMESTEPS, eval_episodes=10) == RunState.FINISHED
+
+
+@pytest.mark.parametrize("destination, message", [
+    ("sweep", r"sweep is .*sweep or inside it; give a folder outside it"),
+    ("sweep/MsPacman", r"sweep/MsPacman is .*sweep or inside it"),
+    ("notes.txt", r"notes.txt is not a directory"),
+    ("results", r"sweep/MsPacman/a2c-conv/seed1/config.json is not a readable run config \(JSONDecodeError"),
+])
+def test_records_refuses_what_it_cannot_copy_in_one_line(tmp_path, capsys, destination, message):
+    for seed, text in ((0, json.dumps({"config": {"timesteps": TIMESTEPS}})), (1, "{'config': ")):
+        run_dir = tmp_path / "sweep" / "MsPacman" / "a2c-conv" / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.json").write_text(text if destination == "results" else "{}")
+    (tmp_path / "notes.txt").write_text("not a folder")
+    assert records.main([str(tmp_path / "sweep"), str(tmp_path / destination)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and __import__("re").search(message, err), err
+    assert sorted(path.name for path in (tmp_path / "sweep" / "MsPacman").iterdir()) == ["a2c-conv"]
 
 
 def test_pruning_keeps_the_latest_replays_given_relative_or_absolute(tmp_path, monkeypatch):

@@ -26,17 +26,26 @@ COMMANDS = {
 }
 
 
+def _shows_default(action: argparse.Action) -> bool:
+    # Identity, not ``in``: a default of 0 equals False and would be passed over.
+    return not any(action.default is hidden for hidden in (None, False, argparse.SUPPRESS))
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """``--help``: the command's docstring as written, and every option with its default (also
-    the options without a help text, which argparse's defaults formatter would pass over)."""
+    """``--help``: the command's docstring as written, and every option with its default once:
+    also the options without a help text (which argparse's defaults formatter passes over), but
+    not a flag's ``False``, the ``None`` of a default resolved later, or a default the help states."""
 
     def _format_action(self, action: argparse.Action) -> str:
-        # Identity, not ``in``: a default of 0 equals False and would be passed over.
-        shown = not any(action.default is hidden for hidden in (None, False, argparse.SUPPRESS))
-        if not action.help and action.option_strings and shown:
+        if not action.help and action.option_strings and _shows_default(action):
             action = copy.copy(action)
             action.help = "(default: %(default)s)"
         return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if not _shows_default(action) or "default" in action.help:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def usage() -> str:

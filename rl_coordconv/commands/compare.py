@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     references = ({name: (game.random_score, game.human_score) for name, game in GAMES.items()}
                   if args.metric in RAW_SCORE_METRICS else None)
     try:
+        if args.seed < 0 or args.resamples < 1:  # before the runs are read, which can take minutes
+            raise ValueError(f"--seed must be >= 0 (got {args.seed}) and --resamples >= 1 (got {args.resamples})")
         check_output_folder(args.out, overwrite=args.overwrite)
         found = find_runs(args.runs_dir, progress=not args.no_progress)
         try:

@@ -50,6 +50,7 @@ from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.rundir import latest_checkpoint
 
+VIDEO_GAMES = 2  # games recorded with --video when --video-games is not given
 VIDEO_BACKEND = "sb3"
 VIDEO_FPS = 15  # real time: 60 Hz emulator, 4 frames per agent step
 TENSORBOARD_STILLS = 8  # images per video in TensorBoard without moviepy
@@ -81,12 +82,12 @@ def _positive_int(name: str) -> Callable[[str], int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = _Parser(prog="rl-coordconv evaluate", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory: <runs>/<game>/<agent>-<arch>/seed<k>")
-    parser.add_argument("--episodes", type=_positive_int("--episodes"), default=30, help="full games to score (default 30)")
+    parser.add_argument("--episodes", type=_positive_int("--episodes"), default=30, help="full games to score")
     parser.add_argument("--checkpoint", default="last",
                         help="'last' (the latest complete checkpoint of the run) or the path of a checkpoint .zip")
     parser.add_argument("--video", action="store_true", help="record mp4 videos of separate games in RUN_DIR/videos/")
-    parser.add_argument("--video-games", type=_positive_int("--video-games"), default=2,
-                        help="games to record with --video (default 2)")
+    parser.add_argument("--video-games", type=_positive_int("--video-games"), default=None,
+                        help=f"games to record with --video (default {VIDEO_GAMES})")
     parser.add_argument("--saliency", action="store_true",
                         help="beside the game, the gradient of the chosen action's logit or Q value (implies --video)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
@@ -96,6 +97,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args(argv)
     args.video = args.video or args.saliency
+    if args.video_games is not None and not args.video:
+        parser.error(f"--video-games {args.video_games} applies with --video or --saliency")
+    args.video_games = args.video_games or VIDEO_GAMES
     return args
 
 

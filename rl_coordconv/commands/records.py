@@ -28,7 +28,10 @@ def copy_finished_records(source: Path, destination: Path) -> tuple[list[Path], 
     copied, unfinished = [], []
     for config_file in sorted(source.rglob(rundir.CONFIG_FILE)):
         run_dir = config_file.parent
-        config = json.loads(config_file.read_text()).get("config", {})
+        try:
+            config = json.loads(config_file.read_text()).get("config", {})
+        except (ValueError, AttributeError) as error:
+            raise ValueError(f"{config_file} is not a readable run config ({type(error).__name__}: {error})") from None
         state = rundir.run_state(run_dir, int(config.get("timesteps", 0)), int(config.get("eval_episodes", 0)))
         where = run_dir.relative_to(source)
         if state == RunState.FINISHED:
@@ -45,10 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, metavar="SOURCE", help="folder of run directories (a sweep's --runs)")
     parser.add_argument("destination", type=Path, metavar="DEST", help="where the records go")
     args = parser.parse_args(argv)
-    if not args.source.is_dir():
-        print(f"error: {args.source} is not a directory", file=sys.stderr)
+    source, destination = args.source.resolve(), args.destination.resolve()
+    problem = (f"{args.source} is not a directory" if not source.is_dir() else
+               f"{args.destination} is not a directory" if destination.exists() and not destination.is_dir() else
+               f"{args.destination} is {args.source} or inside it; give a folder outside it"
+               if destination.is_relative_to(source) else None)
+    try:
+        if problem:
+            raise ValueError(problem)
+        copied, unfinished = copy_finished_records(args.source, args.destination)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    copied, unfinished = copy_finished_records(args.source, args.destination)
     size = sum(path.stat().st_size for path in args.destination.rglob("*") if path.is_file()) if copied else 0
     print(f"copied {len(copied)} finished runs to {args.destination} ({size / 1e6:.1f} MB in all); "
           f"{len(unfinished)} not finished, left out")
