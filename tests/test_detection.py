@@ -218,13 +218,13 @@ def test_the_command_plans_three_seeds_and_a_quick_one():
 
     from rl_coordconv.commands import supervised as command
 
-    args = SimpleNamespace(quick=False, seeds=None, seed=2, epochs=None, learning_rate=None, device="cpu")
+    args = SimpleNamespace(quick=False, seeds=None, seed=2, epochs=None, learning_rate=None, batch_size=None, device="cpu")
     configs = command.plan("detection", args)
-    assert [(c.arch, c.seed, c.epochs) for c in configs] == [(arch, seed, detection.DetectionConfig.epochs)
-                                                             for seed in (2, 3, 4) for arch in ("conv", "coordconv")]
-    args.quick, args.epochs = True, 2
+    assert [(c.arch, c.seed, c.epochs, c.batch_size) for c in configs] == [
+        (arch, seed, detection.DetectionConfig.epochs, 16) for seed in (2, 3, 4) for arch in ("conv", "coordconv")]
+    args.quick, args.epochs, args.batch_size = True, 2, 4
     quick = command.plan("detection", args)
-    assert [(c.seed, c.train_canvases, c.epochs) for c in quick] == [(2, 64, 2), (2, 64, 2)]
+    assert [(c.seed, c.train_canvases, c.epochs, c.batch_size) for c in quick] == [(2, 64, 2, 4), (2, 64, 2, 4)]
 
 
 @needs_torchvision
