@@ -18,7 +18,9 @@ def check_device(name: str, *, allow_auto: bool = True) -> None:
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {name!r}; use {accepted}")
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type == "cpu":
+        return
+    if not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
                          f"use {'auto or cpu' if allow_auto else 'cpu'}")
     if device.index is not None and device.index >= torch.cuda.device_count():

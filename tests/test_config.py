@@ -87,8 +87,8 @@ def test_a_config_json_written_before_a_rename_reads_back_under_the_new_name():
 
 
 def test_devices_are_checked_by_name_and_against_the_gpus_there_are(monkeypatch):
-    check_device("auto")
-    check_device("cpu")
+    for name in ("auto", "cpu", "cpu:0"):
+        check_device(name)
     for name in ("mps", "meta", "gpu", "cuda:x", "tpu"):
         with pytest.raises(ValueError, match=f"unknown device '{name}'; use auto, cpu, cuda or cuda:<index>"):
             check_device(name)
@@ -99,6 +99,7 @@ def test_devices_are_checked_by_name_and_against_the_gpus_there_are(monkeypatch)
         check_device("cuda:0")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_device("cpu:0")
     check_device("cuda")
     check_device("cuda:1")
     with pytest.raises(ValueError, match=r"'cuda:2' asked for, but this machine has 2 CUDA GPUs \(cuda:0 to cuda:1\)"):
