@@ -202,6 +202,11 @@ def test_video_holds_every_screen_of_the_game_with_the_score(run_dir, monkeypatc
         assert (images[0].height, images[0].width) == (shape[0], 8 * shape[1])  # in a row
 
 
+def test_saliency_records_videos_and_takes_their_count():
+    assert (evaluate.parse_args(["run", "--saliency", "--video-games", "3"]).video_games,
+            evaluate.parse_args(["run", "--video"]).video_games) == (3, 2)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -148,16 +148,18 @@ def test_copy_records_takes_finished_runs_without_their_checkpoints(tmp_path):
 @pytest.mark.parametrize("destination, message", [
     ("sweep", r"sweep is .*sweep or inside it; give a folder outside it"),
     ("sweep/MsPacman", r"sweep/MsPacman is .*sweep or inside it"),
+    ("sweep/x", r"sweep/x is .*sweep or inside it"),
     ("notes.txt", r"notes.txt is not a directory"),
     ("results", r"sweep/MsPacman/a2c-conv/seed1/config.json is not a readable run config \(JSONDecodeError"),
 ])
-def test_records_refuses_what_it_cannot_copy_in_one_line(tmp_path, capsys, destination, message):
+def test_records_refuses_what_it_cannot_copy_in_one_line(tmp_path, capsys, monkeypatch, destination, message):
     for seed, text in ((0, json.dumps({"config": {"timesteps": TIMESTEPS}})), (1, "{'config': ")):
         run_dir = tmp_path / "sweep" / "MsPacman" / "a2c-conv" / f"seed{seed}"
         run_dir.mkdir(parents=True)
         (run_dir / "config.json").write_text(text if destination == "results" else "{}")
     (tmp_path / "notes.txt").write_text("not a folder")
-    assert records.main([str(tmp_path / "sweep"), str(tmp_path / destination)]) == 2
+    monkeypatch.chdir(tmp_path)  # the destination relative, the source absolute: compared as the same folders
+    assert records.main([str(tmp_path / "sweep"), destination]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and __import__("re").search(message, err), err
     assert sorted(path.name for path in (tmp_path / "sweep" / "MsPacman").iterdir()) == ["a2c-conv"]

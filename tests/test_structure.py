@@ -222,3 +222,5 @@ def test_each_subcommand_lists_its_options_with_defaults(name, option, default):
         options = shown.stdout.split("\noptions:\n")[1]
         help_of_option = options.split(f"\n  {option}", 1)[1].split("\n  -")[0]
         assert f"(default: {default})" in " ".join(help_of_option.split()), help_of_option
+        helps = [" ".join(text.split()) for text in options.split("\n  -")]
+        assert [text for text in helps if text.count("default") > 1] == []  # each default stated once

@@ -317,9 +317,10 @@ def test_the_budget_options_reach_every_experiment_when_given_and_only_then():
     (["--experiment", "classification", "--learning-rate", "0"], "learning_rate must be > 0, got 0.0"),
     (["--experiment", "vae", "--batch-size", "-8"], "batch_size must be >= 1, got -8"),
     (["--experiment", "classification", "--seed", "-1"], "seed must be >= 0, got -1"),
-    (["--experiment", "gan", "--task", "rendering"], "--task applies to --experiment not-so-clevr only"),
-    (["--experiment", "vae", "--no-early-stop"], "--no-early-stop applies to --experiment not-so-clevr only"),
-    (["--experiment", "vae", "--checks-per-epoch", "2"], "--checks-per-epoch applies to --experiment not-so-clevr only"),
+    *[(["--experiment", experiment, *option], f"{option[0]} applies to --experiment not-so-clevr only")
+      for experiment, option in (("gan", ["--task", "rendering"]), ("vae", ["--split", "uniform"]),
+                                 ("classification", ["--model", "coordconv"]), ("vae", ["--no-early-stop"]),
+                                 ("detection", ["--checks-per-epoch", "2"]))],
     (["--device", "gpu"], "unknown device 'gpu'; use cpu, cuda or cuda:<index>"),
     (["--device", "auto"], "unknown device 'auto'; use cpu, cuda or cuda:<index>"),
 ])

@@ -31,6 +31,16 @@ def test_dry_run_prints_one_train_command_per_run(tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # a dry run creates nothing
 
 
+def test_each_override_reaches_the_runs_of_its_agent_and_the_shared_ones_reach_all():
+    jobs = sweep.plan("MsPacman", "a2c,ppo", "conv", "0", "1k", "runs",
+                      overrides=["eval_episodes=0", "ppo.n_steps=64", "a2c.n_envs=8"])
+    a2c, ppo = jobs
+    assert (a2c.config.eval_episodes, a2c.config.a2c.n_envs, a2c.config.ppo.n_steps) == (0, 8, 128)  # PPO's own n_steps
+    assert (ppo.config.eval_episodes, ppo.config.ppo.n_steps, ppo.config.a2c.n_envs) == (0, 64, 16)  # A2C's own n_envs
+    assert [item for item in a2c.argv if item.startswith("--set")] == ["--set=eval_episodes=0", "--set=a2c.n_envs=8"]
+    assert [item for item in ppo.argv if item.startswith("--set")] == ["--set=eval_episodes=0", "--set=ppo.n_steps=64"]
+
+
 def test_paper9_is_the_whole_suite():
     jobs = sweep.plan("paper9", "a2c", "conv,coordconv", "0", "1k", "runs")
     assert [job.config.game for job in jobs] == [game for game in GAMES for _ in ("conv", "coordconv")]
@@ -43,8 +53,9 @@ def test_paper9_is_the_whole_suite():
     (["--seeds", "3-1"], "bad seed range '3-1'"),
     (["--seeds", "a"], "bad seed range 'a'"),
     (["--set", "apex.batch_size=64"], "a setting of apex, which does not run here \\(the agents are a2c\\)"),
-    (["--set", "seed=3"], "'seed=3': use --seeds for the seed"),
-    (["--set", "arch=conv"], "'arch=conv': use --archs for the arch"),
+    *[(["--set", f"{key}={value}"], f"'{key}={value}': use {option} for the {key}")
+      for key, value, option in (("game", "Pong", "--games"), ("agent", "ppo", "--agents"), ("arch", "conv", "--archs"),
+                                 ("seed", "3", "--seeds"), ("timesteps", "5", "--timesteps"), ("device", "cpu", "--device"))],
     (["--set", "a2c.n_env=8"], "unknown setting 'a2c.n_env'"),
     (["--set", "a2c.n_envs=0"], "a2c.n_envs must be in \\[1, inf\\), got 0"),
     (["--agents", "apex", "--set", "apex.alpha=2"], "apex.alpha must be in \\[0, 1\\], got 2.0"),
@@ -52,7 +63,11 @@ def test_paper9_is_the_whole_suite():
     (["--gpus-per-run", "0.5"], "--gpus-per-run needs --ray-address"),
     (["--ray-address", "local", "--device", "cuda"], "--device cuda on Ray needs --gpus-per-run > 0"),
 ])
-def test_bad_grids_are_refused_before_anything_starts(argv, message, tmp_path, capsys):
+def test_bad_grids_are_refused_before_anything_starts(argv, message, tmp_path, capsys, monkeypatch):
+    def runs_started(*args):
+        raise AssertionError(f"{argv} was accepted and the runs started")
+
+    monkeypatch.setattr(sweep_command, "execute", runs_started)
     defaults = {"--games": "MsPacman", "--timesteps": "1000"}
     given = dict(zip(argv[::2], argv[1::2]))
     command = [item for key, value in {**defaults, **given}.items() for item in (key, value) if key != "--set"]

@@ -536,11 +536,16 @@ def test_demo_trains_both_archs_and_ends_with_the_comparison_report(tmp_path, ca
         (["--set", "a2c.learning_rate=nan"], r"a2c.learning_rate must be in \(0, inf\), got nan"),
         (["--set", "a2c.learning_rate=inf"], r"a2c.learning_rate must be in \(0, inf\), got inf"),
         (["--agent", "ppo", "--set", "a2c.n_envs=8"], "'a2c.n_envs=8': a setting of a2c, which does not run here"),
-        (["--set", "timesteps=5"], "'timesteps=5': use --timesteps for the timesteps"),
-        (["--set", "seed=3"], "'seed=3': use --seed for the seed"),
+        *[(["--set", f"{key}={value}"], f"'{key}={value}': use --{key} for the {key}")
+          for key, value in (("game", "Pong"), ("agent", "ppo"), ("arch", "conv"), ("seed", "3"), ("timesteps", "5"),
+                             ("device", "cpu"), ("backend", "sb3"))],
     ],
 )
-def test_bad_command_lines_get_clear_errors(argv, message, capsys, tmp_path):
+def test_bad_command_lines_get_clear_errors(argv, message, capsys, tmp_path, monkeypatch):
+    def training_started(*args, **kwargs):
+        raise AssertionError(f"{argv} was accepted and training started")
+
+    monkeypatch.setattr(train, "run_experiment", training_started)
     try:
         code = train.main([*argv, "--runs", str(tmp_path)])
     except SystemExit as exit_:  # argparse choices
@@ -555,3 +560,5 @@ def test_step_counts_and_overrides():
     config = ExperimentConfig()
     apply_overrides(config, ["a2c.n_envs=8", "checkpoint_every=100k", "a2c.ent_coef=0.02", "backend=sb3"])
     assert (config.a2c.n_envs, config.checkpoint_every, config.a2c.ent_coef, config.backend) == (8, 100_000, 0.02, "sb3")
+    apply_overrides(config, ["a2c.n_envs=-4", "a2c.learning_rate=-1e-3"])  # read with the sign, refused by validate()
+    assert (config.a2c.n_envs, config.a2c.learning_rate) == (-4, -1e-3)
