@@ -49,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("destination", type=Path, metavar="DEST", help="where the records go")
     args = parser.parse_args(argv)
     source, destination = args.source.resolve(), args.destination.resolve()
-    problem = (f"{args.source} is not a directory" if not source.is_dir() else
-               f"{args.destination} is not a directory" if destination.exists() and not destination.is_dir() else
-               f"{args.destination} is {args.source} or inside it; give a folder outside it"
-               if destination.is_relative_to(source) else None)
     try:
-        if problem:
-            raise ValueError(problem)
+        if not source.is_dir():
+            raise ValueError(f"{args.source} is not a directory")
+        if destination.exists() and not destination.is_dir():
+            raise ValueError(f"{args.destination} is not a directory")
+        if destination.is_relative_to(source):
+            raise ValueError(f"{args.destination} is {args.source} or inside it; give a folder outside it")
         copied, unfinished = copy_finished_records(args.source, args.destination)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
