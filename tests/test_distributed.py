@@ -474,6 +474,9 @@ def test_without_ray_distributed_names_the_install_command(train_script, monkeyp
     (["--agent", "apex", "--distributed", "--actors", "3", "--set", "distributed.replay_shards=2"],
      r"distributed.replay_shards \(2\) must divide the rollout actors \(3\)"),
     (["--agent", "apex", "--distributed", "--set", "distributed.block_steps=0"], r"distributed.block_steps must be in \[1, inf\), got 0"),
+    (["--agent", "apex", "--distributed", "--ray-address", "local"],
+     r"--ray-address 'local' is not auto, HOST:PORT \(a port 1-65535\) or a ray:// URL"),
+    (["--agent", "apex", "--distributed", "--ray-address", "head:0"], r"--ray-address 'head:0' is not auto, HOST:PORT"),
     (["--agent", "apex", "--distributed", "--ray-address", "127.0.0.1:1"],
      r"cannot reach the Ray head at --ray-address 127.0.0.1:1 .*ray start --head --port 1"),
 ])

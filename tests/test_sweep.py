@@ -62,6 +62,8 @@ def test_paper9_is_the_whole_suite():
     (["--gpus-per-run", "-1"], "--gpus-per-run must be >= 0, got -1"),
     (["--gpus-per-run", "0.5"], "--gpus-per-run needs --ray-address"),
     (["--ray-address", "local", "--device", "cuda"], "--device cuda on Ray needs --gpus-per-run > 0"),
+    (["--ray-address", "headnode"], "--ray-address 'headnode' is not auto, local, HOST:PORT"),
+    (["--ray-address", "head:70000"], "--ray-address 'head:70000' is not auto, local, HOST:PORT \\(a port 1-65535\\)"),
 ])
 def test_bad_grids_are_refused_before_anything_starts(argv, message, tmp_path, capsys, monkeypatch):
     def runs_started(*args):
@@ -75,6 +77,12 @@ def test_bad_grids_are_refused_before_anything_starts(argv, message, tmp_path, c
     assert sweep_command.main([*command, "--runs", str(tmp_path / "runs")]) == 2
     assert __import__("re").search(message, capsys.readouterr().err)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_dry_run_refuses_a_ray_address_that_is_no_address(tmp_path, capsys):
+    argv = ["--games", "MsPacman", "--timesteps", "1000", "--ray-address", ":6379", "--dry-run", "--runs", str(tmp_path)]
+    assert sweep_command.main(argv) == 2
+    assert "--ray-address ':6379' is not auto, local, HOST:PORT" in capsys.readouterr().err
 
 
 def test_sweep_runs_skips_resumes_and_survives_a_failing_run(tmp_path, capsys):

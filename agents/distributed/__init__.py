@@ -71,6 +71,16 @@ class RolloutActorsDied(DistributedTrainingStopped):
     """Every rollout actor died beyond its restarts."""
 
 
+def check_address_form(address: str, named: tuple[str, ...] = ("auto",)) -> None:
+    """Refuse a ``--ray-address`` that is none of ``named``, ``HOST:PORT`` (port 1-65535) or a
+    URL (``ray://HOST:PORT``), before anything starts."""
+    host, _, port = address.rpartition(":")
+    if address in named or "://" in address or (host and port.isdigit() and 1 <= int(port) <= 65535):
+        return
+    raise ValueError(f"--ray-address {address!r} is not {', '.join(named)}, HOST:PORT (a port 1-65535) "
+                     f"or a ray:// URL")
+
+
 def check_reachable(address: str, timeout_seconds: float = 10) -> None:
     """Refuse a ``--ray-address HOST:PORT`` that nothing answers on (Ray itself would retry for
     minutes); ``auto``, ``local`` and URLs are left to Ray."""

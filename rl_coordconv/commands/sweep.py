@@ -35,6 +35,7 @@ import torch
 
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.agents.registry import AGENTS
+from rl_coordconv.agents.distributed import check_address_form
 from rl_coordconv.agents.sweep import (
     RAY_INSTALL, TRAIN_COMMAND, LocalLauncher, RayLauncher, Slot, execute, failure, log_tail, machine_cores, placement, plan,
     start_ray,
@@ -78,6 +79,8 @@ def check_resources(args: argparse.Namespace) -> None:
         raise ValueError("--threads and --max-parallel must be >= 1")
     if args.gpus_per_run < 0:
         raise ValueError(f"--gpus-per-run must be >= 0, got {args.gpus_per_run:g}")
+    if args.ray_address is not None:
+        check_address_form(args.ray_address, named=("auto", "local"))
     if args.gpus_per_run > 0 and not args.ray_address:
         raise ValueError("--gpus-per-run needs --ray-address (the local sweep packs runs with --runs-per-gpu)")
     if args.runs_per_gpu is not None and args.ray_address:

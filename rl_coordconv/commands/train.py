@@ -14,7 +14,7 @@ import sys
 
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.agents.config import apply_overrides, parse_steps, setting_names
-from rl_coordconv.agents.distributed import DistributedTrainingStopped
+from rl_coordconv.agents.distributed import DistributedTrainingStopped, check_address_form
 from rl_coordconv.agents.experiment import ExperimentConfig, check_overrides, run_directory, run_experiment
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.envs import BACKENDS, GAMES
@@ -63,8 +63,10 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         if not config.distributed.enabled:
             raise ValueError("--actors applies to --distributed training")
         config.distributed.actors = args.actors
-    if args.ray_address is not None and not config.distributed.enabled:
-        raise ValueError("--ray-address applies to --distributed training")
+    if args.ray_address is not None:
+        if not config.distributed.enabled:
+            raise ValueError("--ray-address applies to --distributed training")
+        check_address_form(args.ray_address)
     config.validate()
     return config
 
