@@ -21,6 +21,9 @@ Where the two backends differ, for the same game, seed and actions (tests/test_e
 - noop starts: drawn by different RNGs, so the same seed starts the game at other frames;
 - fire reset (games with FIRE, e.g. Breakout): one emulator frame of FIRE on ``"ale_vector"``;
   FIRE then UP for one agent step (4 frames) each on ``"sb3"``;
+- after a life loss: ``"sb3"`` presses FIRE again for the agent (its ``FireResetEnv`` resets
+  after every life-loss terminal), ``"ale_vector"`` does not: on Breakout the agent relaunches
+  the ball itself;
 - max-pool: over the last two grayscale frames on ``"ale_vector"``; over the last two RGB screens,
   then converted to grayscale, on ``"sb3"``: on Ms. Pac-Man, 0.4 % of a frame's pixels differ at
   the median, 1.3 % at most.

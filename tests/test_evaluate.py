@@ -440,6 +440,25 @@ def test_fire_reset_is_one_frame_of_fire_on_ale_vector_and_fire_then_up_on_sb3()
     assert not np.array_equal(first_ale, first_sb3)
 
 
+def test_after_a_life_loss_only_sb3_presses_fire_for_the_agent():
+    """SB3's FireResetEnv sits outside EpisodicLifeEnv, so every life-loss reset relaunches the ball;
+    ale-py fires only when a game starts, and the agent must relaunch it. Playing NOOP only, SB3's
+    Breakout loses its five lives at once; ours loses the first and waits for FIRE."""
+    def life_losses_and_game_over(backend: str, steps: int = 1000) -> tuple[int, bool]:
+        env = make_atari_vec_env("Breakout", 1, seed=0, backend=backend)
+        env.reset()
+        losses = 0
+        for _ in range(steps):
+            _, _, dones, infos = env.step(np.zeros(1, dtype=np.int64))
+            if dones[0] and "episode" in infos[0]:
+                return losses, True
+            losses += int(dones[0])
+        return losses, False
+
+    assert life_losses_and_game_over("sb3") == (4, True)  # the fifth loss ends the game
+    assert life_losses_and_game_over("ale_vector") == (1, False)
+
+
 # Frames for SB3's tools --------------------------------------------------------------------------
 
 
