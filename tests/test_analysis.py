@@ -71,6 +71,8 @@ def synthetic_scores(game: str, arch: str, seed: int) -> np.ndarray:
 
 
 GRID = [(game, arch, seed) for game in ("MsPacman", "Breakout") for arch in ("conv", "coordconv") for seed in range(3)]
+# Two games at 3 seeds a side, each called different by chance in 0.35 of games without a difference.
+GRID_CHANCE = "; with no true difference, chance alone would make about 0.7 of the 2 games with intervals other than similar"
 
 
 @pytest.fixture(scope="module")
@@ -261,14 +263,14 @@ def test_verdicts_and_differences_against_the_baseline(grid_report):
     assert same.difference == pytest.approx(0, abs=1e-9)
     assert same.difference_low < 0 < same.difference_high and same.verdict == "similar"
     assert conv.verdict == "" and np.isnan(conv.difference)
-    assert grid_report.headlines["a2c"] == ["coordconv better on 1 of 2 games, similar on 1, worse on 0"]
+    assert grid_report.headlines["a2c"] == [f"coordconv better on 1 of 2 games, similar on 1, worse on 0{GRID_CHANCE}"]
 
 
 def test_swapping_the_baseline_mirrors_the_verdict(grid_runs):
     report = build_report(find_runs(grid_runs), baseline="coordconv", reference_scores=REFERENCES, seed=0)
     conv = report.row("MsPacman", "a2c", "conv")
     assert conv.verdict == "worse" and conv.difference_high < 0
-    assert report.headlines["a2c"] == ["conv better on 0 of 2 games, similar on 1, worse on 1"]
+    assert report.headlines["a2c"][0].startswith("conv better on 0 of 2 games, similar on 1, worse on 1; with no")
     with pytest.raises(ValueError, match="baseline arch 'coordconv_r' has no runs.*archs found: conv, coordconv"):
         build_report(find_runs(grid_runs), baseline="coordconv_r")
 
@@ -301,7 +303,7 @@ def test_report_files(grid_report, tmp_path):
     assert (row["seeds"], row["steps"], row["verdict"]) == ("3", str(TIMESTEPS), "better")
     assert rows[("MsPacman", "conv")]["verdict"] == "" and rows[("MsPacman", "conv")]["difference"] == ""
     text = files.summary_md.read_text()
-    assert "**coordconv better on 1 of 2 games, similar on 1, worse on 0** (vs conv)" in text
+    assert f"**coordconv better on 1 of 2 games, similar on 1, worse on 0{GRID_CHANCE}** (vs conv)" in text
     assert "percentile bootstrap over seeds, 10,000 resamples" in text and "each group's seeds resampled independently" in text
     assert "lies above zero and neither lies below zero" in text
     assert "Aggregate over games: human-normalized final scores" in text and "P(arch > conv)" in text
@@ -410,6 +412,7 @@ def test_single_seed_and_missing_archs_are_reported(grid_runs, tmp_path):
     assert "aggregate for a2c: left out Alien, Amidar" in notes
     assert report.headlines["a2c"] == [
         "coordconv better on 1 of 2 games, similar on 1, worse on 0 (1 of the similar without a CI: 1 seed); "
+        "with no true difference, chance alone would make about 0.3 of the 1 game with intervals other than similar; "
         "no conv runs to compare with on Amidar"]
     assert {aggregate.games == ["MsPacman", "Pong"] for aggregate in report.aggregates} == {True}
     text = summary_markdown(report)
@@ -432,7 +435,7 @@ def test_script_writes_the_report_and_refuses_a_non_empty_out(grid_runs, tmp_pat
     printed = capsys.readouterr().out
     assert f"Curves:      {out / 'curves.png'}" in printed and f"Summary:     {out / 'summary.md'}" in printed
     assert f"tensorboard --logdir {out / 'tensorboard'}" in printed
-    assert "a2c: coordconv better on 1 of 2 games, similar on 1, worse on 0 (vs conv)" in printed
+    assert f"a2c: coordconv better on 1 of 2 games, similar on 1, worse on 0{GRID_CHANCE} (vs conv)" in printed
     assert "Aggregate over games: human-normalized" in (out / "summary.md").read_text()  # the script passed GAMES
     before = (out / "summary.csv").read_text()
     assert compare.main(arguments) == 2
@@ -648,6 +651,29 @@ def test_a_run_checkpointed_at_its_steps_is_finished_though_its_last_scalar_is_e
     assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.RESUMABLE
     assert "MsPacman a2c-conv seed0: trained to 10,000 steps, but its final evaluation is missing" in \
         "\n".join(find_runs(tmp_path).notes)
+
+
+def test_with_two_seeds_a_side_chance_alone_calls_half_the_games():
+    """With two seeds a side the percentile interval of a difference runs from (min - max) to
+    (max - min) of the two groups' seeds: a metric calls a difference when both seeds of one arch
+    lie above both of the other, 4 of the 24 orderings of four values (1/6 per direction). A game
+    stays "similar" when neither metric calls one (4/6 x 4/6) or they call opposite directions
+    (2 x 1/6 x 1/6): 1/2 of the games. Without an interval (one seed) nothing is called."""
+    assert stats.chance_verdict_rate(2, 2) == pytest.approx(0.5, abs=0.04)
+    assert stats.chance_verdict_rate(1, 3) == stats.chance_verdict_rate(3, 1) == 0.0
+    assert stats.chance_verdict_rate(5, 5) < stats.chance_verdict_rate(3, 3) < stats.chance_verdict_rate(2, 2)
+
+
+def test_the_chance_count_takes_each_sides_seeds(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, "MsPacman", "coordconv", seed, EPISODE_STEPS, synthetic_scores("MsPacman", "coordconv", seed))
+    for seed in range(2):
+        write_run(tmp_path, "MsPacman", "conv", seed, EPISODE_STEPS, synthetic_scores("MsPacman", "conv", seed))
+    report = build_report(find_runs(tmp_path), reference_scores=REFERENCES, seed=0, resamples=2000)
+    # 3 against 2 seeds: 0.43 of games (0.35 at 3 a side, 0.49 at 2 a side).
+    assert report.headlines["a2c"] == ["coordconv better on 1 of 1 game, similar on 0, worse on 0; with no true "
+                                       "difference, chance alone would make about 0.4 of the 1 game with intervals "
+                                       "other than similar"]
 
 
 def test_one_seed_on_either_side_has_no_interval_and_says_so(tmp_path):

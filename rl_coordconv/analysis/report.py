@@ -318,6 +318,12 @@ def headline(rows: list[Row], arch: str, baseline: str) -> str:
     single = sum(row.verdict == SINGLE_SEED_VERDICT for row in compared)
     if single:
         text += f" ({single} of the similar without a CI: 1 seed)"
+    baseline_seeds = {row.game: row.seeds for row in rows if row.arch == baseline}
+    chances = [stats.chance_verdict_rate(row.seeds, baseline_seeds[row.game]) for row in compared
+               if row.verdict != SINGLE_SEED_VERDICT]
+    if chances:
+        text += (f"; with no true difference, chance alone would make about {sum(chances):.1f} of the "
+                 f"{len(chances)} game{'s' if len(chances) != 1 else ''} with intervals other than similar")
     unmatched = [row.game for row in rows if row.arch == arch and row.verdict == NO_BASELINE_VERDICT]
     if unmatched:
         text += f"; no {baseline} runs to compare with on {', '.join(unmatched)}"
@@ -439,7 +445,11 @@ def method_text(report: Report) -> str:
         f"- **Verdict**: `better` when the {confidence} % CI of the final-score difference or of the AUC "
         "difference lies above zero and neither lies below zero; `worse` in the mirror case; `similar` "
         f"otherwise. With a single seed on either side there is no CI: `{SINGLE_SEED_VERDICT}`. "
-        f"`{NO_BASELINE_VERDICT}`: the game has no `{report.baseline}` runs.",
+        f"`{NO_BASELINE_VERDICT}`: the game has no `{report.baseline}` runs. The headline's chance count sums, "
+        "over the games with intervals, how often this rule calls a difference where there is none, simulated "
+        "with normal seeds (`statistics.chance_verdict_rate`): "
+        + ", ".join(f"{stats.chance_verdict_rate(n, n):.2f} of games at {n} seeds a side" for n in (2, 3, 5))
+        + ".",
         "- **Aggregate over games** (Agarwal et al. 2021, as rliable computes them), over the games where every "
         "arch of the agent ran: human-normalized final scores (score - random) / (human - random); "
         "interquartile mean (IQM) = the mean of the middle 50 % of the pooled run scores "

@@ -14,6 +14,7 @@ probability of improvement is the Mann-Whitney statistic averaged over games.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -122,6 +123,29 @@ def verdict(final_difference: Interval, auc_difference: Interval) -> str:
     if below and not above:
         return "worse"
     return "similar"
+
+
+@functools.lru_cache(maxsize=None)
+def chance_verdict_rate(seeds: int, baseline_seeds: int, *, games: int = 2_000, resamples: int = 1_000,
+                        seed: int = 0) -> float:
+    """The fraction of games with NO true difference that :func:`verdict` still calls better or
+    worse, with ``seeds`` and ``baseline_seeds`` seeds a side: the false-alarm rate of a verdict.
+
+    Simulated over ``games`` games whose per-seed final scores and AUCs are independent standard
+    normal draws, the same for both archs. With 2 seeds a side it is 1/2 (each interval is the
+    range of the seeds: each metric calls a difference when both seeds of one arch lie above both
+    of the other, 1/6 per direction); 0 when either side has one seed (no interval).
+    """
+    if seeds < 2 or baseline_seeds < 2:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    alarms = 0
+    for game in range(games):
+        values, baseline = rng.standard_normal((2, seeds)), rng.standard_normal((2, baseline_seeds))
+        final, auc = (bootstrap_difference_ci(values[i], baseline[i], resamples=resamples, seed=2 * game + i)
+                      for i in range(2))
+        alarms += verdict(final, auc) != "similar"
+    return alarms / games
 
 
 def interquartile_mean(scores: Sequence[float] | np.ndarray) -> float:
