@@ -73,10 +73,12 @@ def load_checkpoint(algorithm: type[Algorithm], path: Path | str, **kwargs) -> A
 
 def save_checkpoint(model: BaseAlgorithm, run_dir: Path, with_replay: bool = False) -> Path:
     """Save ``checkpoints/model_<steps>_steps.zip`` and, ``with_replay``, the replay beside it;
-    each written under a temporary name and renamed, with Ctrl-C held back until it is complete."""
-    if with_replay:
-        save_replay(model, run_dir)
-    return rundir.save_atomically(rundir.checkpoint_path(run_dir, model.num_timesteps), model.save)
+    each written under a temporary name and renamed, with Ctrl-C held back until both are complete
+    (saving the replay prunes the previous one, so a model must never be left without its replay)."""
+    with rundir.interrupts_deferred():
+        if with_replay:
+            save_replay(model, run_dir)
+        return rundir.save_atomically(rundir.checkpoint_path(run_dir, model.num_timesteps), model.save)
 
 
 def save_replay(model: BaseAlgorithm, run_dir: Path) -> Path:

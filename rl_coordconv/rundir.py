@@ -17,6 +17,7 @@ the agents: the report reads run directories copied from a cluster without them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 CONFIG_FILE = "config.json"
 TENSORBOARD_DIR = "tb"
@@ -165,22 +167,48 @@ def run_state(run_dir: Path | str, timesteps: int, eval_episodes: int) -> RunSta
     return RunState.NEW
 
 
+# The signals that stop a long job the way Ctrl-C does: SIGTERM is what ``kill``, a job
+# scheduler's time limit and a container's stop send.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def stops_on_signals(main: Callable[..., int]) -> Callable[..., int]:
+    """Decorate a command's ``main``: while it runs, Ctrl-C (SIGINT) and ``kill`` (SIGTERM) both
+    raise ``KeyboardInterrupt`` in the main thread, so a training run stops either way with a
+    checkpoint. A shell starts background jobs (``nohup ... &`` in a script) with SIGINT ignored,
+    and Python leaves it ignored: this takes it back. The handlers from before return after."""
+
+    @functools.wraps(main)
+    def main_stopped_by_signals(*args: Any, **kwargs: Any) -> int:
+        if threading.current_thread() is not threading.main_thread():
+            return main(*args, **kwargs)
+        previous = {signum: signal.signal(signum, signal.default_int_handler) for signum in STOP_SIGNALS}
+        try:
+            return main(*args, **kwargs)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    return main_stopped_by_signals
+
+
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C (SIGINT) back until the block has ended, then deliver it: a write inside
-    cannot be cut in half, and the interrupt still stops the program right after. Only the main
-    thread handles signals; elsewhere the block runs as it is."""
+    """Hold a Ctrl-C or ``kill`` (:data:`STOP_SIGNALS`) back until the block has ended, then
+    deliver it: a write inside cannot be cut in half, and the signal still stops the program right
+    after. Blocks may nest. Only the main thread handles signals; elsewhere the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if received:
-            signal.raise_signal(signal.SIGINT)  # now handled by the handler that was there before
+            signal.raise_signal(received[0])  # now handled by the handler that was there before
 
 
 def save_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:

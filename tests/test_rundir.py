@@ -101,21 +101,44 @@ def test_an_atomic_save_that_fails_leaves_the_old_file_and_no_partial_one(tmp_pa
     assert sorted(item.name for item in path.parent.iterdir()) == ["model_500_steps.zip"]
 
 
-def test_a_ctrl_c_during_an_atomic_save_lands_after_the_write(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_ctrl_c_or_kill_during_an_atomic_save_lands_after_the_write(tmp_path, signum):
     path = tmp_path / "model_500_steps.zip"
     written = []
 
-    def write_with_ctrl_c(target: Path) -> None:
+    def write_with_a_signal(target: Path) -> None:
         with target.open("wb") as file:
             file.write(b"first half, ")
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
             file.write(b"second half")
         written.append(True)
 
+    @rundir.stops_on_signals
+    def main() -> int:
+        rundir.save_atomically(path, write_with_a_signal)
+        return 0
+
     with pytest.raises(KeyboardInterrupt):
-        rundir.save_atomically(path, write_with_ctrl_c)
+        main()
     assert written and path.read_bytes() == b"first half, second half"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+def test_a_command_started_with_ctrl_c_ignored_still_stops_on_it_and_puts_the_handlers_back():
+    """A script's ``nohup ... &`` starts its job with SIGINT ignored; a command must stop on it anyway."""
+    @rundir.stops_on_signals
+    def main() -> int:
+        os.kill(os.getpid(), signal.SIGINT)
+        return 0
+
+    previous_term = signal.getsignal(signal.SIGTERM)
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            main()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is previous_term
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def test_copy_records_takes_finished_runs_without_their_checkpoints(tmp_path):

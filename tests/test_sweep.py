@@ -1,8 +1,10 @@
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -258,6 +260,31 @@ def test_a_run_that_died_before_its_first_checkpoint_starts_afresh(tmp_path, cap
         assert latest_checkpoint(run_dir).name == "model_200_steps.zip"
         assert (run_dir / "train.log").read_text().count("rl_coordconv train") == 1  # a fresh start, not a resume
         assert "--resume" not in (run_dir / "train.log").read_text()
+
+
+def test_a_background_sweep_killed_interrupts_its_runs_and_resumes(tmp_path, capsys):
+    """A sweep started as a script's background job (SIGINT ignored) and then ``kill``ed (SIGTERM to
+    the sweep alone) stops its runs the way Ctrl-C does: each saves a checkpoint, and the same
+    command resumes them."""
+    runs = tmp_path / "runs"
+    grid = ["--games", "MsPacman", "--archs", "conv", "--seeds", "0", "--timesteps", "1M", "--runs", str(runs), *TINY]
+    run_dir = runs / "MsPacman" / "a2c-conv" / "seed0"
+    process = subprocess.Popen([sys.executable, "-m", "rl_coordconv", "sweep", *grid],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert wait_until(lambda: (run_dir / "checkpoints" / "model_100_steps.zip").exists(), 180)
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # any run the sweep left behind
+    assert process.returncode == 130, output[-3000:]
+    assert "Interrupted: running runs saved a checkpoint" in output
+    stopped_at = int(re.search(r"Interrupted at ([\d,]+) steps", (run_dir / "train.log").read_text())[1].replace(",", ""))
+    assert latest_checkpoint(run_dir).name == f"model_{stopped_at}_steps.zip"
+    assert sweep_command.main([*grid, "--dry-run"]) == 0
+    assert "1 runs: 0 new, 1 to resume" in capsys.readouterr().out
 
 
 # Sweeps on a local Ray (``--ray-address local``): each run is a Ray task running the same train.py command.

@@ -2,6 +2,7 @@ import copy
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -288,6 +289,22 @@ def test_ape_x_resume_without_its_replay_says_so_and_refills_it(tmp_path, monkey
     assert seen[3]["replay"] > 0
 
 
+def test_ctrl_c_pressed_again_while_saving_never_parts_a_model_from_its_replay(tmp_path, monkeypatch):
+    """A Ctrl-C that lands while the replay is written (which prunes the replay before it) must
+    wait until the model beside it is written too, also while the first Ctrl-C's checkpoint is saved."""
+    save_replay_buffer = ApeX.save_replay_buffer
+
+    def save_replay_buffer_then_ctrl_c(self, path):
+        save_replay_buffer(self, path)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(ApeX, "save_replay_buffer", save_replay_buffer_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(small_config(agent="apex", timesteps=1200, checkpoint_every=600), tmp_path, progress_bar=False)
+    folder = experiment.run_directory(tmp_path, small_config(agent="apex")) / "checkpoints"
+    assert sorted(path.name for path in folder.iterdir()) == ["model_600_steps.zip", "replay_600_steps.npz"]
+
+
 class GameRecorder(VecEnvWrapper):
     """Passes an AleVecEnv through and records, per finished game, the sum of the rewards the env
     returned, the info's score and the lives lost during the game."""
@@ -455,6 +472,36 @@ def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path):
     (run_dir / "checkpoints" / "model_1500_steps.zip").write_bytes(complete.read_bytes()[:5000])
     with pytest.warns(UserWarning, match="model_1500_steps.zip: not a complete checkpoint"):
         assert latest_checkpoint(run_dir) == complete
+
+
+def ignore_ctrl_c() -> None:
+    """In a child before exec: SIGINT ignored, as a script's ``nohup ... &`` starts it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_background_run_stops_on_ctrl_c_or_kill_with_a_checkpoint(tmp_path, signum):
+    """Started the way a shell starts a background job (SIGINT ignored), a run still stops
+    gracefully on Ctrl-C and on ``kill``: checkpoint, message, exit 130."""
+    overrides = ["--set", "a2c.n_envs=2", "--set", "checkpoint_every=200", "--set", "eval_episodes=0"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rl_coordconv", "train", "--timesteps", "1M", "--runs", str(tmp_path), "--no-progress",
+         *overrides],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ignore_ctrl_c,
+    )
+    first_checkpoint = tmp_path / "MsPacman" / "a2c-conv" / "seed0" / "checkpoints" / "model_200_steps.zip"
+    deadline = time.monotonic() + 180
+    try:
+        while not first_checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signum)
+        output = process.communicate(timeout=60)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 130, output[-3000:]
+    stopped_at = int(re.search(r"Interrupted at ([\d,]+) steps; saved", output)[1].replace(",", ""))
+    assert stopped_at >= 200
+    assert latest_checkpoint(first_checkpoint.parents[1]).name == f"model_{stopped_at}_steps.zip"
 
 
 def test_resume_without_a_run_is_refused(tmp_path):

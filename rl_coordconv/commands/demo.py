@@ -17,10 +17,12 @@ from pathlib import Path
 from rl_coordconv.agents.config import parse_steps
 from rl_coordconv.commands import HelpFormatter, compare
 from rl_coordconv.agents.experiment import ExperimentConfig, run_experiment
+from rl_coordconv.rundir import stops_on_signals
 
 ARCHS = ("conv", "coordconv")
 
 
+@stops_on_signals
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rl-coordconv demo",
                                      description=__doc__, formatter_class=HelpFormatter)

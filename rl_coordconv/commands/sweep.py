@@ -42,7 +42,7 @@ from rl_coordconv.agents.sweep import (
 )
 from rl_coordconv.envs import GAMES
 from rl_coordconv.extractors import ARCHS
-from rl_coordconv.rundir import RunState
+from rl_coordconv.rundir import RunState, stops_on_signals
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -99,6 +99,7 @@ def local_slots(args: argparse.Namespace) -> list[Slot]:
     return slots[: args.max_parallel] if args.max_parallel else slots
 
 
+@stops_on_signals
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:

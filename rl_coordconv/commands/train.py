@@ -19,6 +19,7 @@ from rl_coordconv.agents.experiment import ExperimentConfig, check_overrides, ru
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.envs import BACKENDS, GAMES
 from rl_coordconv.extractors import ARCHS
+from rl_coordconv.rundir import stops_on_signals
 
 # The settings that have an option of their own here; a --set of one would overrule it unseen.
 TRAIN_OPTIONS = {name: f"--{name}" for name in ("game", "agent", "arch", "seed", "timesteps", "device", "backend")}
@@ -71,6 +72,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return config
 
 
+@stops_on_signals
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
