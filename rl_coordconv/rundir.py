@@ -207,8 +207,9 @@ def interrupts_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if received:
-            signal.raise_signal(received[0])  # now handled by the handler that was there before
+        # Each signal once, in the order it came: an ignored Ctrl-C first must not hide a kill.
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)  # now handled by the handler that was there before
 
 
 def save_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:

@@ -141,6 +141,44 @@ def test_a_command_started_with_ctrl_c_ignored_still_stops_on_it_and_puts_the_ha
         signal.signal(signal.SIGINT, previous_int)
 
 
+@pytest.fixture
+def recorded_stop_signals():
+    """Handlers for SIGINT and SIGTERM that only record, in order, the signals they get."""
+    delivered: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: delivered.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield delivered
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def test_held_back_signals_are_each_delivered_once_as_themselves_to_the_handlers_from_before(recorded_stop_signals):
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    with rundir.interrupts_deferred():
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+            os.kill(os.getpid(), signum)
+        assert recorded_stop_signals == []
+    assert recorded_stop_signals == [signal.SIGTERM, signal.SIGINT]
+    assert all(signal.getsignal(signum) is handler for signum, handler in handlers.items())
+
+
+def test_a_signal_held_back_by_nested_blocks_waits_for_the_outermost(recorded_stop_signals):
+    with rundir.interrupts_deferred():
+        with rundir.interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert recorded_stop_signals == []
+    assert recorded_stop_signals == [signal.SIGTERM]
+
+
+def test_an_ignored_ctrl_c_stays_ignored_and_does_not_hide_a_kill(recorded_stop_signals):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with rundir.interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert recorded_stop_signals == [signal.SIGTERM]
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
 def test_copy_records_takes_finished_runs_without_their_checkpoints(tmp_path):
     source = tmp_path / "sweep"
     for seed, finished in ((0, True), (1, False)):

@@ -568,6 +568,22 @@ def test_demo_trains_both_archs_and_ends_with_the_comparison_report(tmp_path, ca
     assert "comparing eval/mean_score instead" in out  # 2000 steps over 16 envs finish no game
 
 
+def test_a_demo_started_in_the_background_still_stops_on_ctrl_c(tmp_path, monkeypatch):
+    """``nohup make demo &`` starts the demo with SIGINT ignored; Ctrl-C must stop it all the same."""
+    from rl_coordconv.commands import demo
+
+    def a_run_cut_short_by_ctrl_c(config, root):
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("the demo ran on past a Ctrl-C")
+
+    monkeypatch.setattr(demo, "run_experiment", a_run_cut_short_by_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert demo.main(["--timesteps", "2000", "--runs", str(tmp_path)]) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
