@@ -21,7 +21,7 @@ from rl_coordconv.envs import GAMES
 from rl_coordconv.analysis import statistics as stats
 from rl_coordconv.analysis.report import (
     COLUMNS, GRID_POINTS, NO_BASELINE_VERDICT, SINGLE_SEED_VERDICT, SMOOTHING_FRACTION,
-    build_report, plot_curves, summary_markdown, write_report,
+    agent_section, build_report, plot_curves, summary_markdown, write_report,
 )
 from rl_coordconv.analysis.runs import NoRunsError, find_runs, read_scalars
 
@@ -583,6 +583,10 @@ def test_every_column_of_summary_csv(grid_report, tmp_path):
             expected["auc_difference_low"], expected["auc_difference_high"] = stats.bootstrap_difference_ci(
                 aucs, base_aucs, resamples=10_000, seed=0)
             expected["verdict"] = {"MsPacman": "better", "Breakout": "similar"}[game]
+            for column, (ours, theirs) in (("detectable_difference", (finals, base_finals)),
+                                           ("detectable_auc_difference", (aucs, base_aucs))):
+                pooled = np.sqrt((np.var(ours, ddof=1) + np.var(theirs, ddof=1)) / 2)  # 3 seeds a side
+                expected[column] = stats.detectable_effect(3, 3) * pooled
         assert set(expected) == set(COLUMNS)
         for column in COLUMNS:
             value = expected[column]
@@ -662,6 +666,57 @@ def test_with_two_seeds_a_side_chance_alone_calls_half_the_games():
     assert stats.chance_verdict_rate(2, 2) == pytest.approx(0.5, abs=0.04)
     assert stats.chance_verdict_rate(1, 3) == stats.chance_verdict_rate(3, 1) == 0.0
     assert stats.chance_verdict_rate(5, 5) < stats.chance_verdict_rate(3, 3) < stats.chance_verdict_rate(2, 2)
+
+
+def test_with_two_seeds_a_side_the_detectable_difference_is_the_ordering_integral():
+    """With two seeds a side the difference's interval lies above zero exactly when both seeds of
+    the arch lie above both of the baseline's (see above). For normal scores with the arch shifted
+    by d standard deviations that happens with probability
+    P(min(X1, X2) > max(Y1, Y2)) = integral of (1 - Phi(t - d))^2 * 2 Phi(t) phi(t) dt,
+    1/6 at d = 0; it reaches 80 % at d = 2.10."""
+    from scipy import integrate, optimize
+    from scipy.stats import norm
+
+    def ordered(d):
+        density = lambda t: (1 - norm.cdf(t - d)) ** 2 * 2 * norm.cdf(t) * norm.pdf(t)  # noqa: E731
+        return integrate.quad(density, -np.inf, np.inf)[0]
+
+    assert ordered(0) == pytest.approx(1 / 6)
+    reference = optimize.brentq(lambda d: ordered(d) - 0.8, 0, 10)
+    assert reference == pytest.approx(2.10, abs=0.01)
+    assert stats.detectable_effect(2, 2) == pytest.approx(reference, abs=0.06)
+
+
+def test_the_detectable_difference_shrinks_as_seeds_grow():
+    effects = [stats.detectable_effect(n, n) for n in (2, 3, 5, 10)]
+    assert effects == sorted(effects, reverse=True) and len(set(effects)) == 4, effects
+    assert effects[-1] < 1.3  # ten seeds a side see about 1.2 standard deviations
+    assert stats.detectable_effect(3, 3) < stats.detectable_effect(3, 2) < stats.detectable_effect(2, 2)
+    assert np.isnan(stats.detectable_effect(1, 5)) and np.isnan(stats.detectable_effect(5, 1))
+    with pytest.raises(ValueError, match="power must be in"):
+        stats.detectable_effect(3, 3, power=80)
+
+
+def test_the_detectable_difference_scales_with_the_pooled_spread_of_the_runs():
+    # Sample variances 50 (baseline) and 200, 1 degree of freedom each: pooled sd sqrt(125).
+    baseline, values = [100.0, 110.0], [200.0, 220.0]
+    assert stats.pooled_standard_deviation(values, baseline) == pytest.approx(np.sqrt(125))
+    assert stats.detectable_difference(values, baseline) == pytest.approx(stats.detectable_effect(2, 2) * np.sqrt(125))
+    # Three against two: ((3 - 1) * 100 + (2 - 1) * 50) / 3, whatever the means.
+    assert stats.pooled_standard_deviation([0.0, 10.0, 20.0], [7.0, 17.0]) == pytest.approx(np.sqrt(250 / 3))
+    assert np.isnan(stats.detectable_difference([1.0], [2.0, 3.0]))
+
+
+def test_the_table_states_the_detectable_differences(grid_report):
+    row = grid_report.row("MsPacman", "a2c", "coordconv")
+    base = grid_report.row("MsPacman", "a2c", "conv")
+    spread = np.sqrt((np.var(row.final_scores, ddof=1) + np.var(base.final_scores, ddof=1)) / 2)
+    assert row.detectable_difference == pytest.approx(stats.detectable_effect(3, 3) * spread)
+    assert np.isnan(base.detectable_difference)
+    table = "\n".join(agent_section(grid_report, "a2c"))
+    assert "| detectable (final / AUC) |" in table
+    cells = [line.split(" | ") for line in table.splitlines() if line.startswith("| MsPacman | coordconv")]
+    assert cells[0][9] == f"± {row.detectable_difference:.1f} / ± {row.detectable_auc_difference:.1f}", cells
 
 
 def test_the_chance_count_takes_each_sides_seeds(tmp_path):

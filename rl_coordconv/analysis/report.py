@@ -37,7 +37,7 @@ COLUMNS = [
     "game", "agent", "arch", "seeds", "steps", "final_score", "final_low", "final_high", "auc", "auc_low", "auc_high",
     "difference", "difference_low", "difference_high", "auc_difference", "auc_difference_low", "auc_difference_high",
     "verdict", "seed_list", "configured_steps", "incomplete_seeds", "human_normalized_final",
-    "eval_score", "eval_low", "eval_high", "eval_seeds",
+    "eval_score", "eval_low", "eval_high", "eval_seeds", "detectable_difference", "detectable_auc_difference",
 ]
 SINGLE_SEED_VERDICT = "similar (no CI: 1 seed)"
 NO_BASELINE_VERDICT = "no baseline"
@@ -98,6 +98,8 @@ class Row:
     auc_difference_low: float = NAN
     auc_difference_high: float = NAN
     verdict: str = ""
+    detectable_difference: float = NAN  # the final-score difference the verdict sees in POWER of experiments
+    detectable_auc_difference: float = NAN  # the same for the AUC
     human_normalized_final: float = NAN
     eval_score: float = NAN
     eval_low: float = NAN
@@ -261,6 +263,8 @@ def _compare(row: Row, baseline: Row, seed: int, resamples: int) -> None:
         row.final_scores, baseline.final_scores, resamples=resamples, seed=seed)
     row.auc_difference_low, row.auc_difference_high = stats.bootstrap_difference_ci(
         aucs, base_aucs, resamples=resamples, seed=seed)
+    row.detectable_difference = stats.detectable_difference(row.final_scores, baseline.final_scores, seed=seed)
+    row.detectable_auc_difference = stats.detectable_difference(aucs, base_aucs, seed=seed)
     if min(row.seeds, baseline.seeds) < 2:
         row.verdict = SINGLE_SEED_VERDICT
     else:
@@ -450,6 +454,13 @@ def method_text(report: Report) -> str:
         "with normal seeds (`statistics.chance_verdict_rate`): "
         + ", ".join(f"{stats.chance_verdict_rate(n, n):.2f} of games at {n} seeds a side" for n in (2, 3, 5))
         + ".",
+        f"- **Detectable difference**: the smallest true difference (final score / AUC) whose {confidence} % CI "
+        f"lies above zero in at least {round(100 * stats.POWER)} % of repeated experiments with these seed "
+        "counts, if both archs' runs spread like the runs here (normal scores with the pooled standard deviation "
+        "of the two archs' seeds; `statistics.detectable_difference`, 2,000 simulated experiments of 1,000 "
+        "resamples each, seeded). A `similar` then reads: no difference larger than this (in either "
+        "direction, by symmetry). In standard deviations of one run: "
+        + ", ".join(f"{stats.detectable_effect(n, n):.2f} at {n} seeds a side" for n in (2, 3, 5)) + ".",
         "- **Aggregate over games** (Agarwal et al. 2021, as rliable computes them), over the games where every "
         "arch of the agent ran: human-normalized final scores (score - random) / (human - random); "
         "interquartile mean (IQM) = the mean of the middle 50 % of the pooled run scores "
@@ -482,6 +493,13 @@ def _with_ci(value: float, low: float, high: float) -> str:
     return f"{_number(value)} [{_number(low)}, {_number(high)}]"
 
 
+def _detectable(row: Row) -> str:
+    """'± 120 / ± 85': the differences in final score and AUC the verdict sees 80 % of the time."""
+    if math.isnan(row.detectable_difference) and math.isnan(row.detectable_auc_difference):
+        return "-"
+    return f"± {_number(row.detectable_difference)} / ± {_number(row.detectable_auc_difference)}"
+
+
 def agent_section(report: Report, agent: str) -> list[str]:
     """The markdown of one agent's comparison: the headline, the table (one row per game and
     arch) and the aggregate over games, as summary.md shows them (and docs/results.md quotes them)."""
@@ -491,8 +509,8 @@ def agent_section(report: Report, agent: str) -> list[str]:
     lines += [
         "",
         f"| game | arch | seeds | steps | final score [95 % CI] | AUC [95 % CI] | final - {report.baseline} "
-        f"[95 % CI] | AUC - {report.baseline} [95 % CI] | verdict | eval score [95 % CI] |",
-        "|---|---|---:|---:|---|---|---|---|---|---|",
+        f"[95 % CI] | AUC - {report.baseline} [95 % CI] | verdict | detectable (final / AUC) | eval score [95 % CI] |",
+        "|---|---|---:|---:|---|---|---|---|---|---|---|",
     ]
     for row in [row for row in report.rows if row.agent == agent]:
         steps = f"{row.steps:,}"
@@ -507,7 +525,7 @@ def agent_section(report: Report, agent: str) -> list[str]:
             f"{_with_ci(row.final_score, row.final_low, row.final_high)} | {_with_ci(row.auc, row.auc_low, row.auc_high)} | "
             f"{_with_ci(row.difference, row.difference_low, row.difference_high)} | "
             f"{_with_ci(row.auc_difference, row.auc_difference_low, row.auc_difference_high)} | "
-            f"{verdict} | {evaluation} |"
+            f"{verdict} | {_detectable(row)} | {evaluation} |"
         )
     aggregates = [aggregate for aggregate in report.aggregates if aggregate.agent == agent]
     if aggregates:

@@ -15,6 +15,7 @@ probability of improvement is the Mann-Whitney statistic averaged over games.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,7 +24,8 @@ CONFIDENCE = 0.95
 RESAMPLES = 10_000
 
 Interval = tuple[float, float]
-NO_INTERVAL: Interval = (float("nan"), float("nan"))
+NAN = float("nan")
+NO_INTERVAL: Interval = (NAN, NAN)
 
 
 def _percentiles(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +148,58 @@ def chance_verdict_rate(seeds: int, baseline_seeds: int, *, games: int = 2_000, 
                       for i in range(2))
         alarms += verdict(final, auc) != "similar"
     return alarms / games
+
+
+POWER = 0.8
+
+
+@functools.lru_cache(maxsize=None)
+def detectable_effect(seeds: int, baseline_seeds: int, *, power: float = POWER, games: int = 2_000,
+                      resamples: int = 1_000, seed: int = 0) -> float:
+    """The smallest true difference, in standard deviations of one run's score, whose
+    :func:`bootstrap_difference_ci` lies above zero in at least ``power`` of games, with ``seeds``
+    and ``baseline_seeds`` seeds a side: the size of difference a verdict sees, and below which a
+    ``similar`` means little.
+
+    Simulated over ``games`` games whose per-seed scores are independent standard normal draws,
+    the arch's shifted by the difference ``d``. Shifting one group by ``d`` shifts every resampled
+    difference of means, and so the interval, by exactly ``d``: with the interval ``(low, high)``
+    drawn at ``d = 0``, the interval lies above zero exactly when ``d > -low``. The answer is the
+    ``power`` quantile of ``-low`` over the games (the ``ceil(power * games)``-th smallest).
+    Multiply by the runs' standard deviation for a difference in score points. NaN when either
+    side has fewer than two seeds (no interval).
+    """
+    if not 0 < power < 1:
+        raise ValueError(f"power must be in (0, 1), got {power}")
+    if seeds < 2 or baseline_seeds < 2:
+        return NAN
+    rng = np.random.default_rng(seed)
+    thresholds = np.empty(games)
+    for game in range(games):
+        values, baseline = rng.standard_normal(seeds), rng.standard_normal(baseline_seeds)
+        low, _ = bootstrap_difference_ci(values, baseline, resamples=resamples, seed=game)
+        thresholds[game] = -low
+    return float(np.sort(thresholds)[math.ceil(power * games - 1e-9) - 1])
+
+
+def pooled_standard_deviation(values: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray) -> float:
+    """``sqrt(((m - 1) s_x^2 + (n - 1) s_y^2) / (m + n - 2))`` with ``s`` the sample standard
+    deviations (ddof 1) of the ``m`` values and ``n`` baseline values; NaN with fewer than two a side."""
+    values, baseline = np.asarray(values, dtype=float), np.asarray(baseline, dtype=float)
+    if len(values) < 2 or len(baseline) < 2:
+        return NAN
+    squares = ((values - values.mean()) ** 2).sum() + ((baseline - baseline.mean()) ** 2).sum()
+    return float(np.sqrt(squares / (len(values) + len(baseline) - 2)))
+
+
+def detectable_difference(values: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray, *,
+                          power: float = POWER, seed: int = 0) -> float:
+    """The smallest difference of means, in the units of the values, that the interval of
+    ``mean(values) - mean(baseline)`` would show (lie above zero) in at least ``power`` of
+    repeated experiments with these seed counts, if both groups spread as these runs do:
+    :func:`detectable_effect` times :func:`pooled_standard_deviation`. NaN with fewer than two a side."""
+    spread = pooled_standard_deviation(values, baseline)
+    return detectable_effect(len(values), len(baseline), power=power, seed=seed) * spread
 
 
 def interquartile_mean(scores: Sequence[float] | np.ndarray) -> float:
