@@ -38,7 +38,8 @@ setup(
     ],
     entry_points={"console_scripts": ["rl-coordconv = rl_coordconv.commands:main"]},
     extras_require={
-        "dev": ["pytest>=7.4", "pytest-xdist>=3.5", "scipy>=1.10", "setuptools>=70.1"],  # scipy: reference statistics; setuptools: the wheel test
+        # scipy: reference statistics; setuptools: the wheel test; hypothesis: the property tests
+        "dev": ["pytest>=7.4", "pytest-xdist>=3.5", "scipy>=1.10", "setuptools>=70.1", "hypothesis>=6.100"],
         "distributed": ["ray>=2.9"],
         # torchvision 0.28 is the release built against torch 2.13 (the Makefile's pin); it loads only
         # beside PyPI's torch build, hence `make detection-venv`. pycocotools: torchmetrics' mAP.

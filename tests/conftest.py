@@ -9,6 +9,7 @@ import signal  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 # A shell starts background jobs with SIGINT ignored, and Python then never installs its
 # KeyboardInterrupt handler; ignored signals also pass to every child. The tests of Ctrl-C
@@ -18,6 +19,11 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 torch.set_num_threads(1)
+
+# Property tests repeat exactly (derandomized: the cases come from a fixed seed) and have no
+# per-case deadline: a busy 2-core machine is slow now and then, never wrong.
+settings.register_profile("repeatable", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile("repeatable")
 
 
 def pytest_configure(config):

@@ -1,5 +1,6 @@
 import json
 import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -233,6 +234,34 @@ def test_bad_run_directories_and_arguments_get_one_line_errors(trained_run, tmp_
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert __import__("re").search(message, err), err
     assert not list(trained_run.glob("evaluation_*.json"))
+
+
+def test_a_skipped_incomplete_checkpoint_is_one_line_of_warning(run_dir):
+    (run_dir / "checkpoints" / "model_900_steps.zip").write_bytes(b"PK\x03\x04 cut short")
+    done = subprocess.run([sys.executable, "-m", "rl_coordconv", "evaluate", str(run_dir), "--episodes", "1",
+                           "--device", "cpu", "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "not a complete checkpoint" in line]
+    assert warned == [f"warning: skipping {run_dir / 'checkpoints' / 'model_900_steps.zip'}: not a complete "
+                      "checkpoint (was the run killed while saving it?)"], done.stderr
+    assert "latest_checkpoint" not in done.stderr and "UserWarning" not in done.stderr
+
+
+@pytest.mark.parametrize("backend", ["ale_vector", "sb3"])
+def test_game_lengths_are_agent_steps_on_both_backends(backend):
+    """``episode["l"]`` counts emulator frames under SB3's wrappers (4 a step); evaluation records
+    agent steps on both backends: here the policy's own count of the steps it was asked for."""
+    env = make_atari_vec_env("Breakout", 1, seed=0, backend=backend, terminal_on_life_loss=False, clip_rewards=False)
+    calls, ends, rng = [0], [], np.random.default_rng(0)
+
+    def policy(observations):
+        calls[0] += 1
+        return rng.integers(0, env.action_space.n, size=1)
+
+    games = evaluation.play_full_games(policy, env, 2, on_game=lambda game: ends.append(calls[0]))
+    env.close()
+    assert [game.length for game in games] == [ends[0], ends[1] - ends[0]] and ends[1] == calls[0]
+    assert min(ends[0], ends[1] - ends[0]) > 50  # whole games of five lives, not single lives
 
 
 def test_each_agent_evaluates_with_its_own_policy(tmp_path):

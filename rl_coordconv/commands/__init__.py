@@ -14,6 +14,7 @@ import argparse
 import copy
 import importlib
 import sys
+import warnings
 
 COMMANDS = {
     "train": "train one agent on one game: one run directory",
@@ -55,6 +56,13 @@ def usage() -> str:
         "\n\nrl-coordconv <command> --help lists a command's options with their defaults."
 
 
+def one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                     line: str | None = None) -> str:
+    """A warning as the commands print it: ``warning: <message>``, without the file, line number and
+    source line of the call, which tell a user of the command nothing."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -64,4 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}\n\n{usage()}", file=sys.stderr)
         return 2
-    return importlib.import_module(f"{__name__}.{name}").main(rest)
+    previous, warnings.formatwarning = warnings.formatwarning, one_line_warning
+    try:
+        return importlib.import_module(f"{__name__}.{name}").main(rest)
+    finally:
+        warnings.formatwarning = previous
