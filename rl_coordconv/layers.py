@@ -15,11 +15,14 @@ broadcast-added. Where autograd does not record on CPU (rollouts, target network
 it is reused for as long as the weight keeps its values. The weight stays ONE tensor of shape
 ``(out, in + 2 [+1], k, k)``, so state dicts match the layout of a naive concat implementation.
 
-Which of the two exact forms is cheaper depends on the device: on CPU the broadcast-add costs
-1.03x a plain convolution where the concat costs 1.07-1.27x; on a GPU (H200) the network takes
-under 2 ms and the broadcast-add's extra kernels count, 1.22-1.49x against the concat's
-1.05-1.15x (docs/benchmarks.md). So ``CoordConv2d.path = "auto"`` takes the broadcast-add on CPU
-and the concat (with the coordinate channels cached on the device) elsewhere.
+Which of the two exact forms is cheaper depends on the device. On CPU the broadcast-add costs
+1.03x a plain convolution where a concat costs 1.07-1.27x (docs/benchmarks.md). On a GPU (H200,
+2026-11-28) the network takes under 2 ms and the broadcast-add's extra kernels count: it cost
+1.22-1.49x, against 1.05-1.15x for a naive concat network (``AddCoords`` then ``nn.Conv2d``).
+``CoordConv2d``'s own concat path came after that measurement and has not yet been timed on a
+GPU; ``CoordConv2d.path = "auto"`` takes the broadcast-add on CPU and, on the strength of the
+naive concat's numbers, the concat path (coordinate channels cached on the device) elsewhere,
+until ``scripts/bench_layers.py --device cuda`` measures both paths of the layer itself.
 """
 
 from __future__ import annotations
@@ -64,6 +67,17 @@ def _unit_range(size: int, device: torch.device | str | None) -> torch.Tensor:
     return 2.0 * torch.arange(size, device=device, dtype=torch.float64) / (size - 1) - 1.0
 
 
+class _CoordinateChannelsBuilder:
+    """``(height, width, device, dtype) -> coordinate_channels(...)`` for one ``with_r``: a named
+    class, not a lambda, so that the layers pickle (``torch.save`` of a whole model, process pools)."""
+
+    def __init__(self, with_r: bool) -> None:
+        self.with_r = with_r
+
+    def __call__(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        return coordinate_channels(height, width, self.with_r, device=device, dtype=dtype)
+
+
 class _CoordinateCache:
     """Holds a tensor built from the input's height and width, rebuilt only when the input's
     height, width, device or dtype changes, so a forward pass never copies coordinates from the host.
@@ -80,6 +94,11 @@ class _CoordinateCache:
         self.build = build
         self.cached: torch.Tensor | None = None
         self._key: tuple | None = None
+
+    def __getstate__(self) -> dict:
+        """Pickled and deep-copied without the tensor: it is rebuilt on the first call after loading,
+        on whatever device the layer is then used."""
+        return {"build": self.build, "cached": None, "_key": None}
 
     def __call__(self, like: torch.Tensor) -> torch.Tensor:
         key = (like.shape[-2], like.shape[-1], like.device, like.dtype)
@@ -117,9 +136,7 @@ class AddCoords(nn.Module):
     def __init__(self, with_r: bool = False) -> None:
         super().__init__()
         self.with_r = with_r
-        self.coordinates = _CoordinateCache(
-            lambda height, width, device, dtype: coordinate_channels(height, width, with_r, device=device, dtype=dtype)
-        )
+        self.coordinates = _CoordinateCache(_CoordinateChannelsBuilder(with_r))
 
     @property
     def num_coordinate_channels(self) -> int:
@@ -191,10 +208,12 @@ class CoordConv2d(nn.Conv2d):
         )
         self.path = path
         self.coordinate_patches = _CoordinateCache(self._coordinate_patches)
-        self.coordinates = _CoordinateCache(
-            lambda height, width, device, dtype: coordinate_channels(height, width, with_r, device=device, dtype=dtype)
-        )
+        self.coordinates = _CoordinateCache(_CoordinateChannelsBuilder(with_r))
         self._frozen: _FrozenParts | None = None
+
+    def __getstate__(self) -> dict:
+        """Pickled and deep-copied without the parts reused between rollout calls (rebuilt on use)."""
+        return {**super().__getstate__(), "_frozen": None}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_image_batch(x, "CoordConv2d", self.image_channels)

@@ -94,12 +94,12 @@ def time_call(fn, iterations: int, device: torch.device) -> float:
     """Seconds per call, after one warm-up call."""
     fn()
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)  # the timed GPU, not the default one
     start = time.perf_counter()
     for _ in range(iterations):
         fn()
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     return (time.perf_counter() - start) / iterations
 
 

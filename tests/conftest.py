@@ -26,6 +26,17 @@ settings.register_profile("repeatable", derandomize=True, deadline=None, print_b
 settings.load_profile("repeatable")
 
 
+@pytest.fixture
+def no_tf32():
+    """Full float32 matmuls and convolutions on CUDA for the duration of a test: cuDNN may otherwise
+    run a float32 convolution in TF32 (10-bit mantissa, errors near 1e-3), far above the 1e-4 the
+    comparisons of exact paths allow."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs CUDA; skipped when no GPU is present")
 

@@ -1,5 +1,8 @@
 import copy
 import math
+import multiprocessing
+import pickle
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 import torch
@@ -221,7 +224,7 @@ def test_zero_coordinate_weights_make_a_plain_convolution():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_cuda_matches_cpu_and_keeps_coordinates_on_the_device(dtype):
+def test_cuda_matches_cpu_and_keeps_coordinates_on_the_device(dtype, no_tf32):
     torch.manual_seed(4)
     layer = CoordConv2d(4, 32, 8, stride=4, with_r=True)
     x = torch.randn(8, 4, 84, 84)
@@ -276,3 +279,45 @@ def test_inference_mode_first_call_does_not_break_training():
     x = x.requires_grad_()
     frozen(x).sum().backward()
     torch.testing.assert_close(x.grad, torch.autograd.grad(naive_coordconv(frozen, x).sum(), x)[0])
+
+
+def coordconv_model() -> nn.Sequential:
+    return nn.Sequential(CoordConv2d(4, 8, 3, stride=2), nn.ReLU(), AddCoords(with_r=True), CoordConv2d(11, 2, 3, path="concat"))
+
+
+def test_a_whole_model_saves_and_loads_with_its_caches_rebuilt(tmp_path):
+    torch.manual_seed(7)
+    model, x = coordconv_model(), torch.rand(3, 4, 12, 12)
+    with torch.no_grad():
+        before = model(x)  # fills every cache, and the parts reused without autograd
+    torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert loaded[0]._frozen is None and loaded[0].coordinate_patches.cached is None and loaded[2].coordinates.cached is None
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), before, rtol=0, atol=0)
+    torch.testing.assert_close(loaded(x), before, rtol=1e-6, atol=1e-6)  # the autograd path
+    copied = copy.deepcopy(model)
+    with torch.no_grad():
+        copied[0].weight.mul_(2)  # the copy's reused parts are its own: the original's stay right
+        torch.testing.assert_close(model(x), before, rtol=0, atol=0)
+        torch.testing.assert_close(copied[0](x), naive_coordconv(copied[0], x), rtol=1e-5, atol=1e-5)
+
+
+def train_one_step(model: nn.Module) -> nn.Module:
+    """In a worker process: one SGD step on a fixed batch, the model sent back (pickled both ways)."""
+    torch.manual_seed(0)
+    model(torch.rand(2, 4, 12, 12)).square().sum().backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    return model
+
+
+def test_a_model_goes_to_a_process_pool_and_back():
+    torch.manual_seed(8)
+    model, x = coordconv_model(), torch.rand(2, 4, 12, 12)
+    with torch.no_grad():
+        model(x)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        trained = pool.submit(train_one_step, pickle.loads(pickle.dumps(model))).result()
+    expected = train_one_step(model)
+    with torch.no_grad():
+        torch.testing.assert_close(trained(x), expected(x), rtol=1e-6, atol=1e-6)

@@ -7,9 +7,13 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from rl_coordconv.supervised import TrainConfig, train
-from rl_coordconv.supervised.data import centres, one_hot_images, split_indices, square_images, unit_coordinates
+from rl_coordconv.supervised.data import (
+    centres, normalized_coordinates, one_hot_images, split_indices, square_images, unit_coordinates,
+)
 from rl_coordconv.supervised.metrics import accuracy, iou, pixel_accuracy, squared_error_pixels
 from rl_coordconv.supervised.models import Rendering, build_model, count_parameters
 from rl_coordconv.supervised.report import markdown, save_figures
@@ -281,3 +285,28 @@ def test_script_writes_the_report_and_refuses_to_overwrite_it(tmp_path, capsys):
     assert script.main(argv) == 2
     assert "is not empty" in capsys.readouterr().err
     assert script.main(["--checks-per-epoch", "0", "--out", str(tmp_path / "other")]) == 2
+
+
+class OpsMixingDevices(TorchDispatchMode):
+    """Records every op whose tensor arguments (beyond scalars) lie on more than one device: on a
+    GPU each such op copies a host tensor to the device and waits for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mixed: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        tensors = [value for value in tree_flatten((args, kwargs or {}))[0] if isinstance(value, torch.Tensor)]
+        if len({tensor.device for tensor in tensors if tensor.dim() > 0}) > 1:
+            self.mixed.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_batch_is_made_on_the_device_of_its_points():
+    """The inputs and targets of every batch are built where the points are: no host tensor enters
+    (checked on the meta device, which stands for any other than the CPU)."""
+    points = torch.as_tensor(centres()[:5]).to("meta")
+    with OpsMixingDevices() as recorder:
+        for make in (one_hot_images, square_images, normalized_coordinates, unit_coordinates):
+            assert make(points).device.type == "meta"
+    assert recorder.mixed == []

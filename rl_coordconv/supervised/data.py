@@ -30,7 +30,7 @@ def centres() -> np.ndarray:
 def one_hot_images(points: torch.Tensor) -> torch.Tensor:
     """``(N, 2)`` integer centres -> ``(N, 1, 64, 64)`` float images, 1 at each centre."""
     images = torch.zeros(len(points), 1, CANVAS, CANVAS, device=points.device)
-    images[torch.arange(len(points)), 0, points[:, 0], points[:, 1]] = 1.0
+    images[torch.arange(len(points), device=points.device), 0, points[:, 0], points[:, 1]] = 1.0
     return images
 
 
