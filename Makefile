@@ -29,10 +29,19 @@ detection-venv: $(DETECTION_VENV)/.installed
 
 # The detection experiment's own venv: torchvision's wheels are built against PyPI's torch (a CUDA
 # build, which runs on CPU too), and a local CPU-only torch of the same version cannot load them.
+# Where pip finds the pair LOCAL_DETECTION_TORCH as files on this machine, it takes them (no
+# download); elsewhere PyPI's torch $(TORCH_VERSION) and its torchvision, about 3 GB.
+LOCAL_DETECTION_TORCH := torch==2.14.1 torchvision==0.29.1
+ON_DISK := import json, sys; sys.exit(not all(item["download_info"]["url"].startswith("file:") for item in json.load(sys.stdin)["install"]))
 $(DETECTION_VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(DETECTION_VENV)
 	$(DETECTION_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(DETECTION_VENV)/bin/python -m pip install --quiet --isolated torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
+	if $(DETECTION_VENV)/bin/python -m pip install --dry-run --no-deps --ignore-installed --quiet --report - \
+			$(LOCAL_DETECTION_TORCH) 2>/dev/null | $(DETECTION_VENV)/bin/python -c '$(ON_DISK)' 2>/dev/null; then \
+		$(DETECTION_VENV)/bin/python -m pip install --quiet $(LOCAL_DETECTION_TORCH); \
+	else \
+		$(DETECTION_VENV)/bin/python -m pip install --quiet --isolated torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION); \
+	fi
 	$(DETECTION_VENV)/bin/python -m pip install --quiet -e ".[dev,detection]"
 	$(DETECTION_VENV)/bin/python -c "import torchvision.models.detection; print('torchvision', torchvision.__version__)"
 	touch $@

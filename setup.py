@@ -41,8 +41,8 @@ setup(
         # scipy: reference statistics; setuptools: the wheel test; hypothesis: the property tests
         "dev": ["pytest>=7.4", "pytest-xdist>=3.5", "scipy>=1.10", "setuptools>=70.1", "hypothesis>=6.100"],
         "distributed": ["ray>=2.9"],
-        # torchvision 0.28 is the release built against torch 2.13 (the Makefile's pin); it loads only
-        # beside PyPI's torch build, hence `make detection-venv`. pycocotools: torchmetrics' mAP.
-        "detection": ["torchvision==0.28.0", "torchmetrics>=1.4", "pycocotools>=2.0.7"],
+        # torchvision loads only beside PyPI's torch build of its own release (0.28 for torch 2.13,
+        # 0.29 for 2.14), hence `make detection-venv`, which installs the pair. pycocotools: torchmetrics' mAP.
+        "detection": ["torchvision>=0.28", "torchmetrics>=1.4", "pycocotools>=2.0.7"],
     },
 )
