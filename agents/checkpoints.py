@@ -26,7 +26,6 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 from rl_coordconv import rundir
-from rl_coordconv.rundir import REPLAY_PREFIX
 
 LEGACY_PACKAGES = {"agents": "rl_coordconv.agents", "envs": "rl_coordconv.envs"}
 Algorithm = TypeVar("Algorithm", bound=BaseAlgorithm)
@@ -84,8 +83,7 @@ def save_checkpoint(model: BaseAlgorithm, run_dir: Path, with_replay: bool = Fal
 def save_replay(model: BaseAlgorithm, run_dir: Path) -> Path:
     """``checkpoints/replay_<steps>_steps.npz``, the latest only (a full Atari replay is ~7 GB),
     saved atomically (:func:`rl_coordconv.rundir.save_atomically`)."""
-    folder = run_dir / rundir.CHECKPOINT_DIR
-    path = rundir.save_atomically(folder / f"{REPLAY_PREFIX}_{model.num_timesteps}_steps.npz", model.save_replay_buffer)
+    path = rundir.save_atomically(rundir.replay_path(run_dir, model.num_timesteps), model.save_replay_buffer)
     rundir.prune_replays(run_dir, keep=[path])
     return path
 
@@ -94,7 +92,7 @@ def restore_replay(model: BaseAlgorithm, run_dir: Path) -> None:
     """Load the replay saved with the checkpoint the model came from, or say that there is none."""
     if not hasattr(model, "replay_buffer"):
         return
-    path = run_dir / "checkpoints" / f"{REPLAY_PREFIX}_{model.num_timesteps}_steps.npz"
+    path = rundir.replay_path(run_dir, model.num_timesteps)
     if path.exists():
         model.load_replay_buffer(path)
         print(f"Restored the replay ({model.replay_buffer.size():,} transitions) from {path}")

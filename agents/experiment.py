@@ -17,7 +17,6 @@ An existing run directory (anything in it but ``train.log``) is refused unless `
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from rl_coordconv.envs import BACKENDS, get_game, make_atari_vec_env
 from rl_coordconv.devices import check_device
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.layers import CoordConv2d
-from rl_coordconv.rundir import FINAL_EVALUATION, LOG_FILE, checkpoint_path, latest_checkpoint
+from rl_coordconv import rundir
 
 
 
@@ -158,13 +157,9 @@ def _run_experiment(config: ExperimentConfig, trainer_class: type[Trainer], runs
     run_dir = run_directory(runs, config)
     if resume:
         config = _config_for_resume(run_dir, config)
-        checkpoint = latest_checkpoint(run_dir)
+        checkpoint = rundir.latest_checkpoint(run_dir)
     else:
-        if run_dir.exists() and any(path.name != LOG_FILE for path in run_dir.iterdir()):
-            raise FileExistsError(
-                f"run directory {run_dir} already holds a run; pass --resume to continue it, "
-                "or choose another --seed or --runs"
-            )
+        rundir.check_new_run_dir(run_dir)
         checkpoint = None
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -179,7 +174,7 @@ def _run_experiment(config: ExperimentConfig, trainer_class: type[Trainer], runs
         # drops that process's events after the checkpoint's step, so no step is drawn twice. (The
         # resumed run logs nothing at the checkpoint's step itself: its first step comes after.)
         purge_step = model.num_timesteps + 1 if checkpoint is not None else None
-        model.set_logger(tensorboard_logger(run_dir / "tb", purge_step))
+        model.set_logger(tensorboard_logger(rundir.tensorboard_dir(run_dir), purge_step))
         trainer = trainer_class(model, config, run_dir)
         try:
             if checkpoint is not None:
@@ -242,9 +237,9 @@ def evaluate(model: BaseAlgorithm, config: ExperimentConfig, run_dir: Path) -> d
     """The run's final evaluation: :func:`~rl_coordconv.agents.evaluation.evaluate_model` over
     ``config.eval_episodes`` full games, written to ``evaluation.json`` (the record
     ``rl-coordconv evaluate`` writes for any checkpoint) and ``eval/mean_score`` to TensorBoard."""
-    record = {"checkpoint": str(checkpoint_path(run_dir, model.num_timesteps)), "agent": config.agent,
+    record = {"checkpoint": str(rundir.checkpoint_path(run_dir, model.num_timesteps)), "agent": config.agent,
               "arch": config.arch, **evaluate_model(model, config.game, config.seed, config.backend, config.eval_episodes)}
-    (run_dir / FINAL_EVALUATION).write_text(json.dumps(record, indent=2))
+    rundir.write_evaluation(run_dir, record)
     model.logger.record("eval/mean_score", record["mean_score"])
     model.logger.dump(model.num_timesteps)
     return record
@@ -253,10 +248,9 @@ def evaluate(model: BaseAlgorithm, config: ExperimentConfig, run_dir: Path) -> d
 def _config_for_resume(run_dir: Path, requested: ExperimentConfig) -> ExperimentConfig:
     """The saved config, with the requested ``timesteps`` and ``device``; any other difference
     from the saved run is an error, except in the settings of agents the run does not use."""
-    path = run_dir / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"nothing to resume: {path} does not exist")
-    saved = config_from_dict(json.loads(path.read_text())["config"])
+    if not rundir.config_path(run_dir).exists():
+        raise FileNotFoundError(f"nothing to resume: {rundir.config_path(run_dir)} does not exist")
+    saved = config_from_dict(rundir.read_config(run_dir).settings)
     unused_agents = set(AGENTS) - {saved.agent}
     differences = [
         name
@@ -288,7 +282,7 @@ def _write_config(run_dir: Path, config: ExperimentConfig, model: BaseAlgorithm)
         "command": sys.argv,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (run_dir / "config.json").write_text(json.dumps(record, indent=2))
+    rundir.write_config(run_dir, record)
 
 
 def _package_versions() -> dict[str, str]:

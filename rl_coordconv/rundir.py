@@ -44,6 +44,102 @@ _CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)_steps\.zip$")
 _EVALUATION_NAME = re.compile(r"^evaluation(?:_(\d+))?\.json$")
 
 
+RUN_KEYS = ("game", "agent", "arch", "seed")  # what every config.json says of its run
+# Runs written before the setting eval_episodes existed were evaluated over 10 games.
+DEFAULT_EVAL_EPISODES = 10
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What a run's config.json says: who the run is, its budget and its final evaluation, with
+    the whole ``config`` section (every resolved setting) and the whole record as written."""
+
+    game: str
+    agent: str
+    arch: str
+    seed: int
+    timesteps: int | None  # agent steps it is configured for; None in a record that lacks them
+    eval_episodes: int  # full games of its final evaluation; 0: none
+    settings: dict[str, Any]
+    record: dict[str, Any]
+
+
+def config_path(run_dir: Path | str) -> Path:
+    """``run_dir/config.json``."""
+    return Path(run_dir) / CONFIG_FILE
+
+
+def read_config(run_dir: Path | str) -> RunConfig:
+    """The run's config.json, the one reading of it for training, evaluation, the sweep and the report.
+
+    :raises FileNotFoundError: no config.json (not a run directory).
+    :raises ValueError: unreadable JSON, or no ``config`` section with game, agent, arch and seed.
+    """
+    path = config_path(run_dir)
+    if not path.is_file():
+        raise FileNotFoundError(f"{Path(run_dir)} has no {CONFIG_FILE}: not a run directory "
+                                "(<runs>/<game>/<agent>-<arch>/seed<k>)")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a readable run config ({type(error).__name__}: {error})") from None
+    settings = record.get("config") if isinstance(record, dict) else None
+    if not isinstance(settings, dict) or any(key not in settings for key in RUN_KEYS):
+        raise ValueError(f"{CONFIG_FILE} without config.game, .agent, .arch and .seed: not a run directory")
+    timesteps = settings.get("timesteps")
+    return RunConfig(
+        game=str(settings["game"]), agent=str(settings["agent"]), arch=str(settings["arch"]), seed=int(settings["seed"]),
+        timesteps=int(timesteps) if isinstance(timesteps, (int, float)) else None,
+        eval_episodes=int(settings.get("eval_episodes", DEFAULT_EVAL_EPISODES)),
+        settings=settings, record=record,
+    )
+
+
+def write_config(run_dir: Path | str, record: dict[str, Any]) -> Path:
+    """Write ``record`` (with its ``config`` section of every resolved setting) as the run's config.json."""
+    return save_atomically(config_path(run_dir), lambda path: path.write_text(json.dumps(record, indent=2)))
+
+
+def tensorboard_dir(run_dir: Path | str) -> Path:
+    """``run_dir/tb``: the run's TensorBoard events, training's and later evaluations'."""
+    return Path(run_dir) / TENSORBOARD_DIR
+
+
+def replay_path(run_dir: Path | str, steps: int, suffix: str = ".npz") -> Path:
+    """``run_dir/checkpoints/replay_<steps>_steps.npz``: the replay saved with that checkpoint
+    (``suffix=""`` gives the prefix of a distributed run's one file per shard)."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"{REPLAY_PREFIX}_{steps}_steps{suffix}"
+
+
+def evaluation_path(run_dir: Path | str, steps: int | None = None) -> Path:
+    """``evaluation.json`` (the training's final one, ``steps=None``) or ``evaluation_<steps>.json``
+    (a later evaluation of the checkpoint at ``steps``)."""
+    return Path(run_dir) / (FINAL_EVALUATION if steps is None else f"evaluation_{steps}.json")
+
+
+def holds_a_run(run_dir: Path | str) -> bool:
+    """Whether ``run_dir`` holds anything but train.log (which the sweep opens before the run
+    starts): then it is a run, and a new run may not use the directory."""
+    run_dir = Path(run_dir)
+    return run_dir.is_dir() and any(path.name != LOG_FILE for path in run_dir.iterdir())
+
+
+def write_evaluation(run_dir: Path | str, record: dict[str, Any], steps: int | None = None) -> Path:
+    """Write an evaluation record (``timesteps``, ``episodes``, ``mean_score``, ...) to
+    :func:`evaluation_path`: the final one, or with ``steps`` that of a later evaluation."""
+    return save_atomically(evaluation_path(run_dir, steps), lambda path: path.write_text(json.dumps(record, indent=2)))
+
+
+def check_new_run_dir(run_dir: Path | str) -> None:
+    """The rule for a directory a new run may use: not :func:`holds_a_run`. A run is never overwritten.
+
+    :raises FileExistsError: the directory holds a run; with what to do instead.
+    """
+    if holds_a_run(run_dir):
+        raise FileExistsError(f"run directory {run_dir} already holds a run; pass --resume to continue it, "
+                              "or choose another --seed or --runs")
+
+
 class RunState(str, Enum):
     """Where a run directory stands, as the sweep acts on it."""
 
@@ -138,7 +234,7 @@ def evaluations(run_dir: Path | str) -> list[Evaluation]:
 
 def final_evaluation(run_dir: Path | str) -> Evaluation | None:
     """The training's own final evaluation (``evaluation.json``), if readable."""
-    path = Path(run_dir) / FINAL_EVALUATION
+    path = evaluation_path(run_dir)
     try:
         return read_evaluation(path) if path.exists() else None
     except ValueError:
@@ -162,9 +258,12 @@ def run_state(run_dir: Path | str, timesteps: int, eval_episodes: int) -> RunSta
         return RunState.FINISHED
     if steps > 0:
         return RunState.RESUMABLE
-    if run_dir.is_dir() and any(path.name != LOG_FILE for path in run_dir.iterdir()):
-        return RunState.STARTED
-    return RunState.NEW
+    return RunState.STARTED if holds_a_run(run_dir) else RunState.NEW
+
+
+def state_of(run: RunConfig, run_dir: Path | str) -> RunState:
+    """:func:`run_state` of ``run_dir`` for the budget and evaluation its own config.json states."""
+    return run_state(run_dir, run.timesteps, run.eval_episodes) if run.timesteps is not None else RunState.STARTED
 
 
 # The signals that stop a long job the way Ctrl-C does: SIGTERM is what ``kill``, a job
@@ -234,8 +333,8 @@ def record_files(run_dir: Path | str) -> list[Path]:
     """What a run's record holds: config.json, the TensorBoard events, the evaluations and
     train.log; never checkpoints, replays or videos (large, and not needed to report a run)."""
     run_dir = Path(run_dir)
-    files = [run_dir / CONFIG_FILE, run_dir / LOG_FILE, *sorted(run_dir.glob("evaluation*.json"))]
-    files += sorted(path for path in (run_dir / TENSORBOARD_DIR).rglob("*") if path.is_file())
+    files = [config_path(run_dir), run_dir / LOG_FILE, *sorted(run_dir.glob("evaluation*.json"))]
+    files += sorted(path for path in tensorboard_dir(run_dir).rglob("*") if path.is_file())
     return [path for path in files if path.is_file()]
 
 

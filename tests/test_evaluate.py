@@ -23,6 +23,7 @@ from rl_coordconv.envs import get_game, make_atari_vec_env
 from rl_coordconv.envs.atari import AleVecEnv, _make_registered_env
 
 from rl_coordconv.agents import evaluation
+from rl_coordconv import rundir
 from rl_coordconv.commands import evaluate, train
 
 BANNER = 16  # rows above the screen, for the score
@@ -337,7 +338,7 @@ def reference_saliency(output_of_one, obs: np.ndarray, action: int) -> np.ndarra
 
 
 def test_saliency_of_the_a2c_policy_is_the_gradient_of_the_chosen_actions_logit(trained_run):
-    policy = A2C.load(evaluate.latest_checkpoint(trained_run), device="cpu").policy
+    policy = A2C.load(rundir.latest_checkpoint(trained_run), device="cpu").policy
     obs = observations()
 
     def logits(x):  # Nature CNN -> policy head, before the softmax: written out from the policy's parts

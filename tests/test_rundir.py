@@ -179,12 +179,17 @@ def test_an_ignored_ctrl_c_stays_ignored_and_does_not_hide_a_kill(recorded_stop_
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
+def run_settings(seed: int, **settings) -> dict:
+    """The ``config`` section of a run's config.json: who the run is and its budget."""
+    return {"game": "MsPacman", "agent": "a2c", "arch": "conv", "seed": seed, "timesteps": TIMESTEPS, **settings}
+
+
 def test_copy_records_takes_finished_runs_without_their_checkpoints(tmp_path):
     source = tmp_path / "sweep"
     for seed, finished in ((0, True), (1, False)):
         run_dir = source / "MsPacman" / "a2c-conv" / f"seed{seed}"
         (run_dir / "tb").mkdir(parents=True)
-        (run_dir / "config.json").write_text(json.dumps({"config": {"timesteps": TIMESTEPS, "eval_episodes": 10}}))
+        (run_dir / "config.json").write_text(json.dumps({"config": run_settings(seed, eval_episodes=10)}))
         (run_dir / "tb" / "events.out.tfevents.1.host").write_bytes(b"events")
         (run_dir / "train.log").write_text("$ train.py")
         checkpoint(run_dir, TIMESTEPS if finished else 500)
@@ -214,7 +219,7 @@ def test_copy_records_takes_finished_runs_without_their_checkpoints(tmp_path):
     ("results", r"sweep/MsPacman/a2c-conv/seed1/config.json is not a readable run config \(JSONDecodeError"),
 ])
 def test_records_refuses_what_it_cannot_copy_in_one_line(tmp_path, capsys, monkeypatch, destination, message):
-    for seed, text in ((0, json.dumps({"config": {"timesteps": TIMESTEPS}})), (1, "{'config': ")):
+    for seed, text in ((0, json.dumps({"config": run_settings(0)})), (1, "{'config': ")):
         run_dir = tmp_path / "sweep" / "MsPacman" / "a2c-conv" / f"seed{seed}"
         run_dir.mkdir(parents=True)
         (run_dir / "config.json").write_text(text if destination == "results" else "{}")
@@ -239,3 +244,52 @@ def test_pruning_keeps_the_latest_replays_given_relative_or_absolute(tmp_path, m
                                         (folder / "replay_200_steps.shard0.actor0.npz").resolve()])
     assert sorted(path.name for path in folder.iterdir()) == [
         "model_200_steps.zip", "replay_200_steps.npz", "replay_200_steps.shard0.actor0.npz"]
+
+
+@pytest.mark.parametrize("evaluated", [False, True])
+def test_records_and_the_report_agree_on_a_config_without_eval_episodes(tmp_path, evaluated):
+    """Runs written before eval_episodes existed were evaluated over 10 games: trained to their
+    steps but without evaluation.json they are unfinished for the records command and the report
+    alike (both read config.json through rundir.read_config)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from rl_coordconv.analysis.runs import load_run
+
+    run_dir = tmp_path / "sweep" / "MsPacman" / "a2c-conv" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"config": run_settings(0)}))  # no eval_episodes
+    with SummaryWriter(str(run_dir / "tb")) as writer:
+        writer.add_scalar("episode/score", 1.0, TIMESTEPS)
+    checkpoint(run_dir, TIMESTEPS)
+    if evaluated:
+        evaluation(run_dir, TIMESTEPS)
+    assert rundir.read_config(run_dir).eval_episodes == rundir.DEFAULT_EVAL_EPISODES == 10
+    copied, left_out = records.copy_finished_records(tmp_path / "sweep", tmp_path / "results")
+    assert (len(copied), len(left_out)) == ((1, 0) if evaluated else (0, 1))
+    assert load_run(run_dir).finished is evaluated
+
+
+def test_the_run_directory_names_its_files_in_one_place(tmp_path):
+    run_dir = tmp_path / "MsPacman" / "apex-conv" / "seed0"
+    assert rundir.config_path(run_dir) == run_dir / "config.json"
+    assert rundir.tensorboard_dir(run_dir) == run_dir / "tb"
+    assert rundir.replay_path(run_dir, 500) == run_dir / "checkpoints" / "replay_500_steps.npz"
+    assert rundir.replay_path(run_dir, 500, suffix="") == run_dir / "checkpoints" / "replay_500_steps"
+    assert rundir.evaluation_path(run_dir) == run_dir / "evaluation.json"
+    assert rundir.evaluation_path(run_dir, 500) == run_dir / "evaluation_500.json"
+    rundir.check_new_run_dir(run_dir)  # absent
+    run_dir.mkdir(parents=True)
+    (run_dir / "train.log").write_text("$ train")
+    rundir.check_new_run_dir(run_dir)  # the sweep's log alone
+    rundir.write_config(run_dir, {"config": run_settings(0, eval_episodes=0)})
+    with pytest.raises(FileExistsError, match="already holds a run; pass --resume"):
+        rundir.check_new_run_dir(run_dir)
+    config = rundir.read_config(run_dir)
+    assert (config.game, config.agent, config.arch, config.seed, config.timesteps, config.eval_episodes) == \
+        ("MsPacman", "a2c", "conv", 0, TIMESTEPS, 0)
+    (run_dir / "config.json").write_text('{"config": {"game": "MsPacman"}}')
+    with pytest.raises(ValueError, match="config.json without config.game, .agent, .arch and .seed"):
+        rundir.read_config(run_dir)
+    (run_dir / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="has no config.json: not a run directory"):
+        rundir.read_config(run_dir)

@@ -25,7 +25,6 @@ from rl_coordconv.agents.distributed.learner import RayLearnerLoop
 from rl_coordconv.agents.scores import write_game_score
 from rl_coordconv.envs import get_game, make_atari_vec_env
 from rl_coordconv import rundir
-from rl_coordconv.rundir import REPLAY_PREFIX
 
 if TYPE_CHECKING:
     from rl_coordconv.agents.experiment import ExperimentConfig
@@ -117,7 +116,7 @@ class RayTrainer:
         self.loop.close()
 
     def _replay_prefix(self) -> Path:
-        return self.run_dir / rundir.CHECKPOINT_DIR / f"{REPLAY_PREFIX}_{self.model.num_timesteps}_steps"
+        return rundir.replay_path(self.run_dir, self.model.num_timesteps, suffix="")
 
 
 def _game_writer(model: ApeX, config: "ExperimentConfig"):

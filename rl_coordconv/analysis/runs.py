@@ -11,7 +11,6 @@ accumulator's default keeps a sample of 10,000 per tag).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,6 @@ RUN_LAYOUT = (
     '{"config": {"game": ..., "agent": ..., "arch": ..., "seed": ..., "timesteps": ...}} and tb/ with '
     "TensorBoard event files, as scripts/train.py writes them at <runs>/<game>/<agent>-<arch>/seed<k>/"
 )
-CONFIG_KEYS = ("game", "agent", "arch", "seed")
-DEFAULT_EVAL_EPISODES = 10  # what a config.json without eval_episodes was trained with
 
 
 class NoRunsError(ValueError):
@@ -129,30 +126,14 @@ def read_scalars(tb_dir: Path | str) -> dict[str, Series]:
     return scalars
 
 
-def read_run_config(path: Path | str) -> dict:
-    """The ``config`` section of a run's config.json.
-
-    :raises ValueError: unreadable JSON, or no ``config.game/agent/arch/seed``.
-    """
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"unreadable config.json ({error})") from None
-    config = record.get("config") if isinstance(record, dict) else None
-    if not isinstance(config, dict) or any(key not in config for key in CONFIG_KEYS):
-        raise ValueError("config.json without config.game, .agent, .arch and .seed: not a run directory")
-    return config
-
-
 def load_run(run_dir: Path | str) -> Run:
     """Read one run directory.
 
     :raises ValueError: not a run directory, or no TensorBoard scalars (crashed before logging).
     """
     run_dir = Path(run_dir)
-    config = read_run_config(run_dir / "config.json")
-    tb_dir = run_dir / "tb"
+    config = rundir.read_config(run_dir)
+    tb_dir = rundir.tensorboard_dir(run_dir)
     if not tb_dir.is_dir() or not any(tb_dir.glob("*tfevents*")):
         raise ValueError("no TensorBoard event files in tb/ (crashed before logging, or not started)")
     try:
@@ -161,18 +142,15 @@ def load_run(run_dir: Path | str) -> Run:
         raise ValueError(f"unreadable TensorBoard events ({type(error).__name__}: {error})") from None
     if not any(len(series) for series in scalars.values()):
         raise ValueError("TensorBoard event files without any scalar (crashed before logging)")
-    timesteps = config.get("timesteps")
-    timesteps = int(timesteps) if isinstance(timesteps, (int, float)) else None
-    eval_episodes = config.get("eval_episodes", DEFAULT_EVAL_EPISODES)
     return Run(
         path=run_dir,
-        game=str(config["game"]),
-        agent=str(config["agent"]),
-        arch=str(config["arch"]),
-        seed=int(config["seed"]),
-        timesteps=timesteps,
+        game=config.game,
+        agent=config.agent,
+        arch=config.arch,
+        seed=config.seed,
+        timesteps=config.timesteps,
         scalars=scalars,
-        state=rundir.run_state(run_dir, timesteps, int(eval_episodes)) if timesteps is not None else RunState.STARTED,
+        state=rundir.state_of(config, run_dir),
         checkpointed_steps=rundir.checkpointed_steps(run_dir),
         evaluations=rundir.evaluations(run_dir),
     )
@@ -191,7 +169,7 @@ def find_runs(root: Path | str, *, progress: bool = False) -> FoundRuns:
     if not root.is_dir():
         raise NoRunsError(f"{root} is not a directory; {RUN_LAYOUT}")
     notes: list[str] = []
-    candidates = sorted(path.parent for path in root.rglob("config.json"))
+    candidates = sorted(path.parent for path in root.rglob(rundir.CONFIG_FILE))
     runs: dict[tuple[str, str, str, int], Run] = {}
     for run_dir in tqdm(candidates, desc="reading runs", unit="run", disable=not progress or len(candidates) < 2):
         where = run_dir.relative_to(root) if run_dir != root else Path(".")

@@ -17,6 +17,7 @@ from pathlib import Path
 from rl_coordconv.agents.config import parse_steps
 from rl_coordconv.commands import HelpFormatter, compare
 from rl_coordconv.agents.experiment import ExperimentConfig, run_experiment
+from rl_coordconv import rundir
 from rl_coordconv.rundir import stops_on_signals
 
 ARCHS = ("conv", "coordconv")
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print("\nRuns written:")
     for run_dir in run_dirs:
-        print(f"  {run_dir}   (final evaluation: {run_dir / 'evaluation.json'})")
+        print(f"  {run_dir}   (final evaluation: {rundir.evaluation_path(run_dir)})")
     print("\n== Comparison report (one seed per arch: no confidence intervals) ==")
     return compare.main([str(root), "--out", str(root / "report"), "--no-progress"])
 

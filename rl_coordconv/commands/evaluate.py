@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 import zipfile
 from pathlib import Path
@@ -48,7 +47,7 @@ from rl_coordconv.agents.evaluation import (
 from rl_coordconv.agents.experiment import ExperimentConfig, config_from_dict
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.envs import make_atari_vec_env
-from rl_coordconv.rundir import latest_checkpoint
+from rl_coordconv import rundir
 
 VIDEO_GAMES = 2  # games recorded with --video when --video-games is not given
 VIDEO_BACKEND = "sb3"
@@ -105,15 +104,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_run_config(run_dir: Path, device: str) -> ExperimentConfig:
     """The run's resolved config, from ``RUN_DIR/config.json``, to be evaluated on ``device``."""
-    path = run_dir / "config.json"
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a directory; give a run directory (<runs>/<game>/<agent>-<arch>/seed<k>)")
-    if not path.is_file():
-        raise UsageError(f"{run_dir} has no config.json: not a run directory (<runs>/<game>/<agent>-<arch>/seed<k>)")
     try:
-        config = config_from_dict(json.loads(path.read_text())["config"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"{path} is not a readable run config ({type(error).__name__}: {error})") from None
+        config = config_from_dict(rundir.read_config(run_dir).settings)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"{rundir.config_path(run_dir)}: {error}") from None
     config.device = device
     try:
         config.validate()
@@ -127,12 +125,12 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
     does not exist, the file of that name in ``RUN_DIR/checkpoints``), which must be a zip."""
     if checkpoint == "last":
         try:
-            return latest_checkpoint(run_dir)
+            return rundir.latest_checkpoint(run_dir)
         except FileNotFoundError:
-            raise UsageError(f"no checkpoint to evaluate in {run_dir / 'checkpoints'} (model_<steps>_steps.zip)") from None
+            raise UsageError(f"no checkpoint to evaluate in {run_dir / rundir.CHECKPOINT_DIR} (model_<steps>_steps.zip)") from None
     path = Path(checkpoint)
-    if not path.exists() and (run_dir / "checkpoints" / checkpoint).exists():
-        path = run_dir / "checkpoints" / checkpoint
+    if not path.exists() and (run_dir / rundir.CHECKPOINT_DIR / checkpoint).exists():
+        path = run_dir / rundir.CHECKPOINT_DIR / checkpoint
     if not path.is_file():
         raise UsageError(f"--checkpoint {checkpoint}: no such file (give 'last' or the path of a checkpoint .zip)")
     if not zipfile.is_zipfile(path):
@@ -211,7 +209,7 @@ def log_to_tensorboard(run_dir: Path, step: int, result: dict[str, Any]) -> None
     installed) or 8 stills from it."""
     import imageio.v2 as imageio
 
-    writer = SummaryWriter(log_dir=str(run_dir / "tb"))
+    writer = SummaryWriter(log_dir=str(rundir.tensorboard_dir(run_dir)))
     try:
         for name in ("mean_score", "std_score", "min_score", "max_score"):
             writer.add_scalar(f"eval/{name}", result[name], step)
@@ -243,7 +241,7 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint = resolve_checkpoint(run_dir, args.checkpoint)
     model = load_model(config, checkpoint, config.device)
     steps = int(model.num_timesteps)
-    out = run_dir / f"evaluation_{steps}.json"
+    out = rundir.evaluation_path(run_dir, steps)
     if out.exists() and not args.overwrite:
         raise UsageError(f"{out} exists (an evaluation of this checkpoint); pass --overwrite to replace it")
 
@@ -269,7 +267,7 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
                                         args.video_games, args.saliency, not args.no_progress)
         result["videos_note"] = (f"separate games on the {VIDEO_BACKEND!r} backend (full-colour screens), "
                                  "not among the scores above")
-    out.write_text(json.dumps(result, indent=2))
+    rundir.write_evaluation(run_dir, result, steps)
     log_to_tensorboard(run_dir, steps, result)
     print(f"Mean score {result['mean_score']:.1f} +- {result['std_score']:.1f} (min {result['min_score']:.0f}, "
           f"max {result['max_score']:.0f}), human-normalized {result['human_normalized_mean']:.3f} -> {out}")

@@ -11,7 +11,6 @@ running it again copies the runs that finished since.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,13 +27,8 @@ def copy_finished_records(source: Path, destination: Path) -> tuple[list[Path], 
     copied, unfinished = [], []
     for config_file in sorted(source.rglob(rundir.CONFIG_FILE)):
         run_dir = config_file.parent
-        try:
-            config = json.loads(config_file.read_text()).get("config", {})
-        except (ValueError, AttributeError) as error:
-            raise ValueError(f"{config_file} is not a readable run config ({type(error).__name__}: {error})") from None
-        state = rundir.run_state(run_dir, int(config.get("timesteps", 0)), int(config.get("eval_episodes", 0)))
         where = run_dir.relative_to(source)
-        if state == RunState.FINISHED:
+        if rundir.state_of(rundir.read_config(run_dir), run_dir) == RunState.FINISHED:
             rundir.copy_record(run_dir, destination / where)
             copied.append(where)
         else:
