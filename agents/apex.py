@@ -134,10 +134,9 @@ def act(q_net: nn.Module, observations: torch.Tensor, acting: EpsilonGreedy) -> 
     ``observations`` ``(N, C, H, W)``, with the Q-values the replay turns into Ape-X's actor-side
     initial priorities."""
     with torch.no_grad():
-        q_values = q_net(observations)
-    actions = acting.act(q_values.argmax(dim=1).cpu().numpy())
-    taken = q_values.gather(1, torch.as_tensor(actions, device=q_values.device).view(-1, 1))
-    return ActingStep(actions, taken.view(-1).cpu().numpy(), q_values.max(dim=1).values.cpu().numpy())
+        q_values = q_net(observations).cpu().numpy()  # (N, A): the step's one device-to-host copy
+    actions = acting.act(q_values.argmax(axis=1))
+    return ActingStep(actions, q_values[np.arange(len(actions)), actions], q_values.max(axis=1))
 
 
 # ------------------------------------------------------------------------------------ the network

@@ -6,7 +6,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from rl_coordconv.agents import apex
 from rl_coordconv.agents.apex import (
-    ApeX, ApeXConfig, EpsilonGreedy, double_q_targets, dueling_q_values, epsilon_band, epsilon_ladder,
+    ApeX, ApeXConfig, EpsilonGreedy, act, double_q_targets, dueling_q_values, epsilon_band, epsilon_ladder,
     learner_step, make_apex,
 )
 from rl_coordconv.agents.rate_limiter import SampleToInsertRatio
@@ -106,10 +106,10 @@ def test_the_replay_ratio_counts_batches_from_when_the_replay_is_ready():
         SampleToInsertRatio(0.0, 32, 0)
 
 
-def goal_pixel_apex(arch="conv", seed=0, **changes) -> ApeX:
+def goal_pixel_apex(arch="conv", seed=0, device="cpu", **changes) -> ApeX:
     config = tiny_apex_config(**changes)
     env = make_vec_env(GOAL_PIXEL_ID, n_envs=config.n_envs, seed=seed, env_kwargs=GOAL_PIXEL)
-    return make_apex(env, arch, config, seed=seed, device="cpu")
+    return make_apex(env, arch, config, seed=seed, device=device)
 
 
 def test_ape_x_defaults_reach_the_model():
@@ -272,6 +272,50 @@ def test_new_transitions_get_actor_side_priorities():
     # The max priority is (|TD| + eps)^alpha of some learner or actor batch: if new transitions
     # kept the starting max priority of 1, most leaves would hold exactly 1.
     assert np.mean(live == 1.0) < 0.05
+
+
+def test_acting_reads_the_q_values_back_in_one_copy_and_takes_argmax_taken_and_max_from_them(monkeypatch):
+    q_values = torch.tensor([[1.0, 3.0, 3.0, 0.0],  # a tie: the first maximum, as torch's argmax
+                             [2.0, -1.0, 0.5, 2.0],
+                             [0.0, 1.0, 2.0, 5.0],
+                             [-4.0, 4.0, 1.0, 2.0]])
+    epsilons = np.array([0.0, 0.0, 1.0, 1.0])  # two greedy envs, two playing at random
+    acting, reference = EpsilonGreedy(epsilons, 4, seed=0), EpsilonGreedy(epsilons, 4, seed=0)
+    copies = []
+    cpu = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda tensor, *args, **kwargs: copies.append(tuple(tensor.shape)) or cpu(tensor, *args, **kwargs))
+    explored = 0
+    for _ in range(8):
+        step = act(lambda observations: q_values.clone(), torch.zeros(4, 1), acting)
+        greedy = q_values.argmax(dim=1)
+        actions = reference.act(greedy.numpy())
+        assert greedy[:2].tolist() == [1, 0]
+        np.testing.assert_array_equal(step.actions, actions)
+        np.testing.assert_array_equal(step.q_taken, q_values.gather(1, torch.as_tensor(actions).view(-1, 1))[:, 0].numpy())
+        np.testing.assert_array_equal(step.q_max, q_values.max(dim=1).values.numpy())
+        assert (step.actions.dtype, step.q_taken.dtype, step.q_max.dtype) == (np.int64, np.float32, np.float32)
+        explored += int((actions != greedy.numpy()).sum())
+    assert explored > 0  # Q of actions that are not the argmax were read too
+    assert copies == [(4, 4)] * 8  # one device-to-host copy per acting step, of the (N, A) Q-values
+
+
+@pytest.mark.gpu
+def test_acting_on_cuda_copies_one_tensor_to_the_host_per_step():
+    from torch.profiler import ProfilerActivity, profile
+
+    model = goal_pixel_apex(device="cuda")
+    observations = torch.as_tensor(model.env.reset(), device="cuda")
+    act(model.q_net, observations, model.acting)  # warm-up: cuDNN's choices, allocations
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        for _ in range(3):
+            act(model.q_net, observations, model.acting)
+    assert len(memory_copies(profiler, "DtoH")) == 3
+
+
+def memory_copies(profiler, direction: str) -> list[str]:
+    """Names of the CUDA memory copies in ``direction`` ("HtoD", "DtoH") that ``profiler`` saw,
+    e.g. "Memcpy HtoD (Pinned -> Device)"."""
+    return [event.name for event in profiler.events() if event.name.startswith(f"Memcpy {direction}")]
 
 
 def test_evaluation_acts_at_the_evaluation_epsilon():
