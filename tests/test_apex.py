@@ -10,8 +10,9 @@ from rl_coordconv.agents.apex import (
     learner_step, make_apex,
 )
 from rl_coordconv.agents.rate_limiter import SampleToInsertRatio
+from rl_coordconv.agents.replay import to_device
 from rl_coordconv.envs import GOAL_PIXEL_ID
-from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config
+from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config, written_out_learner_step
 
 
 
@@ -316,6 +317,79 @@ def memory_copies(profiler, direction: str) -> list[str]:
     """Names of the CUDA memory copies in ``direction`` ("HtoD", "DtoH") that ``profiler`` saw,
     e.g. "Memcpy HtoD (Pinned -> Device)"."""
     return [event.name for event in profiler.events() if event.name.startswith(f"Memcpy {direction}")]
+
+
+def test_on_the_cpu_nothing_is_pinned_and_batches_share_the_replays_arrays(monkeypatch):
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda tensor, *args, **kwargs: pytest.fail("pinned memory on the CPU"))
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    tensor = to_device(array, "cpu")
+    assert tensor.device.type == "cpu" and np.shares_memory(tensor.numpy(), array)
+    assert not goal_pixel_apex().prefetching  # on the CPU nothing would overlap: each batch sees every priority
+
+
+@pytest.mark.gpu
+def test_to_cuda_batches_go_through_pinned_memory_without_waiting(monkeypatch):
+    copies = []
+    to = torch.Tensor.to
+    monkeypatch.setattr(torch.Tensor, "to", lambda tensor, *args, **kwargs: copies.append((tensor.is_pinned(), kwargs.get("non_blocking", False))) or to(tensor, *args, **kwargs))
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    tensor = to_device(array, "cuda")
+    assert copies == [(True, True)]
+    np.testing.assert_array_equal(tensor.cpu().numpy(), array)
+
+
+@pytest.mark.parametrize("prefetch", [None, True])
+def test_the_learner_trains_written_out_steps_on_batches_drawn_in_order_of_their_priorities(prefetch, monkeypatch):
+    # None, the CPU's default: each batch is drawn after the priorities of the one before are in
+    # the tree. True, CUDA's: each next batch is drawn before them, the last one held over to the
+    # next train() call. Either way: written-out steps on the batches drawn in that order.
+    model, reference = goal_pixel_apex(), goal_pixel_apex()
+    model.learn(600)
+    reference.learn(600)
+    model.prefetch = prefetch
+    replay, expected_replay = model.replay_buffer, reference.replay_buffer
+    np.testing.assert_array_equal(replay.tree.nodes, expected_replay.tree.nodes)
+    losses, upcoming = [], None
+    for _ in range(3):
+        batch, upcoming = upcoming or expected_replay.sample(32), None
+        errors, loss, _ = written_out_learner_step(reference.policy, batch, max_grad_norm=40.0)
+        if prefetch:
+            upcoming = expected_replay.sample(32)  # before this batch's priorities
+        expected_replay.update_priorities(batch.indices, errors)
+        losses.append(loss)
+    # The logs come from the one host copy of each step: no .item() or .cpu() of its own.
+    for name in ("item", "cpu"):
+        monkeypatch.setattr(torch.Tensor, name, lambda tensor, *args, **kwargs: pytest.fail("a device sync of its own"))
+    learner_steps = model.learner_steps
+    assert model.replay_limiter.batches_due(model.num_timesteps, learner_steps) == 0
+    model.num_timesteps += 32  # 4 envs at ratio 2 in batches of 32: a batch per 16 transitions
+    model.train(gradient_steps=1, batch_size=32)
+    assert model.learner_steps == learner_steps + 2
+    assert model.logger.name_to_value["train/loss"] == pytest.approx(np.mean(losses[:2]), rel=1e-5)
+    model.num_timesteps += 16
+    model.train(gradient_steps=1, batch_size=32)
+    assert model.learner_steps == learner_steps + 3
+    assert model.logger.name_to_value["train/loss"] == pytest.approx(losses[2], rel=1e-5)
+    np.testing.assert_allclose(replay.tree.nodes, expected_replay.tree.nodes, rtol=1e-6)
+    expected_weights = reference.q_net.state_dict()
+    for name, value in model.q_net.state_dict().items():
+        torch.testing.assert_close(value, expected_weights[name])
+
+
+@pytest.mark.gpu
+def test_on_cuda_the_learner_prefetches_from_pinned_memory_and_reads_each_step_back_once():
+    from torch.profiler import ProfilerActivity, profile
+
+    model = goal_pixel_apex(device="cuda")
+    assert model.prefetching
+    model.learn(600)
+    model.num_timesteps += 48  # three batches due
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        model.train(gradient_steps=1, batch_size=32)
+    to_device_copies, to_host_copies = memory_copies(profiler, "HtoD"), memory_copies(profiler, "DtoH")
+    assert to_device_copies and all("Pinned -> Device" in name for name in to_device_copies), to_device_copies
+    assert len(to_host_copies) == 3 and all("Device -> Pinned" in name for name in to_host_copies), to_host_copies
+    assert model._prefetched is not None and model._prefetched.observations.is_cuda
 
 
 def test_evaluation_acts_at_the_evaluation_epsilon():
