@@ -25,7 +25,9 @@ from rl_coordconv.agents.distributed import learner
 from rl_coordconv.agents.distributed import INSTALL_HINT, DistributedConfig, ReplayShardDied
 from rl_coordconv.agents.distributed.blocks import StepBlockBuilder, add_block
 from rl_coordconv.agents.distributed.learner import RayLearnerLoop
+from rl_coordconv.agents.distributed.run import rollout_env_factories
 from rl_coordconv.agents.distributed.shard import ReplayShard
+from rl_coordconv.agents.experiment import ExperimentConfig
 from rl_coordconv.agents.replay import PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
 from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.envs.goal_pixel import GoalPixelEnv
@@ -233,6 +235,29 @@ def test_the_learner_loop_sends_each_batch_the_priorities_of_a_written_out_step(
     expected_weights = reference.q_net.state_dict()
     for name, value in loop.model.q_net.state_dict().items():
         torch.testing.assert_close(value, expected_weights[name])
+
+
+def test_each_rollout_actor_steps_its_emulators_with_its_share_of_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert [DistributedConfig(actors=n).emulator_threads() for n in (1, 3, 8, 16, 40)] == [16, 5, 2, 1, 1]
+    assert DistributedConfig().emulator_threads() == 1  # the default: 15 actors, one core each
+    assert DistributedConfig(actors=2).emulator_threads(cores=7) == 3
+    with pytest.raises(ValueError, match="cores must be >= 1, got 0"):
+        DistributedConfig(actors=2).emulator_threads(cores=0)
+    from ale_py import vector_env
+
+    threads = []
+    real = vector_env.AtariVectorEnv
+    monkeypatch.setattr(vector_env, "AtariVectorEnv", lambda *args, **kwargs: threads.append(kwargs["num_threads"]) or real(*args, **kwargs))
+    config = ExperimentConfig(agent="apex", device="cpu", distributed=DistributedConfig(enabled=True, actors=8))
+    config.apex.n_envs = 4  # alone, an env of 4 copies would start 4 threads: 32 for 8 actors on 16 cores
+    factories = rollout_env_factories(config)
+    assert len(factories) == 8
+    factories[0]().close()
+    assert threads == [2]
+    with pytest.raises(ValueError, match="num_threads must be >= 0"):
+        make_atari_vec_env("MsPacman", 2, num_threads=-1)
 
 
 # ------------------------------------------------------------------------------ on a local Ray
