@@ -134,10 +134,9 @@ def act(q_net: nn.Module, observations: torch.Tensor, acting: EpsilonGreedy) -> 
     ``observations`` ``(N, C, H, W)``, with the Q-values the replay turns into Ape-X's actor-side
     initial priorities."""
     with torch.no_grad():
-        q_values = q_net(observations)
-    actions = acting.act(q_values.argmax(dim=1).cpu().numpy())
-    taken = q_values.gather(1, torch.as_tensor(actions, device=q_values.device).view(-1, 1))
-    return ActingStep(actions, taken.view(-1).cpu().numpy(), q_values.max(dim=1).values.cpu().numpy())
+        q_values = q_net(observations).cpu().numpy()  # (N, A): the step's one device-to-host copy
+    actions = acting.act(q_values.argmax(axis=1))
+    return ActingStep(actions, q_values[np.arange(len(actions)), actions], q_values.max(axis=1))
 
 
 # ------------------------------------------------------------------------------------ the network
@@ -226,6 +225,33 @@ def learner_step(policy: DQNPolicy, batch: PrioritizedReplayBufferSamples, max_g
     return LearnerStats(errors.detach(), loss.detach(), q_taken.detach().mean())
 
 
+class HostCopy:
+    """Tensors on their way to the host in ONE device-to-host copy, so that a learner step that
+    reports several values waits on the device once. From CUDA the copy goes into page-locked
+    memory with ``non_blocking=True`` and the host goes on until :meth:`wait`; on the CPU there is
+    nothing to copy.
+
+    :param tensors: any shapes, all on one device; they arrive flattened, as float32.
+    """
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        self._sizes = [tensor.numel() for tensor in tensors]
+        packed = torch.cat([tensor.detach().reshape(-1).float() for tensor in tensors])
+        self._done: torch.cuda.Event | None = None
+        self._host = packed
+        if packed.is_cuda:
+            self._host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+            self._host.copy_(packed, non_blocking=True)
+            self._done = torch.cuda.Event()
+            self._done.record()
+
+    def wait(self) -> list[np.ndarray]:
+        """The tensors, in the order given, as flat float32 arrays (waits for the copy)."""
+        if self._done is not None:
+            self._done.synchronize()
+        return np.split(self._host.numpy(), np.cumsum(self._sizes)[:-1])
+
+
 def sync_target(policy: DQNPolicy) -> None:
     """Copy the online network into the target network."""
     policy.q_net_target.load_state_dict(policy.q_net.state_dict())
@@ -260,6 +286,11 @@ class ApeX(DQN):
     ``replay_ratio`` allows (:class:`~rl_coordconv.agents.rate_limiter.SampleToInsertRatio`, the
     Ray learner loop's limiter too), counted from when the replay holds ``learning_starts`` valid
     transitions: a run resumed without its replay refills it before training.
+
+    :param prefetch: draw the next batch while the device runs this one's step (Ape-X's learner
+        prefetches too), so that the batch is drawn before this step's priorities are back.
+        ``None``: on CUDA, where it overlaps the host's sampling and copy with the GPU's step; off
+        on the CPU, where nothing would overlap and each batch sees every earlier priority.
     """
 
     policy_aliases = {"CnnPolicy": DuelingCnnPolicy}  # type: ignore[assignment]
@@ -278,6 +309,7 @@ class ApeX(DQN):
         max_grad_norm: float = ApeXConfig.max_grad_norm,
         eval_epsilon: float = ApeXConfig.eval_epsilon,
         local_replay: bool = True,
+        prefetch: bool | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         policy_kwargs: dict[str, Any] | None = None,
         seed: int | None = None,
@@ -308,6 +340,7 @@ class ApeX(DQN):
         self.replay_ratio = replay_ratio
         self.eval_epsilon = eval_epsilon
         self.local_replay = local_replay
+        self.prefetch = prefetch
         self.learner_steps = 0
         if _init_setup_model:
             self._setup_model()
@@ -321,6 +354,12 @@ class ApeX(DQN):
         self._learner_clock = (time.perf_counter(), self.learner_steps)
         # Counts again from the first step the replay is ready: also after a load or resume.
         self.replay_limiter = SampleToInsertRatio(self.replay_ratio, self.batch_size, self.learning_starts)
+        self._prefetched: PrioritizedReplayBufferSamples | None = None
+
+    @property
+    def prefetching(self) -> bool:
+        """Whether the learner draws its next batch before this one's priorities are back."""
+        return self.device.type == "cuda" if self.prefetch is None else bool(self.prefetch)
 
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
         # Ape-X's actors follow their epsilon-greedy policy from the first step.
@@ -362,25 +401,40 @@ class ApeX(DQN):
             return
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        stats = []
+        losses, mean_qs, td_errors = [], [], []
         for _ in range(batches):
-            batch = replay.sample(batch_size)
+            batch = self._next_batch(replay, batch_size)
             step = learner_step(self.policy, batch, self.max_grad_norm)
-            replay.update_priorities(batch.indices, step.td_errors)
+            report = HostCopy(step.td_errors, step.loss, step.mean_q, batch.weights.min())
+            if self.prefetching:
+                # Drawn while the device runs the step above, so before its priorities are back:
+                # the next batch sees the tree one learner step older. When this was the last
+                # batch due, it waits for the next train() call; a transition of it that the env
+                # steps in between evict loses its new priority (or hands it to the transition
+                # that took its slot, if that one is already complete).
+                self._prefetched = replay.sample(batch_size)
+            errors, loss, mean_q, weight_min = report.wait()
+            replay.update_priorities(batch.indices, errors)
             self.learner_steps += 1
             if self.learner_steps % self.target_update_interval == 0:
                 sync_target(self.policy)
-            stats.append(step)
+            losses.append(loss)
+            mean_qs.append(mean_q)
+            td_errors.append(errors)
         self._n_updates += batches
-        self._record_learner(stats, batch.weights)
-
-    def _record_learner(self, stats: list[LearnerStats], weights: torch.Tensor) -> None:
         record = self.logger.record
-        record("train/loss", torch.stack([s.loss for s in stats]).mean().item())
-        record("train/mean_q", torch.stack([s.mean_q for s in stats]).mean().item())
-        record("train/mean_abs_td", torch.cat([s.td_errors for s in stats]).abs().mean().item())
+        record("train/loss", float(np.mean(losses)))
+        record("train/mean_q", float(np.mean(mean_qs)))
+        record("train/mean_abs_td", float(np.abs(np.concatenate(td_errors)).mean()))
         record("train/learner_steps", self.learner_steps)
-        record("train/is_weight_min", weights.min().item())
+        record("train/is_weight_min", float(weight_min[0]))
+
+    def _next_batch(self, replay: PrioritizedReplayBuffer, batch_size: int) -> PrioritizedReplayBufferSamples:
+        """The prefetched batch if there is one of ``batch_size``, else one drawn now."""
+        batch, self._prefetched = self._prefetched, None
+        if batch is None or batch.indices.size != batch_size:
+            batch = replay.sample(batch_size)
+        return batch
 
     def dump_logs(self) -> None:
         replay: PrioritizedReplayBuffer = self.replay_buffer  # type: ignore[assignment]
@@ -397,13 +451,14 @@ class ApeX(DQN):
         super().dump_logs()
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_learner_clock", "replay_limiter"]
+        return [*super()._excluded_save_params(), "_learner_clock", "replay_limiter", "_prefetched"]
 
     def save_replay_buffer(self, path) -> None:
         self.replay_buffer.save(path)  # type: ignore[union-attr]
 
     def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:
         self.replay_buffer.load(path)  # type: ignore[union-attr]
+        self._prefetched = None  # drawn from the replay replaced
 
 
 def make_apex(env: VecEnv, arch: str, config: ApeXConfig, *, seed: int | None = None, device: str = "auto") -> ApeX:

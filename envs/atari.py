@@ -193,6 +193,7 @@ def make_atari_vec_env(
     clip_rewards: bool = True,
     subprocess: bool = False,
     render_mode: str | None = None,
+    num_threads: int = 0,
 ) -> VecEnv:
     """An SB3 ``VecEnv`` of ``n_envs`` copies of ``game`` (a suite name such as ``"MsPacman"``).
 
@@ -203,17 +204,23 @@ def make_atari_vec_env(
     :param subprocess: ``"sb3"`` backend only: ``SubprocVecEnv`` instead of ``DummyVecEnv``.
     :param render_mode: ``"sb3"`` backend only: ``"rgb_array"`` for the ``(210, 160, 3)`` screens
         through ``get_images()``/``render()`` and ``infos[i]["terminal_frame"]`` where an episode ends.
+    :param num_threads: ``"ale_vector"`` backend: emulator threads, 0 for one per env up to one per
+        core this process may use (the ``"sb3"`` backend steps its envs in the calling thread or
+        one process each).
     :return: observations ``(n_envs, 4, 84, 84)`` uint8, ``Discrete`` actions (the minimal set).
     """
     get_game(game)
     if n_envs < 1:
         raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    if num_threads < 0:
+        raise ValueError(f"num_threads must be >= 0 (0: one per env, at most one per core), got {num_threads}")
     if backend == "ale_vector":
         if subprocess:
             raise ValueError("subprocess=True applies to the 'sb3' backend only")
         if render_mode is not None:
             raise ValueError(f"render_mode={render_mode!r}: {NO_FRAMES}")
-        return AleVecEnv(game, n_envs, seed, terminal_on_life_loss=terminal_on_life_loss, clip_rewards=clip_rewards)
+        return AleVecEnv(game, n_envs, seed, terminal_on_life_loss=terminal_on_life_loss, clip_rewards=clip_rewards,
+                         num_threads=num_threads)
     if backend == "sb3":
         return _make_sb3_reference(game, n_envs, seed, terminal_on_life_loss, clip_rewards, subprocess, render_mode)
     raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")

@@ -1,6 +1,7 @@
 """Helpers shared by the test modules (plain functions; the fixtures live in conftest.py)."""
 
 import numpy as np
+import torch
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -38,3 +39,23 @@ def assert_learns_goal_pixel(make, config, arch: str, steps: int) -> None:
     after = goal_pixel_success_rate(model, deterministic=False)
     assert before < 0.65
     assert after >= 0.9, f"{arch}: success {before:.2f} -> {after:.2f}"
+
+
+def written_out_learner_step(policy, batch, max_grad_norm: float) -> tuple[np.ndarray, float, float]:
+    """One Ape-X learner step written out, as a reference: double-Q n-step TD errors, the
+    importance-weighted Huber loss, a clipped gradient step with the policy's optimizer.
+    Returns ``((B,) TD errors, loss, mean Q(s, a))``."""
+    rows = torch.arange(len(batch.indices))
+    with torch.no_grad():
+        next_online, next_target = policy.q_net(batch.next_observations), policy.q_net_target(batch.next_observations)
+        bootstrap = next_target[rows, next_online.argmax(dim=1)]
+        targets = batch.rewards[:, 0] + batch.discounts[:, 0] * (1 - batch.dones[:, 0]) * bootstrap
+    q_taken = policy.q_net(batch.observations)[rows, batch.actions[:, 0]]
+    errors = targets - q_taken
+    huber = torch.where(errors.abs() < 1, 0.5 * errors**2, errors.abs() - 0.5)
+    loss = (batch.weights[:, 0] * huber).mean()
+    policy.optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.q_net.parameters(), max_grad_norm)
+    policy.optimizer.step()
+    return errors.detach().numpy(), loss.item(), q_taken.mean().item()

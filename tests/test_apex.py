@@ -6,12 +6,13 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from rl_coordconv.agents import apex
 from rl_coordconv.agents.apex import (
-    ApeX, ApeXConfig, EpsilonGreedy, double_q_targets, dueling_q_values, epsilon_band, epsilon_ladder,
+    ApeX, ApeXConfig, EpsilonGreedy, act, double_q_targets, dueling_q_values, epsilon_band, epsilon_ladder,
     learner_step, make_apex,
 )
 from rl_coordconv.agents.rate_limiter import SampleToInsertRatio
+from rl_coordconv.agents.replay import to_device
 from rl_coordconv.envs import GOAL_PIXEL_ID
-from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config
+from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config, written_out_learner_step
 
 
 
@@ -106,10 +107,10 @@ def test_the_replay_ratio_counts_batches_from_when_the_replay_is_ready():
         SampleToInsertRatio(0.0, 32, 0)
 
 
-def goal_pixel_apex(arch="conv", seed=0, **changes) -> ApeX:
+def goal_pixel_apex(arch="conv", seed=0, device="cpu", **changes) -> ApeX:
     config = tiny_apex_config(**changes)
     env = make_vec_env(GOAL_PIXEL_ID, n_envs=config.n_envs, seed=seed, env_kwargs=GOAL_PIXEL)
-    return make_apex(env, arch, config, seed=seed, device="cpu")
+    return make_apex(env, arch, config, seed=seed, device=device)
 
 
 def test_ape_x_defaults_reach_the_model():
@@ -272,6 +273,123 @@ def test_new_transitions_get_actor_side_priorities():
     # The max priority is (|TD| + eps)^alpha of some learner or actor batch: if new transitions
     # kept the starting max priority of 1, most leaves would hold exactly 1.
     assert np.mean(live == 1.0) < 0.05
+
+
+def test_acting_reads_the_q_values_back_in_one_copy_and_takes_argmax_taken_and_max_from_them(monkeypatch):
+    q_values = torch.tensor([[1.0, 3.0, 3.0, 0.0],  # a tie: the first maximum, as torch's argmax
+                             [2.0, -1.0, 0.5, 2.0],
+                             [0.0, 1.0, 2.0, 5.0],
+                             [-4.0, 4.0, 1.0, 2.0]])
+    epsilons = np.array([0.0, 0.0, 1.0, 1.0])  # two greedy envs, two playing at random
+    acting, reference = EpsilonGreedy(epsilons, 4, seed=0), EpsilonGreedy(epsilons, 4, seed=0)
+    copies = []
+    cpu = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda tensor, *args, **kwargs: copies.append(tuple(tensor.shape)) or cpu(tensor, *args, **kwargs))
+    explored = 0
+    for _ in range(8):
+        step = act(lambda observations: q_values.clone(), torch.zeros(4, 1), acting)
+        greedy = q_values.argmax(dim=1)
+        actions = reference.act(greedy.numpy())
+        assert greedy[:2].tolist() == [1, 0]
+        np.testing.assert_array_equal(step.actions, actions)
+        np.testing.assert_array_equal(step.q_taken, q_values.gather(1, torch.as_tensor(actions).view(-1, 1))[:, 0].numpy())
+        np.testing.assert_array_equal(step.q_max, q_values.max(dim=1).values.numpy())
+        assert (step.actions.dtype, step.q_taken.dtype, step.q_max.dtype) == (np.int64, np.float32, np.float32)
+        explored += int((actions != greedy.numpy()).sum())
+    assert explored > 0  # Q of actions that are not the argmax were read too
+    assert copies == [(4, 4)] * 8  # one device-to-host copy per acting step, of the (N, A) Q-values
+
+
+@pytest.mark.gpu
+def test_acting_on_cuda_copies_one_tensor_to_the_host_per_step():
+    from torch.profiler import ProfilerActivity, profile
+
+    model = goal_pixel_apex(device="cuda")
+    observations = torch.as_tensor(model.env.reset(), device="cuda")
+    act(model.q_net, observations, model.acting)  # warm-up: cuDNN's choices, allocations
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        for _ in range(3):
+            act(model.q_net, observations, model.acting)
+    assert len(memory_copies(profiler, "DtoH")) == 3
+
+
+def memory_copies(profiler, direction: str) -> list[str]:
+    """Names of the CUDA memory copies in ``direction`` ("HtoD", "DtoH") that ``profiler`` saw,
+    e.g. "Memcpy HtoD (Pinned -> Device)"."""
+    return [event.name for event in profiler.events() if event.name.startswith(f"Memcpy {direction}")]
+
+
+def test_on_the_cpu_nothing_is_pinned_and_batches_share_the_replays_arrays(monkeypatch):
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda tensor, *args, **kwargs: pytest.fail("pinned memory on the CPU"))
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    tensor = to_device(array, "cpu")
+    assert tensor.device.type == "cpu" and np.shares_memory(tensor.numpy(), array)
+    assert not goal_pixel_apex().prefetching  # on the CPU nothing would overlap: each batch sees every priority
+
+
+@pytest.mark.gpu
+def test_to_cuda_batches_go_through_pinned_memory_without_waiting(monkeypatch):
+    copies = []
+    to = torch.Tensor.to
+    monkeypatch.setattr(torch.Tensor, "to", lambda tensor, *args, **kwargs: copies.append((tensor.is_pinned(), kwargs.get("non_blocking", False))) or to(tensor, *args, **kwargs))
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    tensor = to_device(array, "cuda")
+    assert copies == [(True, True)]
+    np.testing.assert_array_equal(tensor.cpu().numpy(), array)
+
+
+@pytest.mark.parametrize("prefetch", [None, True])
+def test_the_learner_trains_written_out_steps_on_batches_drawn_in_order_of_their_priorities(prefetch, monkeypatch):
+    # None, the CPU's default: each batch is drawn after the priorities of the one before are in
+    # the tree. True, CUDA's: each next batch is drawn before them, the last one held over to the
+    # next train() call. Either way: written-out steps on the batches drawn in that order.
+    model, reference = goal_pixel_apex(), goal_pixel_apex()
+    model.learn(600)
+    reference.learn(600)
+    model.prefetch = prefetch
+    replay, expected_replay = model.replay_buffer, reference.replay_buffer
+    np.testing.assert_array_equal(replay.tree.nodes, expected_replay.tree.nodes)
+    losses, upcoming = [], None
+    for _ in range(3):
+        batch, upcoming = upcoming or expected_replay.sample(32), None
+        errors, loss, _ = written_out_learner_step(reference.policy, batch, max_grad_norm=40.0)
+        if prefetch:
+            upcoming = expected_replay.sample(32)  # before this batch's priorities
+        expected_replay.update_priorities(batch.indices, errors)
+        losses.append(loss)
+    # The logs come from the one host copy of each step: no .item() or .cpu() of its own.
+    for name in ("item", "cpu"):
+        monkeypatch.setattr(torch.Tensor, name, lambda tensor, *args, **kwargs: pytest.fail("a device sync of its own"))
+    learner_steps = model.learner_steps
+    assert model.replay_limiter.batches_due(model.num_timesteps, learner_steps) == 0
+    model.num_timesteps += 32  # 4 envs at ratio 2 in batches of 32: a batch per 16 transitions
+    model.train(gradient_steps=1, batch_size=32)
+    assert model.learner_steps == learner_steps + 2
+    assert model.logger.name_to_value["train/loss"] == pytest.approx(np.mean(losses[:2]), rel=1e-5)
+    model.num_timesteps += 16
+    model.train(gradient_steps=1, batch_size=32)
+    assert model.learner_steps == learner_steps + 3
+    assert model.logger.name_to_value["train/loss"] == pytest.approx(losses[2], rel=1e-5)
+    np.testing.assert_allclose(replay.tree.nodes, expected_replay.tree.nodes, rtol=1e-6)
+    expected_weights = reference.q_net.state_dict()
+    for name, value in model.q_net.state_dict().items():
+        torch.testing.assert_close(value, expected_weights[name])
+
+
+@pytest.mark.gpu
+def test_on_cuda_the_learner_prefetches_from_pinned_memory_and_reads_each_step_back_once():
+    from torch.profiler import ProfilerActivity, profile
+
+    model = goal_pixel_apex(device="cuda")
+    assert model.prefetching
+    model.learn(600)
+    model.num_timesteps += 48  # three batches due
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        model.train(gradient_steps=1, batch_size=32)
+    to_device_copies, to_host_copies = memory_copies(profiler, "HtoD"), memory_copies(profiler, "DtoH")
+    assert to_device_copies and all("Pinned -> Device" in name for name in to_device_copies), to_device_copies
+    assert len(to_host_copies) == 3 and all("Device -> Pinned" in name for name in to_host_copies), to_host_copies
+    assert model._prefetched is not None and model._prefetched.observations.is_cuda
 
 
 def test_evaluation_acts_at_the_evaluation_epsilon():

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,16 +20,18 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rl_coordconv.agents.apex import ApeX, apex_kwargs, epsilon_ladder, sync_target
+from rl_coordconv.agents.apex import ApeX, apex_kwargs, epsilon_ladder, learner_step, sync_target
 from rl_coordconv.agents.distributed import learner
 from rl_coordconv.agents.distributed import INSTALL_HINT, DistributedConfig, ReplayShardDied
 from rl_coordconv.agents.distributed.blocks import StepBlockBuilder, add_block
 from rl_coordconv.agents.distributed.learner import RayLearnerLoop
+from rl_coordconv.agents.distributed.run import rollout_env_factories
 from rl_coordconv.agents.distributed.shard import ReplayShard
-from rl_coordconv.agents.replay import PrioritizedReplayBuffer
+from rl_coordconv.agents.experiment import ExperimentConfig
+from rl_coordconv.agents.replay import PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
 from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.envs.goal_pixel import GoalPixelEnv
-from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config
+from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config, written_out_learner_step
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, "-m", "rl_coordconv", "train"]
@@ -188,6 +191,73 @@ def test_a_rollout_sent_while_its_actor_restarted_that_fails_as_unavailable_is_n
     # The same failure of a rollout sent while the actor was well is a new death.
     loop._handle("ref", learner._Flight("rollout", 0, None, life=1, sent_recovering=False), until=1000)
     assert len(failed) == 1
+
+
+def goal_pixel_learner() -> ApeX:
+    env = make_vec_env(GoalPixelEnv, n_envs=1, seed=0, env_kwargs=GOAL_PIXEL)
+    model = ApeX("CnnPolicy", env, seed=0, device="cpu", local_replay=False, **apex_kwargs("conv", tiny_apex_config()))
+    model.set_logger(Logger(None, []))
+    return model
+
+
+@pytest.mark.parametrize("prefetch", [None, True])
+def test_the_learner_loop_sends_each_batch_the_priorities_of_a_written_out_step(prefetch, monkeypatch):
+    # Without Ray: the loop's learner part, with a shard handle that records the calls in the
+    # order Ray would run them. None, the CPU's default: a step's priorities leave before the next
+    # step; True, CUDA's: after the next step is launched, and before the shards are read.
+    loop = RayLearnerLoop.__new__(RayLearnerLoop)
+    loop.model, loop.config, loop.distributed = goal_pixel_learner(), tiny_apex_config(), DistributedConfig(actors=1)
+    loop.model.prefetch = prefetch
+    loop._meter, loop._waiting, loop._unreported = learner._Meter(), set(), None
+    calls = []
+    loop.shards = [SimpleNamespace(
+        update_priorities=SimpleNamespace(remote=lambda indices, errors: calls.append(("priorities", indices, errors))),
+        stats=SimpleNamespace(remote=lambda: calls.append(("stats",))),
+    )]
+    loop.ray = SimpleNamespace(get=lambda ref: ref, exceptions=ray.exceptions)
+    steps = []
+    monkeypatch.setattr(learner, "learner_step", lambda *args: steps.append(len(steps)) or learner_step(*args))
+    reference = goal_pixel_learner()
+    shard = shard_with_priorities({0: [1.0, 2.0]})
+    batches, expected = [shard.sample(32) for _ in range(3)], []
+    for batch in batches:
+        loop._learn(0, batch, until=10**6)
+        samples = PrioritizedReplayBufferSamples(*(torch.as_tensor(array) for array in batch[:-1]), indices=batch.indices)
+        expected.append(written_out_learner_step(reference.policy, samples, max_grad_norm=40.0))
+        assert len(calls) == len(steps) - (1 if prefetch else 0)
+    loop._from_shards("stats")
+    assert [call[0] for call in calls] == ["priorities"] * 3 + ["stats"]
+    for (_, indices, errors), batch, (expected_errors, _, _) in zip(calls, batches, expected):
+        np.testing.assert_array_equal(indices, batch.indices)
+        np.testing.assert_allclose(errors, expected_errors, rtol=1e-6)
+    assert loop.model.logger.name_to_value["train/loss"] == pytest.approx(np.mean([loss for _, loss, _ in expected]), rel=1e-5)
+    assert loop.model.logger.name_to_value["train/is_weight_min"] == pytest.approx(float(batches[-1].weights.min()))
+    expected_weights = reference.q_net.state_dict()
+    for name, value in loop.model.q_net.state_dict().items():
+        torch.testing.assert_close(value, expected_weights[name])
+
+
+def test_each_rollout_actor_steps_its_emulators_with_its_share_of_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert [DistributedConfig(actors=n).emulator_threads() for n in (1, 3, 8, 16, 40)] == [16, 5, 2, 1, 1]
+    assert DistributedConfig().emulator_threads() == 1  # the default: 15 actors, one core each
+    assert DistributedConfig(actors=2).emulator_threads(cores=7) == 3
+    with pytest.raises(ValueError, match="cores must be >= 1, got 0"):
+        DistributedConfig(actors=2).emulator_threads(cores=0)
+    from ale_py import vector_env
+
+    threads = []
+    real = vector_env.AtariVectorEnv
+    monkeypatch.setattr(vector_env, "AtariVectorEnv", lambda *args, **kwargs: threads.append(kwargs["num_threads"]) or real(*args, **kwargs))
+    config = ExperimentConfig(agent="apex", device="cpu", distributed=DistributedConfig(enabled=True, actors=8))
+    config.apex.n_envs = 4  # alone, an env of 4 copies would start 4 threads: 32 for 8 actors on 16 cores
+    factories = rollout_env_factories(config)
+    assert len(factories) == 8
+    factories[0]().close()
+    assert threads == [2]
+    with pytest.raises(ValueError, match="num_threads must be >= 0"):
+        make_atari_vec_env("MsPacman", 2, num_threads=-1)
 
 
 # ------------------------------------------------------------------------------ on a local Ray

@@ -58,6 +58,16 @@ class DistributedConfig:
         """The number of rollout actors: ``actors``, or one per core but one."""
         return self.actors or max((os.cpu_count() or 2) - 1, 1)
 
+    def emulator_threads(self, cores: int | None = None) -> int:
+        """ALE emulator threads per rollout actor: its equal share of ``cores`` (default: the cores
+        this process may use), at least 1, so that the actors together start no more threads than
+        there are cores. On a cluster the share is of the driver's machine."""
+        if cores is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if cores < 1:
+            raise ValueError(f"cores must be >= 1, got {cores}")
+        return max(cores // self.resolved_actors(), 1)
+
 
 class DistributedTrainingStopped(RuntimeError):
     """The distributed run cannot go on; it stops with a checkpoint."""

@@ -8,7 +8,10 @@ The driver runs one event loop over Ray object refs:
   never waits on the learner);
 - a finished sample request is one :func:`rl_coordconv.agents.apex.learner_step`; its new priorities go back
   to the shard without waiting, and another request replaces it (``prefetch`` in flight per
-  shard, so the learner does not wait on the network);
+  shard, so the learner does not wait on the network). On CUDA (``model.prefetching``) the batch
+  goes to the GPU from pinned memory without waiting, and a step's priorities and stats come back
+  in one copy that is read after the next step is launched, or when the loop would otherwise
+  wait: the driver hands on blocks and stages the next batch while the GPU trains;
 - every ``weights_interval`` learner steps the online network is put in Ray's object store once.
 
 Learner samples are kept at most ``replay_ratio`` per env transition, as in the single-machine
@@ -33,13 +36,13 @@ from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
 from rl_coordconv.agents.apex import (
-    ApeX, ApeXConfig, epsilon_band, epsilon_ladder, learner_step, replay_kwargs, sync_target,
+    ApeX, ApeXConfig, HostCopy, epsilon_band, epsilon_ladder, learner_step, replay_kwargs, sync_target,
 )
 from rl_coordconv.agents.distributed import DistributedConfig, ReplayShardDied, RolloutActorsDied, require_ray
 from rl_coordconv.agents.distributed.rollout import RolloutStats, RolloutWorker
 from rl_coordconv.agents.distributed.shard import ReplayShard, ShardBatch
 from rl_coordconv.agents.rate_limiter import SampleToInsertRatio
-from rl_coordconv.agents.replay import PrioritizedReplayBufferSamples
+from rl_coordconv.agents.replay import PrioritizedReplayBufferSamples, to_device
 
 FRAMES_PER_STEP = 4  # Atari's frame skip: an agent step is 4 emulator frames
 RETRY_SECONDS = 0.2  # before asking a restarting rollout actor again
@@ -132,6 +135,7 @@ class RayLearnerLoop:
         self._shard_turn = 0
         self._shard_sizes = [0] * len(self.shards)
         self._waiting: set[int] = set()  # actors held back until the learner catches up
+        self._unreported: tuple[int, np.ndarray, float, HostCopy] | None = None  # see _report_step
         self._publish_weights()
         self._meter = _Meter()
 
@@ -155,6 +159,8 @@ class RayLearnerLoop:
                 self._request_samples()
                 if not self._pending:
                     raise RuntimeError("the distributed loop has nothing in flight; this is a bug, please report it")
+                if self._unreported is not None and not self.ray.wait(list(self._pending), timeout=0)[0]:
+                    self._report_step()  # nothing ready: wait for the last step rather than idle
                 ready, _ = self.ray.wait(list(self._pending), num_returns=1, timeout=30.0)
                 for ref in ready:
                     before = model.num_timesteps
@@ -162,6 +168,7 @@ class RayLearnerLoop:
                     bar.update(model.num_timesteps - before)
                 if time.perf_counter() - self._meter.since >= self.log_interval_seconds:
                     self.log()
+            self._report_step()
         finally:
             bar.close()
 
@@ -286,9 +293,15 @@ class RayLearnerLoop:
         model = self.model
         model.policy.set_training_mode(True)
         model._update_learning_rate(model.policy.optimizer)
-        samples = _to_torch(batch, model.device)
-        step = learner_step(model.policy, samples, self.config.max_grad_norm)
-        self.shards[shard].update_priorities.remote(batch.indices, step.td_errors.cpu().numpy())
+        step = learner_step(model.policy, _to_torch(batch, model.device), self.config.max_grad_norm)
+        # On CUDA the previous step's priorities are read now, behind the step just launched
+        # rather than before it, so they reach their shard one learner step later: the shards
+        # serve batches drawn with older priorities anyway (prefetch requests in flight).
+        self._report_step()
+        self._unreported = (shard, batch.indices, float(batch.weights.min()),
+                            HostCopy(step.td_errors, step.loss, step.mean_q))
+        if not model.prefetching:
+            self._report_step()
         model.learner_steps += 1
         model._n_updates += 1
         self._meter.learner_steps += 1
@@ -301,11 +314,20 @@ class RayLearnerLoop:
                 break
             self._waiting.discard(actor)
             self._submit_rollout(actor, until)
-        record_mean = model.logger.record_mean  # over the learner steps between two log lines
-        record_mean("train/loss", step.loss.item())
-        record_mean("train/mean_q", step.mean_q.item())
-        record_mean("train/mean_abs_td", step.td_errors.abs().mean().item())
-        model.logger.record("train/is_weight_min", float(batch.weights.min()))
+
+    def _report_step(self) -> None:
+        """Send the last learner step's new priorities to its shard and log its stats, once its
+        device-to-host copy is done; nothing when every step is reported."""
+        if self._unreported is None:
+            return
+        (shard, indices, weight_min, copy), self._unreported = self._unreported, None
+        td_errors, loss, mean_q = copy.wait()
+        self.shards[shard].update_priorities.remote(indices, td_errors)
+        record_mean = self.model.logger.record_mean  # over the learner steps between two log lines
+        record_mean("train/loss", float(loss[0]))
+        record_mean("train/mean_q", float(mean_q[0]))
+        record_mean("train/mean_abs_td", float(np.abs(td_errors).mean()))
+        self.model.logger.record("train/is_weight_min", weight_min)
 
     def _publish_weights(self) -> None:
         weights = {name: value.detach().cpu() for name, value in self.model.q_net.state_dict().items()}
@@ -344,6 +366,7 @@ class RayLearnerLoop:
     def _from_shards(self, method: str, *args_of_shard: Callable[[int], Any]) -> list[Any]:
         """Call ``method`` on every shard (``args_of_shard(k)`` its arguments) and wait for all;
         a dead shard raises :class:`ReplayShardDied`."""
+        self._report_step()  # the shards' state includes the last step's priorities
         calls = [getattr(shard, method).remote(*(arg(k) for arg in args_of_shard)) for k, shard in enumerate(self.shards)]
         results = []
         for index, call in enumerate(calls):
@@ -382,7 +405,7 @@ def _to_torch(batch: ShardBatch, device: torch.device) -> PrioritizedReplayBuffe
         # Ray hands out read-only views of its object store; the learner only reads them.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return torch.as_tensor(array, device=device)
+            return to_device(array, device)
 
     return PrioritizedReplayBufferSamples(
         observations=tensor(batch.observations),

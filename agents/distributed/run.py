@@ -42,12 +42,8 @@ class RayTrainer:
         self.model, self.config, self.run_dir = model, config, run_dir
         self.replay_lost = False  # a shard died: its transitions are gone, checkpoints hold the model only
         n_actors, n_envs = config.distributed.resolved_actors(), config.apex.n_envs
-        factories = [
-            functools.partial(make_atari_vec_env, config.game, n_envs, config.seed + actor * n_envs, config.backend)
-            for actor in range(n_actors)
-        ]
-        self.loop = RayLearnerLoop(model, config.arch, config.apex, config.distributed, factories, seed=config.seed,
-                                   on_game=_game_writer(model, config))
+        self.loop = RayLearnerLoop(model, config.arch, config.apex, config.distributed, rollout_env_factories(config),
+                                   seed=config.seed, on_game=_game_writer(model, config))
         print(f"Ray: {n_actors} rollout actors x {n_envs} envs, {config.distributed.replay_shards} replay shards")
 
     @staticmethod
@@ -117,6 +113,19 @@ class RayTrainer:
 
     def _replay_prefix(self) -> Path:
         return rundir.replay_path(self.run_dir, self.model.num_timesteps, suffix="")
+
+
+def rollout_env_factories(config: "ExperimentConfig") -> list[functools.partial]:
+    """One env builder per rollout actor: ``apex.n_envs`` copies of the game seeded after the
+    previous actor's, stepped by the actor's share of the cores
+    (:meth:`~rl_coordconv.agents.distributed.DistributedConfig.emulator_threads`)."""
+    n_actors, n_envs = config.distributed.resolved_actors(), config.apex.n_envs
+    threads = config.distributed.emulator_threads()
+    return [
+        functools.partial(make_atari_vec_env, config.game, n_envs, config.seed + actor * n_envs, config.backend,
+                          num_threads=threads)
+        for actor in range(n_actors)
+    ]
 
 
 def _game_writer(model: ApeX, config: "ExperimentConfig"):

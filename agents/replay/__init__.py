@@ -18,6 +18,7 @@ from rl_coordconv.agents.replay.buffer import (
     PrioritizedReplayBuffer,
     PrioritizedReplayBufferSamples,
     available_memory_bytes,
+    to_device,
 )
 from rl_coordconv.agents.replay.sum_tree import SumTree
 
@@ -28,4 +29,5 @@ __all__ = [
     "PrioritizedReplayBufferSamples",
     "SumTree",
     "available_memory_bytes",
+    "to_device",
 ]

@@ -57,6 +57,17 @@ def available_memory_bytes() -> int | None:
     return None
 
 
+def to_device(array: np.ndarray, device: th.device | str) -> th.Tensor:
+    """``array`` as a tensor on ``device``: on the CPU, the array's own memory (no copy); to CUDA
+    through page-locked (pinned) host memory with ``non_blocking=True``, so the host goes on while
+    the copy runs, in stream order before any kernel that reads the tensor. PyTorch's pinned-memory
+    cache keeps the staging block until the copy is done."""
+    tensor = th.as_tensor(array)
+    if th.device(device).type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 class NStepTransitions(NamedTuple):
     """n-step transitions as numpy arrays (``B`` = batch size), without importance weights."""
 
@@ -126,7 +137,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     :param buffer_size: transitions over all envs (as SB3); ``buffer_size // n_envs`` per env.
     :param observation_space: ``Box`` of shape ``(C, H, W)``, dtype uint8.
     :param action_space: ``Discrete``.
-    :param device: where sampled tensors are created.
+    :param device: where sampled tensors are created; to CUDA they are copied without waiting
+        (:func:`to_device`).
     :param n_envs: number of env streams.
     :param optimize_memory_usage: must be False: frames are always stored once.
     :param handle_timeout_termination: read ``infos[i]["TimeLimit.truncated"]`` so that a time
@@ -372,6 +384,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         return (transitions % self.capacity_per_env) * self.n_envs + np.repeat(self._env_ids, lengths)
 
     # ---------------------------------------------------------------- sampling
+
+    def to_torch(self, array: np.ndarray, copy: bool = True) -> th.Tensor:
+        if self.device.type == "cuda":
+            return to_device(array, self.device)  # a copy, not waited for
+        return super().to_torch(array, copy)
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> PrioritizedReplayBufferSamples:
         """Draw ``batch_size`` complete n-step transitions with probability ``p_i / sum(p)``.
