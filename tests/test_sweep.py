@@ -300,6 +300,30 @@ def test_runs_per_gpu_with_a_cpu_device_is_refused():
         sweep.local_slots("cpu", [0, 1], 2, 1, 2)
 
 
+@pytest.mark.parametrize("device", ["cuda:1", "cuda:0", "cpu:0"])
+def test_a_ray_sweep_refuses_an_explicit_device_index_before_anything_starts(device, two_fake_gpus, tmp_path,
+                                                                           monkeypatch, capsys):
+    def ray_started(*args):
+        raise AssertionError(f"--device {device} was accepted and Ray started")
+
+    monkeypatch.setattr(sweep_command, "start_ray", ray_started)
+    code = sweep_command.main(["--games", "MsPacman", "--timesteps", "1000", "--runs", str(tmp_path / "runs"),
+                               "--ray-address", "local", "--gpus-per-run", "1", "--device", device, "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (f"error: --device {device!r} cannot be used with --ray-address: Ray shows each task only the GPUs it "
+                   "reserved, numbered from cuda:0; use auto, cuda, cpu\n")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("device", ["cuda", "auto", "cpu"])
+def test_a_ray_sweep_accepts_auto_cuda_and_cpu(device, two_fake_gpus, tmp_path, capsys):
+    code = sweep_command.main(["--games", "MsPacman", "--timesteps", "1000", "--runs", str(tmp_path / "runs"),
+                               "--ray-address", "local", "--gpus-per-run", "1", "--device", device, "--dry-run"])
+    assert code == 0, capsys.readouterr().err
+    assert f"--device {device} " in capsys.readouterr().out
+
+
 def test_a_run_that_died_before_its_first_checkpoint_starts_afresh(tmp_path, capsys):
     runs = tmp_path / "runs"
     grid = ["--games", "MsPacman", "--archs", "conv,coordconv", "--runs", str(runs), *TINY, "--seeds", "0",

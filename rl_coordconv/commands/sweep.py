@@ -44,6 +44,10 @@ from rl_coordconv.envs import GAMES
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.rundir import RunState, stops_on_signals
 
+# The devices a Ray sweep accepts: inside a task Ray narrows CUDA_VISIBLE_DEVICES to the GPUs it
+# reserved for that task, so an explicit cuda:<index> would name another GPU, or none.
+RAY_DEVICES = ("auto", "cuda", "cpu")
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="rl-coordconv sweep", description=__doc__,
@@ -56,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", default="runs", help="root folder of run directories")
     parser.add_argument("--device", default="auto",
                         help="auto or cuda: each run on the GPU of its slot, the GPUs dealt round-robin (auto without "
-                             "a GPU: CPU); cuda:<index>: every run on that GPU; cpu")
+                             "a GPU: CPU); cuda:<index>: every run on that GPU; cpu. On Ray: auto, cuda or cpu only")
     parser.add_argument("--max-parallel", type=int, default=None,
                         help="at most this many runs at once (default: every slot of the machine, see --dry-run; "
                              "on Ray: all, queued by Ray)")
@@ -88,7 +92,10 @@ def check_resources(args: argparse.Namespace) -> None:
         raise ValueError("--gpus-per-run needs --ray-address (the local sweep packs runs with --runs-per-gpu)")
     if args.runs_per_gpu is not None and args.ray_address:
         raise ValueError("--runs-per-gpu is for the local sweep; on Ray, --gpus-per-run shares the GPUs")
-    if args.ray_address and args.gpus_per_run == 0 and args.device.startswith("cuda"):
+    if args.ray_address and args.device not in RAY_DEVICES:
+        raise ValueError(f"--device {args.device!r} cannot be used with --ray-address: Ray shows each task only the "
+                         f"GPUs it reserved, numbered from cuda:0; use {', '.join(RAY_DEVICES)}")
+    if args.ray_address and args.gpus_per_run == 0 and args.device == "cuda":
         raise ValueError(f"--device {args.device} on Ray needs --gpus-per-run > 0: "
                          "a run sees only the GPUs it asks for")
 
