@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{counts[RunState.STARTED]} to restart (no checkpoint), {counts[RunState.FINISHED]} finished")
     if slots is not None:
         print(f"{len(slots)} at once, each in a slot of its own: " + "; ".join(slot.describe() for slot in slots))
-        if describe_devices(args.device, slots):
-            print(describe_devices(args.device, slots))
+        devices = describe_devices(args.device, slots)
+        if devices:
+            print(devices)
     if args.dry_run:
         for run in runs:
             command = ["rl-coordconv", "train", *run.argv[len(TRAIN_COMMAND):]]
