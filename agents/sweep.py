@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,34 @@ def placement(cores: list[int], gpus: int, threads: int = 1, runs_per_gpu: int |
             for index in range(count)]
 
 
+def local_slots(device: str, cores: list[int], gpus: int, threads: int = 1,
+                runs_per_gpu: int | None = None) -> list[Slot]:
+    """The slots of a local sweep whose runs ask for ``device``, on a machine with ``gpus`` GPUs.
+
+    - ``auto`` and ``cuda``: every GPU dealt round-robin (:func:`placement`); ``auto`` without a
+      GPU gets CPU slots.
+    - ``cuda:<index>``: the user's choice, kept: every slot on that GPU, ``runs_per_gpu`` of them
+      (default: one per core), as if the machine had that one GPU.
+    - ``cpu`` (or ``cpu:<index>``): CPU slots.
+
+    :raises ValueError: ``runs_per_gpu`` with a CPU device, or a placement that cannot fit.
+    """
+    if device.startswith("cuda:"):
+        return [replace(slot, device=device) for slot in placement(cores, 1, threads, runs_per_gpu)]
+    if device not in ("auto", "cuda"):
+        if runs_per_gpu is not None:
+            raise ValueError(f"--runs-per-gpu packs runs onto GPUs, and --device {device} uses none; "
+                             "use --device auto, cuda or cuda:<index>")
+        gpus = 0
+    return placement(cores, gpus, threads, runs_per_gpu)
+
+
+def run_device(requested: str, slot: Slot) -> str:
+    """The device a run that asks for ``requested`` uses in ``slot``: ``auto`` and ``cuda`` take
+    the slot's GPU; anything else (``cpu``, an explicit ``cuda:<index>``) is kept."""
+    return slot.device if requested in ("auto", "cuda") and slot.device != "cpu" else requested
+
+
 def prepare(run: SweepJob) -> None:
     """Make the run's directory: emptied for a restart, kept (with its checkpoints) for a resume."""
     if run.state == RunState.STARTED:  # it died before its first checkpoint: nothing to resume from
@@ -207,7 +235,7 @@ def log_tail(run: SweepJob, lines: int = LOG_TAIL_LINES) -> str:
 class LocalLauncher:
     """Runs each train command as a child process of this one, in a free :class:`Slot`: pinned to
     the slot's cores (CPU affinity), with as many threads, on the slot's GPU when the sweep's
-    ``--device`` is ``auto``."""
+    ``--device`` is ``auto`` or ``cuda`` (:func:`run_device`)."""
 
     def __init__(self, slots: list[Slot]):
         if not slots:
@@ -219,8 +247,8 @@ class LocalLauncher:
         prepare(run)
         slot = self.free.pop(0)
         argv = list(run.argv)
-        if "--device" in argv and argv[argv.index("--device") + 1] == "auto" and slot.device != "cpu":
-            argv[argv.index("--device") + 1] = slot.device
+        if "--device" in argv:
+            argv[argv.index("--device") + 1] = run_device(argv[argv.index("--device") + 1], slot)
         pin = (lambda: os.sched_setaffinity(0, slot.cores)) if hasattr(os, "sched_setaffinity") else None
         run.process = start_train(argv, run.run_dir, slot.threads, preexec_fn=pin)
         self.slot_of[id(run)] = slot

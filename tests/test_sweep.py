@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from rl_coordconv.rundir import latest_checkpoint
 from rl_coordconv.envs import GAMES
@@ -240,6 +241,87 @@ def test_a_gpu_slot_gives_an_auto_device_run_its_gpu(fake_train, tmp_path, monke
         assert launcher.wait([job], 0) == [job] and job.returncode == 0
     devices = [json.loads(line)["device"] for line in fake_train.read_text().splitlines() if "start" in line]
     assert devices == ["cuda:1", "cpu"]
+
+
+@pytest.fixture
+def two_fake_gpus(monkeypatch):
+    """torch sees two CUDA GPUs; the sweep runs on the first two cores of this machine."""
+    cores = sweep.machine_cores()
+    if len(cores) < 2:
+        pytest.skip("needs two cores, one per run")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(sweep_command, "machine_cores", lambda: cores[:2])
+    return cores[:2]
+
+
+@pytest.mark.parametrize("device, runs_per_gpu, devices, devices_line", [
+    ("cuda", [], ["cuda:0", "cuda:1"], "--device cuda: each run on the GPU of the slot it starts in (cuda:0, cuda:1)"),
+    ("auto", [], ["cuda:0", "cuda:1"], "--device auto: each run on the GPU of the slot it starts in (cuda:0, cuda:1)"),
+    ("cuda:1", ["--runs-per-gpu", "2"], ["cuda:1", "cuda:1"], "--device cuda:1: every run on cuda:1"),
+    ("cpu", [], ["cpu", "cpu"], None),
+])
+def test_a_local_sweep_deals_each_run_its_gpu(device, runs_per_gpu, devices, devices_line, two_fake_gpus, fake_train,
+                                               tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SWEEP_BEHAVIOUR", "ok,ok")
+    first, second = two_fake_gpus
+    assert sweep_command.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-1", "--timesteps", "1000",
+                               "--runs", str(tmp_path / "runs"), "--device", device, *runs_per_gpu]) == 0
+    out = capsys.readouterr().out
+    assert (f"2 at once, each in a slot of its own: core {first}, {devices[0]}, 1 thread; "
+            f"core {second}, {devices[1]}, 1 thread\n") in out
+    assert (devices_line in out) if devices_line else ("--device" not in out)
+    starts = sorted((json.loads(line) for line in fake_train.read_text().splitlines() if "start" in line),
+                    key=lambda start: start["seed"])
+    assert [start["device"] for start in starts] == devices  # seed 0 starts in the first slot, seed 1 in the second
+
+
+@pytest.mark.parametrize("device, runs_per_gpu, expected", [  # 4 cores, 2 GPUs
+    ("cuda", None, [((0,), "cuda:0"), ((1,), "cuda:1"), ((2,), "cuda:0"), ((3,), "cuda:1")]),  # a run per core
+    ("auto", 1, [((0, 1), "cuda:0"), ((2, 3), "cuda:1")]),
+    ("cuda:1", 2, [((0, 1), "cuda:1"), ((2, 3), "cuda:1")]),
+    ("cuda:0", None, [((0,), "cuda:0"), ((1,), "cuda:0"), ((2,), "cuda:0"), ((3,), "cuda:0")]),
+    ("cuda:1", 4, [((0,), "cuda:1"), ((1,), "cuda:1"), ((2,), "cuda:1"), ((3,), "cuda:1")]),
+    ("cpu", None, [((0,), "cpu"), ((1,), "cpu"), ((2,), "cpu"), ((3,), "cpu")]),
+])
+def test_local_slots_put_the_runs_on_the_gpus_their_device_names(device, runs_per_gpu, expected):
+    slots = sweep.local_slots(device, [0, 1, 2, 3], 2, 1, runs_per_gpu)
+    assert [(slot.cores, slot.device) for slot in slots] == expected
+
+
+def test_an_explicit_gpu_packs_no_more_runs_than_cores():
+    with pytest.raises(ValueError, match=re.escape("5 runs per GPU x 1 GPUs = 5 runs, more than the 4 cores")):
+        sweep.local_slots("cuda:1", [0, 1, 2, 3], 2, 1, 5)
+
+
+def test_runs_per_gpu_with_a_cpu_device_is_refused():
+    with pytest.raises(ValueError, match=re.escape("--runs-per-gpu packs runs onto GPUs, and --device cpu uses none; "
+                                                   "use --device auto, cuda or cuda:<index>")):
+        sweep.local_slots("cpu", [0, 1], 2, 1, 2)
+
+
+@pytest.mark.parametrize("device", ["cuda:1", "cuda:0", "cpu:0"])
+def test_a_ray_sweep_refuses_an_explicit_device_index_before_anything_starts(device, two_fake_gpus, tmp_path,
+                                                                           monkeypatch, capsys):
+    def ray_started(*args):
+        raise AssertionError(f"--device {device} was accepted and Ray started")
+
+    monkeypatch.setattr(sweep_command, "start_ray", ray_started)
+    code = sweep_command.main(["--games", "MsPacman", "--timesteps", "1000", "--runs", str(tmp_path / "runs"),
+                               "--ray-address", "local", "--gpus-per-run", "1", "--device", device, "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (f"error: --device {device!r} cannot be used with --ray-address: Ray shows each task only the GPUs it "
+                   "reserved, numbered from cuda:0; use auto, cuda, cpu\n")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("device", ["cuda", "auto", "cpu"])
+def test_a_ray_sweep_accepts_auto_cuda_and_cpu(device, two_fake_gpus, tmp_path, capsys):
+    code = sweep_command.main(["--games", "MsPacman", "--timesteps", "1000", "--runs", str(tmp_path / "runs"),
+                               "--ray-address", "local", "--gpus-per-run", "1", "--device", device, "--dry-run"])
+    assert code == 0, capsys.readouterr().err
+    assert f"--device {device} " in capsys.readouterr().out
 
 
 def test_a_run_that_died_before_its_first_checkpoint_starts_afresh(tmp_path, capsys):

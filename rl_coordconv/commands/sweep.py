@@ -37,12 +37,16 @@ from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.agents.distributed import check_address_form
 from rl_coordconv.agents.sweep import (
-    RAY_INSTALL, TRAIN_COMMAND, LocalLauncher, RayLauncher, Slot, execute, failure, log_tail, machine_cores, placement, plan,
-    start_ray,
+    RAY_INSTALL, TRAIN_COMMAND, LocalLauncher, RayLauncher, Slot, execute, failure, local_slots, log_tail, machine_cores,
+    plan, start_ray,
 )
 from rl_coordconv.envs import GAMES
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.rundir import RunState, stops_on_signals
+
+# The devices a Ray sweep accepts: inside a task Ray narrows CUDA_VISIBLE_DEVICES to the GPUs it
+# reserved for that task, so an explicit cuda:<index> would name another GPU, or none.
+RAY_DEVICES = ("auto", "cuda", "cpu")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,14 +58,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0-2", help="e.g. 0-4 or 0,3,7")
     parser.add_argument("--timesteps", required=True, help="agent steps per run, e.g. 10M, 300k")
     parser.add_argument("--runs", default="runs", help="root folder of run directories")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    parser.add_argument("--device", default="auto",
+                        help="auto or cuda: each run on the GPU of its slot, the GPUs dealt round-robin (auto without "
+                             "a GPU: CPU); cuda:<index>: every run on that GPU; cpu. On Ray: auto, cuda or cpu only")
     parser.add_argument("--max-parallel", type=int, default=None,
                         help="at most this many runs at once (default: every slot of the machine, see --dry-run; "
                              "on Ray: all, queued by Ray)")
     parser.add_argument("--threads", type=int, default=1,
                         help="cores (torch and emulator threads) per run on a machine without GPU, and per Ray task")
     parser.add_argument("--runs-per-gpu", type=int, default=None,
-                        help="runs packed onto each GPU, the cores split among them (default: one run per core)")
+                        help="runs packed onto each GPU the sweep uses (with --device cuda:<index>, onto that one), "
+                             "the cores split among them (default: one run per core)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for every run, as train.py --set")
     parser.add_argument("--dry-run", action="store_true", help="print one rl-coordconv train command line per run and stop")
@@ -85,18 +92,30 @@ def check_resources(args: argparse.Namespace) -> None:
         raise ValueError("--gpus-per-run needs --ray-address (the local sweep packs runs with --runs-per-gpu)")
     if args.runs_per_gpu is not None and args.ray_address:
         raise ValueError("--runs-per-gpu is for the local sweep; on Ray, --gpus-per-run shares the GPUs")
-    if args.ray_address and args.gpus_per_run == 0 and args.device.startswith("cuda"):
+    if args.ray_address and args.device not in RAY_DEVICES:
+        raise ValueError(f"--device {args.device!r} cannot be used with --ray-address: Ray shows each task only the "
+                         f"GPUs it reserved, numbered from cuda:0; use {', '.join(RAY_DEVICES)}")
+    if args.ray_address and args.gpus_per_run == 0 and args.device == "cuda":
         raise ValueError(f"--device {args.device} on Ray needs --gpus-per-run > 0: "
                          "a run sees only the GPUs it asks for")
 
 
-def local_slots(args: argparse.Namespace) -> list[Slot]:
-    """This machine's slots for the sweep (:func:`~rl_coordconv.agents.sweep.placement`), the first
+def machine_slots(args: argparse.Namespace) -> list[Slot]:
+    """This machine's slots for the sweep (:func:`~rl_coordconv.agents.sweep.local_slots`), the first
     ``--max-parallel`` of them when that is fewer."""
-    uses_gpus = args.device == "auto" or args.device.startswith("cuda")
-    gpus = torch.cuda.device_count() if uses_gpus and torch.cuda.is_available() else 0
-    slots = placement(machine_cores(), gpus, args.threads, args.runs_per_gpu)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    slots = local_slots(args.device, machine_cores(), gpus, args.threads, args.runs_per_gpu)
     return slots[: args.max_parallel] if args.max_parallel else slots
+
+
+def describe_devices(device: str, slots: list[Slot]) -> str | None:
+    """One line on the GPU each run gets, or None where no run uses a GPU."""
+    if device.startswith("cuda:"):
+        return f"--device {device}: every run on {device}"
+    gpus = list(dict.fromkeys(slot.device for slot in slots if slot.device != "cpu"))
+    if not gpus:
+        return None  # cpu, or auto without a GPU
+    return f"--device {device}: each run on the GPU of the slot it starts in ({', '.join(gpus)})"
 
 
 @stops_on_signals
@@ -106,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         check_resources(args)
         runs = plan(args.games, args.agents, args.archs, args.seeds, args.timesteps, args.runs, device=args.device,
                     overrides=args.overrides)
-        slots = None if args.ray_address else local_slots(args)
+        slots = None if args.ray_address else machine_slots(args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -115,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{counts[RunState.STARTED]} to restart (no checkpoint), {counts[RunState.FINISHED]} finished")
     if slots is not None:
         print(f"{len(slots)} at once, each in a slot of its own: " + "; ".join(slot.describe() for slot in slots))
+        devices = describe_devices(args.device, slots)
+        if devices:
+            print(devices)
     if args.dry_run:
         for run in runs:
             command = ["rl-coordconv", "train", *run.argv[len(TRAIN_COMMAND):]]
