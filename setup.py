@@ -22,7 +22,7 @@ setup(
     packages=PACKAGES,
     package_dir=SUBPACKAGES,
     install_requires=[
-        "torch>=2.1",
+        "torch>=2.4",  # torch.is_autocast_enabled(device_type), torch.get_autocast_dtype
         "stable-baselines3>=2.7,<3",
         "gymnasium>=1.0,<2",
         "ale-py>=0.11,<0.13",

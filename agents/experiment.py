@@ -40,9 +40,10 @@ from rl_coordconv.agents.evaluation import evaluate_model
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.agents.trainers import Trainer, trainer_for
 from rl_coordconv.envs import BACKENDS, get_game, make_atari_vec_env
-from rl_coordconv.devices import check_device
+from rl_coordconv.devices import check_device, resolve_device
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.layers import CoordConv2d
+from rl_coordconv.precision import check_precision, use_precision
 from rl_coordconv import rundir
 
 
@@ -63,6 +64,7 @@ class RunSettings:
     backend: str = "ale_vector"
     checkpoint_every: int = 500_000  # agent steps
     eval_episodes: int = 10  # full games in the final evaluation; 0 skips it
+    precision: str = "fp32"  # "bf16": the feature extractor computes in bfloat16 (rl_coordconv.precision)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)  # apex only
 
     RANGES: ClassVar[dict[str, Range]] = {
@@ -86,6 +88,7 @@ class RunSettings:
             if getattr(self, name) not in accepted:
                 raise ValueError(f"{name} must be in {accepted}, got {getattr(self, name)}")
         check_device(self.device)
+        check_precision(self.precision, resolve_device(self.device))
 
     @property
     def agent_config(self) -> Any:
@@ -169,6 +172,7 @@ def _run_experiment(config: ExperimentConfig, trainer_class: type[Trainer], runs
             model = trainer_class.new_model(config, env)
         else:
             model = load_checkpoint(AGENTS[config.agent].algorithm, checkpoint, env=env, device=config.device)
+        use_precision(model.policy, config.precision)
         _write_config(run_dir, config, model)
         # A resumed run may follow a process that was killed after its last checkpoint: TensorBoard
         # drops that process's events after the checkpoint's step, so no step is drawn twice. (The

@@ -6,6 +6,14 @@ from __future__ import annotations
 import torch
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> the first CUDA GPU where there is one, else the CPU (as SB3 resolves it); any
+    other name as torch reads it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def check_device(name: str, *, allow_auto: bool = True) -> None:
     """Raise ``ValueError`` naming ``name`` unless it is a device this package runs on and this
     machine has: torch also parses ``mps``, ``meta`` or ``xla``, which fail later, deep in a step."""

@@ -111,7 +111,7 @@ class _CoordinateCache:
 class _FrozenParts(NamedTuple):
     """What CoordConv2d reuses while autograd does not record: see ``CoordConv2d._frozen_parts``."""
 
-    key: tuple  # input height, width, device, dtype; weight dtype
+    key: tuple  # input height, width, device, dtype; weight dtype; autocast dtype (None: off)
     weight: torch.Tensor  # a snapshot of the weight these parts were computed from
     image_weight: torch.Tensor  # weight[:, :in_channels], contiguous
     coordinate_term: torch.Tensor  # (O, H_out * W_out)
@@ -239,7 +239,10 @@ class CoordConv2d(nn.Conv2d):
         silently wrong. The comparison is one pass over the weight; it saves the weight slice and
         the coordinate matmul, which dominate small batches (docs/benchmarks.md)."""
         weight = self.weight
-        key = (x.shape[-2], x.shape[-1], x.device, x.dtype, weight.dtype)
+        # Under autocast the term is computed (and kept) in the compute dtype: a term kept from
+        # a bfloat16 call must not serve a float32 one.
+        autocast = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
+        key = (x.shape[-2], x.shape[-1], x.device, x.dtype, weight.dtype, autocast)
         frozen = self._frozen
         if frozen is None or frozen.key != key or not torch.equal(frozen.weight, weight):
             # Normal tensors even under torch.inference_mode(), so later autograd may use them.

@@ -11,7 +11,10 @@ rounds is reported, so slow drifts of a noisy machine cancel out. A second, iden
 "add-only" is a bound, not an implementation: the first layer is a plain convolution that adds a
 precomputed coordinate term, i.e. what any broadcast-add CoordConv costs if the term were free.
 
-    python scripts/bench_layers.py [--device cuda] [--rounds 61] [--window 0.02]
+    python scripts/bench_layers.py [--device cuda] [--rounds 61] [--window 0.02] [--precision bf16]
+
+``--precision bf16`` runs every variant under bfloat16 autocast, as ``precision=bf16`` runs the
+agents' feature extractors (:mod:`rl_coordconv.precision`): the ratios are then within bf16.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from stable_baselines3.common.torch_layers import NatureCNN
 
 from rl_coordconv.extractors import CoordConvNatureCNN
 from rl_coordconv.layers import AddCoords, CoordConv2d
+from rl_coordconv.precision import PRECISIONS, check_precision
 
 ATARI = spaces.Box(0, 255, (4, 84, 84), np.uint8)
 
@@ -119,11 +123,26 @@ def inference(net: nn.Module, x: torch.Tensor):
     return forward
 
 
-def bench(device: torch.device, rounds: int, window: float) -> list[dict]:
+def in_precision(fn, device: torch.device, precision: str):
+    """``fn`` as is (fp32), or under bfloat16 autocast."""
+    if precision == "fp32":
+        return fn
+
+    def in_bfloat16():
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            fn()
+
+    return in_bfloat16
+
+
+def bench(device: torch.device, rounds: int, window: float, precision: str = "fp32") -> list[dict]:
     networks = make_networks(device)
     workloads = [("train", 80, train_step), ("train", 32, train_step), ("inference", 8, inference), ("inference", 80, inference)]
     rows = []
-    for mode, batch, make_fn in workloads:
+    for mode, batch, make_plain_fn in workloads:
+        def make_fn(net, x, make_plain_fn=make_plain_fn):
+            return in_precision(make_plain_fn(net, x), device, precision)
+
         x = torch.rand(batch, 4, 84, 84, device=device)
         # Enough calls per measurement to fill ``window`` seconds: short calls are noisy alone.
         iterations = max(1, math.ceil(window / time_call(make_fn(networks["conv"], x), 3, device)))
@@ -147,13 +166,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=61, help="interleaved rounds; the median is reported")
     parser.add_argument("--window", type=float, default=0.02, help="seconds timed per variant per round; short windows interleave finely")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="compute precision of every variant")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no CUDA device")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"Nature CNN on (B, 4, 84, 84); {name}; torch {torch.__version__}; median of {args.rounds} rounds")
-    bench(device, args.rounds, args.window)
+    try:
+        check_precision(args.precision, device)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    print(f"Nature CNN on (B, 4, 84, 84); {name}; torch {torch.__version__}; {args.precision}; median of {args.rounds} rounds")
+    bench(device, args.rounds, args.window, args.precision)
 
 
 if __name__ == "__main__":

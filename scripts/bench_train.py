@@ -17,7 +17,12 @@ env stack (DummyVecEnv), ``NStepReplayBuffer``, uniform sampling. Env steps/s an
 updates/s, after both have filled their replay past ``learning_starts``.
 
     python scripts/bench_train.py [--device cuda] [--rounds 5] [--steps 2000] [--profile]
+    python scripts/bench_train.py --precision fp32,bf16 --threads 1,2   # ours in both precisions vs zoo in fp32
     python scripts/bench_train.py --agent apex [--envs 32] [--initial-priority actor|max] [--with-ray]
+    python scripts/bench_train.py --agent apex-learner --precision fp32,bf16   # one learner step, batch 512
+
+``--precision`` (:mod:`rl_coordconv.precision`): our stack in each precision listed; the zoo setup
+stays fp32, as rl-zoo3 trains. ``--threads``: the whole measurement at each torch thread count.
 
 ``--with-ray`` adds the same agent distributed on a local Ray (``rl_coordconv.agents.distributed``): one rollout
 actor with the same envs, the learner in this process, held at the same replay ratio.
@@ -37,14 +42,16 @@ import torch
 from rl_coordconv.agents.a2c import A2CConfig, make_a2c
 from rl_coordconv.agents.allocator import keep_freed_memory
 from rl_coordconv.envs import make_atari_vec_env
+from rl_coordconv.precision import PRECISIONS, check_precision, use_precision
 
 BACKENDS = {"zoo": "sb3", "ours": "ale_vector"}
 
 
-def make_model(stack: str, arch: str, device: str):
+def make_model(stack: str, arch: str, device: str, precision: str = "fp32"):
     config = A2CConfig()
     env = make_atari_vec_env("MsPacman", config.n_envs, seed=0, backend=BACKENDS[stack])
     model = make_a2c(env, arch, config, seed=0, device=device)
+    use_precision(model.policy, precision)
     model.learn(config.n_envs * config.n_steps * 5)  # warm-up: first rollouts, allocator, kernels
     return model
 
@@ -142,6 +149,84 @@ def updates(model) -> int:
     return model._n_updates
 
 
+def bench_learner(args) -> None:
+    """Ape-X learner steps (sample a batch of 512 with its stacks rebuilt, double-Q n-step targets,
+    backward, the RMSprop step, priorities back) in each precision, interleaved, on a replay
+    filled from Ms. Pac-Man."""
+    from rl_coordconv.agents.apex import ApeXConfig, learner_step, make_apex
+
+    fill = 20_000
+    config = ApeXConfig(n_envs=16, buffer_size=50_000, learning_starts=fill + 1)  # fill without learning
+    models = {}
+    for precision in args.precision:
+        model = make_apex(make_atari_vec_env("MsPacman", config.n_envs, seed=0), "conv", config, seed=0, device=args.device)
+        model.learn(fill)
+        use_precision(model.policy, precision)
+        models[precision] = model
+
+    def learn(model, steps: int) -> None:
+        for _ in range(steps):
+            batch = model.replay_buffer.sample(config.batch_size)
+            step = learner_step(model.policy, batch, model.max_grad_norm)
+            model.replay_buffer.update_priorities(batch.indices, step.td_errors.detach().cpu().numpy())
+
+    for model in models.values():
+        learn(model, 2)  # warm-up: allocator, kernels
+    print(f"Ape-X learner step, batch {config.batch_size}, Nature CNN (conv); device {args.device}; torch threads "
+          f"{torch.get_num_threads()}; median of {args.rounds} rounds of {args.updates} steps")
+    rates = {name: [] for name in models}
+    for _ in range(args.rounds):
+        for name in random.sample(list(models), len(models)):
+            start = time.perf_counter()
+            learn(models[name], args.updates)
+            rates[name].append(args.updates / (time.perf_counter() - start))
+    for name, values in rates.items():
+        print(f"  {name:5s} {statistics.median(values):6.2f} learner steps/s")
+    if {"fp32", "bf16"} <= set(rates):
+        print(f"  bf16 / fp32: {statistics.median(b / f for b, f in zip(rates['bf16'], rates['fp32'])):.2f}x")
+
+
+def bench_a2c(args) -> None:
+    print(f"A2C on MsPacman, 16 envs, n_steps 5; device {args.device}; torch threads {torch.get_num_threads()}; "
+          f"median of {args.rounds} rounds of {args.steps} steps")
+    variants = [("zoo", arch, "fp32") for arch in ("conv", "coordconv")]
+    variants += [("ours", arch, precision) for precision in args.precision for arch in ("conv", "coordconv")]
+    models = {f"{stack}_{arch}_{precision}": make_model(stack, arch, args.device, precision)
+              for stack, arch, precision in variants}
+    rates = {name: [] for name in models}
+    for _ in range(args.rounds):
+        order = list(models)
+        random.shuffle(order)
+        for name in order:
+            rates[name].append(steps_per_second(models[name], args.steps))
+    for name, values in rates.items():
+        print(f"  {name:20s} {statistics.median(values):7.0f} steps/s")
+
+    def ratio(numerator: str, denominator: str) -> float:
+        return statistics.median(n / d for n, d in zip(rates[numerator], rates[denominator]))
+
+    for arch in ("conv", "coordconv"):
+        for precision in args.precision:
+            print(f"  ours {precision} / zoo fp32 ({arch}): {ratio(f'ours_{arch}_{precision}', f'zoo_{arch}_fp32'):.2f}x")
+        if {"fp32", "bf16"} <= set(args.precision):
+            print(f"  ours bf16 / ours fp32 ({arch}): {ratio(f'ours_{arch}_bf16', f'ours_{arch}_fp32'):.2f}x")
+    first = args.precision[0]
+    print(f"  CoordConv cost on our stack, {first} (conv / coordconv steps/s): "
+          f"{ratio(f'ours_conv_{first}', f'ours_coordconv_{first}'):.3f}x")
+    if args.profile:
+        print("ms per update (80 agent steps):")
+        for name in ("zoo_conv_fp32", f"ours_conv_{first}"):
+            parts = profile(models[name], args.steps)
+            print(f"  {name:15s} " + " | ".join(f"{part} {ms:.1f}" for part, ms in parts.items()) + f" | total {sum(parts.values()):.1f}")
+
+
+def comma_list(text: str, accepted: tuple[str, ...] | None = None, kind=str) -> list:
+    values = [kind(item) for item in text.split(",") if item]
+    if accepted is not None and (not values or any(value not in accepted for value in values)):
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of {', '.join(accepted)}")
+    return values
+
+
 def bench_q_agents(args) -> None:
     print(f"Ape-X-style agent vs SB3 DQN on MsPacman, {args.envs} envs, batch 512, replay ratio 1, 3-step; "
           f"initial priorities {args.initial_priority}; device {args.device}; torch threads {torch.get_num_threads()}; "
@@ -171,7 +256,12 @@ def bench_q_agents(args) -> None:
 def main() -> None:
     keep_freed_memory()  # as train.py's runs do; for every variant alike, in this one process
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agent", default="a2c", choices=("a2c", "apex"))
+    parser.add_argument("--agent", default="a2c", choices=("a2c", "apex", "apex-learner"))
+    parser.add_argument("--precision", default=["fp32"], type=lambda text: comma_list(text, PRECISIONS),
+                        help="comma-separated: fp32, bf16 (default: fp32)")
+    parser.add_argument("--threads", default=None, type=lambda text: comma_list(text, kind=int),
+                        help="comma-separated torch thread counts, each measured in turn (default: torch's)")
+    parser.add_argument("--updates", type=int, default=10, help="learner steps per measurement (apex-learner)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2000, help="agent steps per measurement")
@@ -182,30 +272,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no CUDA device")
-    if args.agent == "apex":
-        bench_q_agents(args)
-        return
-    print(f"A2C on MsPacman, 16 envs, n_steps 5; device {args.device}; torch threads {torch.get_num_threads()}; "
-          f"median of {args.rounds} rounds of {args.steps} steps")
-    models = {f"{stack}_{arch}": make_model(stack, arch, args.device) for stack in BACKENDS for arch in ("conv", "coordconv")}
-    rates = {name: [] for name in models}
-    for _ in range(args.rounds):
-        order = list(models)
-        random.shuffle(order)
-        for name in order:
-            rates[name].append(steps_per_second(models[name], args.steps))
-    for name, values in rates.items():
-        print(f"  {name:15s} {statistics.median(values):7.0f} steps/s")
-    for arch in ("conv", "coordconv"):
-        ratio = statistics.median(o / z for o, z in zip(rates[f"ours_{arch}"], rates[f"zoo_{arch}"]))
-        print(f"  ours / zoo ({arch}): {ratio:.2f}x")
-    coord_cost = statistics.median(c / p for c, p in zip(rates["ours_conv"], rates["ours_coordconv"]))
-    print(f"  CoordConv cost on our stack (conv / coordconv steps/s): {coord_cost:.3f}x")
-    if args.profile:
-        print("ms per update (80 agent steps):")
-        for name in ("zoo_conv", "ours_conv"):
-            parts = profile(models[name], args.steps)
-            print(f"  {name:10s} " + " | ".join(f"{part} {ms:.1f}" for part, ms in parts.items()) + f" | total {sum(parts.values()):.1f}")
+    try:
+        for precision in args.precision:
+            check_precision(precision, args.device)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    bench = {"a2c": bench_a2c, "apex": bench_q_agents, "apex-learner": bench_learner}[args.agent]
+    for threads in args.threads or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)
+        bench(args)
 
 
 if __name__ == "__main__":

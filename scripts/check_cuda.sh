@@ -150,7 +150,9 @@ main() {
     --runs "$work/runs" --set eval_episodes=2 --no-progress
   step run-directories ls -R "$work/runs"
   step bench-layers "$PYTHON" scripts/bench_layers.py --device cuda --rounds 11
-  step bench-train "$PYTHON" scripts/bench_train.py --device cuda --rounds 3 --steps 2000
+  step bench-layers-bf16 "$PYTHON" scripts/bench_layers.py --device cuda --rounds 11 --precision bf16
+  step bench-train "$PYTHON" scripts/bench_train.py --device cuda --rounds 3 --steps 2000 --precision fp32,bf16
+  step apex-learner-bench "$PYTHON" scripts/bench_train.py --agent apex-learner --device cuda --rounds 5 --precision fp32,bf16
   step bench-sweep "$PYTHON" scripts/bench_sweep.py --device cuda --runs 1,4,8
   step packed-sweep-dry-run "$PYTHON" scripts/sweep.py "${packed_sweep[@]}" --dry-run
   step packed-sweep "$PYTHON" scripts/sweep.py "${packed_sweep[@]}"

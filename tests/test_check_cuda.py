@@ -27,7 +27,10 @@ STEPS = {
                  "--runs {work}/runs --set eval_episodes=2 --no-progress",
     "run-directories": "ls -R {work}/runs",
     "bench-layers": "{python} scripts/bench_layers.py --device cuda --rounds 11",
-    "bench-train": "{python} scripts/bench_train.py --device cuda --rounds 3 --steps 2000",
+    "bench-layers-bf16": "{python} scripts/bench_layers.py --device cuda --rounds 11 --precision bf16",
+    "bench-train": "{python} scripts/bench_train.py --device cuda --rounds 3 --steps 2000 --precision fp32,bf16",
+    "apex-learner-bench": "{python} scripts/bench_train.py --agent apex-learner --device cuda --rounds 5 "
+                          "--precision fp32,bf16",
     "bench-sweep": "{python} scripts/bench_sweep.py --device cuda --runs 1,4,8",
     "packed-sweep-dry-run": "{python} scripts/sweep.py --games MsPacman --archs conv,coordconv --seeds 0-1 "
                             "--timesteps 4000 --device cuda --runs-per-gpu 4 --runs {work}/packed-sweep "
@@ -50,10 +53,11 @@ STEPS = {
 DETECTION_MODULES = "torchvision.models.detection torchmetrics pycocotools"
 PYTHON_IS_SET = f"PYTHON is set: install torchvision=={TORCHVISION_VERSION} torchmetrics pycocotools beside it"
 
-# A stand-in for python: it records each call, fails bench_layers.py (exit 3), and cannot import ray.
+# A stand-in for python: it records each call, fails bench_layers.py in fp32 (exit 3), and cannot import ray.
 FAKE_PYTHON = """#!/usr/bin/env bash
 echo "$*" >> "$FAKE_PYTHON_CALLS"
 case "$*" in
+  *scripts/bench_layers.py*--precision*) ;;
   *scripts/bench_layers.py*) echo "bench_layers failed on purpose" >&2; exit 3 ;;
   "-c import ray") exit 1 ;;
 esac

@@ -43,6 +43,7 @@ from rl_coordconv.agents.distributed.rollout import RolloutStats, RolloutWorker
 from rl_coordconv.agents.distributed.shard import ReplayShard, ShardBatch
 from rl_coordconv.agents.rate_limiter import SampleToInsertRatio
 from rl_coordconv.agents.replay import PrioritizedReplayBufferSamples, to_device
+from rl_coordconv.precision import precision_of
 
 FRAMES_PER_STEP = 4  # Atari's frame skip: an agent step is 4 emulator frames
 RETRY_SECONDS = 0.2  # before asking a restarting rollout actor again
@@ -120,7 +121,7 @@ class RayLearnerLoop:
         )(RolloutWorker)
         self.actors = [
             worker_class.remote(actor, factory, arch, ladder[actor * n_envs : (actor + 1) * n_envs], actor * n_envs,
-                                seed * 1000 + actor)
+                                seed * 1000 + actor, precision=precision_of(model.policy))
             for actor, factory in enumerate(env_factories)
         ]
         self.alive = set(range(n_actors))

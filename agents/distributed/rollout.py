@@ -17,6 +17,7 @@ from rl_coordconv.agents.allocator import keep_freed_memory
 from rl_coordconv.agents.apex import DuelingCnnPolicy, EpsilonGreedy, act
 from rl_coordconv.agents.distributed.blocks import StepBlock, StepBlockBuilder
 from rl_coordconv.extractors import policy_kwargs_for
+from rl_coordconv.precision import use_precision
 
 
 class FinishedGame(NamedTuple):
@@ -41,6 +42,7 @@ class RolloutWorker:
     :param arch: the ``ARCHS`` name of the network.
     :param epsilons: ``(N,)`` this actor's slice of the epsilon ladder over all actors' envs.
     :param first_env: global index of this actor's first env (for the ladder's score bands).
+    :param precision: the network's compute precision (:mod:`rl_coordconv.precision`), the learner's.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class RolloutWorker:
         epsilons: np.ndarray,
         first_env: int,
         seed: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         torch.set_num_threads(1)  # one core per actor: actors are scaled by adding actors
         keep_freed_memory()
@@ -60,6 +63,7 @@ class RolloutWorker:
             raise ValueError(f"actor {actor}: the env has {self.env.num_envs} copies but got {len(epsilons)} epsilons")
         self.first_env = first_env
         self.policy = DuelingCnnPolicy(self.env.observation_space, self.env.action_space, lambda _: 0.0, **policy_kwargs_for(arch))
+        use_precision(self.policy, precision)
         self.policy.set_training_mode(False)
         self.acting = EpsilonGreedy(epsilons, int(self.env.action_space.n), seed)
         self.weights_version = -1

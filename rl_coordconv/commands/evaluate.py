@@ -46,7 +46,9 @@ from rl_coordconv.agents.evaluation import (
 )
 from rl_coordconv.agents.experiment import ExperimentConfig, config_from_dict
 from rl_coordconv.agents.registry import AGENTS
+from rl_coordconv.devices import resolve_device
 from rl_coordconv.envs import make_atari_vec_env
+from rl_coordconv.precision import check_precision, use_precision
 from rl_coordconv import rundir
 
 VIDEO_GAMES = 2  # games recorded with --video when --video-games is not given
@@ -114,6 +116,11 @@ def load_run_config(run_dir: Path, device: str) -> ExperimentConfig:
         raise UsageError(f"{rundir.config_path(run_dir)}: {error}") from None
     config.device = device
     try:
+        check_precision(config.precision, resolve_device(device))
+    except ValueError as error:  # trained in bf16 elsewhere: a checkpoint loads into either precision
+        print(f"Evaluating in fp32 rather than the run's {config.precision}: {error}")
+        config.precision = "fp32"
+    try:
         config.validate()
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -141,10 +148,12 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
 def load_model(config: ExperimentConfig, path: Path, device: str) -> BaseAlgorithm:
     algorithm = AGENTS[config.agent].algorithm
     try:
-        return load_checkpoint(algorithm, path, device=device)
+        model = load_checkpoint(algorithm, path, device=device)
     except Exception as error:  # a damaged file, or another agent's checkpoint
         raise UsageError(f"cannot load {path} as a {config.agent} ({algorithm.__name__}) model: "
                          f"{type(error).__name__}: {error}") from None
+    use_precision(model.policy, config.precision)
+    return model
 
 
 def write_videos(
