@@ -21,9 +21,8 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch.nn as nn
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -34,80 +33,17 @@ from torch.utils.tensorboard import SummaryWriter
 
 from rl_coordconv.agents.allocator import keep_freed_memory
 from rl_coordconv.agents.checkpoints import load_checkpoint
-from rl_coordconv.agents.config import AT_LEAST_ONE, NON_NEGATIVE, SEED, Range, with_current_names
-from rl_coordconv.agents.distributed import DistributedConfig, DistributedTrainingStopped
+from rl_coordconv.agents.distributed import DistributedTrainingStopped
 from rl_coordconv.agents.evaluation import evaluate_model
 from rl_coordconv.agents.registry import AGENTS
+from rl_coordconv.agents.run_config import ExperimentConfig, config_from_dict
 from rl_coordconv.agents.trainers import Trainer, trainer_for
-from rl_coordconv.envs import BACKENDS, get_game, make_atari_vec_env
-from rl_coordconv.devices import check_device, resolve_device
-from rl_coordconv.extractors import ARCHS
+from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.layers import CoordConv2d
-from rl_coordconv.precision import check_precision, use_precision
+from rl_coordconv.precision import use_precision
 from rl_coordconv import rundir
 
-
-
-
-@dataclass
-class RunSettings:
-    """What defines one run whatever its agent. :class:`ExperimentConfig` adds one field per
-    agent of the registry (``a2c``, ``ppo``, ``dqn``, ``apex``: its settings); only the chosen
-    agent's are used. Defaults: A2C on Ms. Pac-Man for 10M agent steps."""
-
-    game: str = "MsPacman"
-    agent: str = "a2c"
-    arch: str = "conv"
-    seed: int = 0
-    timesteps: int = 10_000_000  # agent steps (4 emulator frames each), summed over envs
-    device: str = "auto"
-    backend: str = "ale_vector"
-    checkpoint_every: int = 500_000  # agent steps
-    eval_episodes: int = 10  # full games in the final evaluation; 0 skips it
-    precision: str = "fp32"  # "bf16": the feature extractor computes in bfloat16 (rl_coordconv.precision)
-    distributed: DistributedConfig = field(default_factory=DistributedConfig)  # apex only
-
-    RANGES: ClassVar[dict[str, Range]] = {
-        "seed": SEED, "timesteps": AT_LEAST_ONE, "checkpoint_every": AT_LEAST_ONE, "eval_episodes": NON_NEGATIVE,
-    }
-
-    def validate(self) -> None:
-        get_game(self.game)
-        if self.agent not in AGENTS:
-            raise ValueError(f"unknown agent {self.agent!r}; choose one of {tuple(AGENTS)}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; choose one of {sorted(ARCHS)}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
-        self.agent_config.validate()
-        if self.distributed.enabled:
-            if self.agent != "apex":
-                raise ValueError(f"distributed training is for the apex agent, not {self.agent!r}")
-            self.distributed.validate()
-        for name, accepted in self.RANGES.items():
-            if getattr(self, name) not in accepted:
-                raise ValueError(f"{name} must be in {accepted}, got {getattr(self, name)}")
-        check_device(self.device)
-        check_precision(self.precision, resolve_device(self.device))
-
-    @property
-    def agent_config(self) -> Any:
-        """The settings of the chosen agent, e.g. ``self.a2c``."""
-        return getattr(self, self.agent)
-
-    @property
-    def n_envs(self) -> int:
-        return self.agent_config.n_envs
-
-
-# One field per registered agent, holding its settings: ExperimentConfig().a2c is an A2CConfig.
-ExperimentConfig = dataclasses.make_dataclass(
-    "ExperimentConfig",
-    [(name, spec.settings, field(default_factory=spec.settings)) for name, spec in AGENTS.items()],
-    bases=(RunSettings,),
-)
-ExperimentConfig.__module__ = __name__
-ExperimentConfig.__doc__ = RunSettings.__doc__
+__all__ = ["ExperimentConfig", "config_from_dict", "run_experiment", "run_directory", "check_overrides", "agent_of"]
 
 
 def agent_of(override: str) -> str | None:
@@ -264,16 +200,6 @@ def _config_for_resume(run_dir: Path, requested: ExperimentConfig) -> Experiment
     if differences:
         raise ValueError(f"--resume with settings that differ from the saved run in {run_dir}: {differences}")
     return dataclasses.replace(saved, timesteps=requested.timesteps, device=requested.device)
-
-
-def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
-    """The inverse of ``dataclasses.asdict`` for :class:`ExperimentConfig`."""
-    values = dict(values)
-    for field_ in dataclasses.fields(ExperimentConfig):
-        nested = field_.default_factory if field_.default_factory is not dataclasses.MISSING else None
-        if nested is not None and field_.name in values:
-            values[field_.name] = nested(**with_current_names(nested, values[field_.name]))
-    return ExperimentConfig(**values)
 
 
 def _write_config(run_dir: Path, config: ExperimentConfig, model: BaseAlgorithm) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
@@ -19,11 +19,9 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from rl_coordconv.agents.checkpoints import RunCheckpointCallback, restore_replay, save_checkpoint
 from rl_coordconv.agents.registry import AGENTS
+from rl_coordconv.agents.run_config import ExperimentConfig
 from rl_coordconv.agents.scores import EpisodeScoreCallback
 from rl_coordconv.envs import get_game
-
-if TYPE_CHECKING:
-    from rl_coordconv.agents.experiment import ExperimentConfig
 
 
 class Trainer(Protocol):

@@ -104,3 +104,16 @@ def test_devices_are_checked_by_name_and_against_the_gpus_there_are(monkeypatch)
     check_device("cuda:1")
     with pytest.raises(ValueError, match=r"'cuda:2' asked for, but this machine has 2 CUDA GPUs \(cuda:0 to cuda:1\)"):
         check_device("cuda:2")
+
+
+def test_the_run_settings_hold_one_field_per_registered_agent_of_its_settings_class():
+    """ExperimentConfig is a plain dataclass: adding an agent to the registry takes its field too."""
+    import dataclasses
+
+    from rl_coordconv.agents.registry import AGENTS
+
+    fields = {field.name: field for field in dataclasses.fields(ExperimentConfig)}
+    for name, spec in AGENTS.items():
+        assert fields[name].type in (spec.settings, spec.settings.__name__), name
+        assert isinstance(getattr(ExperimentConfig(), name), spec.settings)
+    assert [name for name in fields if name in AGENTS] == list(AGENTS)  # config.json keeps the registry's order

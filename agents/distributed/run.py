@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -22,12 +21,10 @@ from rl_coordconv.agents.apex import ApeX, apex_kwargs
 from rl_coordconv.agents.checkpoints import save_checkpoint
 from rl_coordconv.agents.distributed import ReplayShardDied, require_ray, start_ray
 from rl_coordconv.agents.distributed.learner import RayLearnerLoop
+from rl_coordconv.agents.run_config import ExperimentConfig
 from rl_coordconv.agents.scores import write_game_score
 from rl_coordconv.envs import get_game, make_atari_vec_env
 from rl_coordconv import rundir
-
-if TYPE_CHECKING:
-    from rl_coordconv.agents.experiment import ExperimentConfig
 
 
 class RayTrainer:
@@ -35,7 +32,7 @@ class RayTrainer:
     rollout actors and ``distributed.replay_shards`` replay shards on the Ray session of
     :meth:`session`; checkpoints every ``config.checkpoint_every`` agent steps."""
 
-    def __init__(self, model: ApeX, config: "ExperimentConfig", run_dir: Path) -> None:
+    def __init__(self, model: ApeX, config: ExperimentConfig, run_dir: Path) -> None:
         ray = require_ray()
         if not ray.is_initialized():
             raise RuntimeError("start Ray first: RayTrainer.session() or rl_coordconv.agents.distributed.start_ray()")
@@ -48,7 +45,7 @@ class RayTrainer:
 
     @staticmethod
     @contextmanager
-    def session(config: "ExperimentConfig", ray_address: str | None) -> Iterator[None]:
+    def session(config: ExperimentConfig, ray_address: str | None) -> Iterator[None]:
         """Join the Ray cluster at ``ray_address`` (or start a local one) for the run; a Ray this
         started is shut down after it. Before the run directory exists: a cluster that cannot be
         joined leaves nothing behind."""
@@ -60,11 +57,11 @@ class RayTrainer:
                 require_ray().shutdown()
 
     @staticmethod
-    def env_copies(config: "ExperimentConfig") -> int:
+    def env_copies(config: ExperimentConfig) -> int:
         return 1  # the learner's env only gives the model its spaces: the rollout actors play
 
     @staticmethod
-    def new_model(config: "ExperimentConfig", env: VecEnv) -> ApeX:
+    def new_model(config: ExperimentConfig, env: VecEnv) -> ApeX:
         """The learner's :class:`ApeX` (network, optimizer, counters, logger, ``save``), built as the
         single-process agent is, without a replay of its own: the shards hold the transitions."""
         return ApeX("CnnPolicy", env, seed=config.seed, device=config.device, local_replay=False,
@@ -115,7 +112,7 @@ class RayTrainer:
         return rundir.replay_path(self.run_dir, self.model.num_timesteps, suffix="")
 
 
-def rollout_env_factories(config: "ExperimentConfig") -> list[functools.partial]:
+def rollout_env_factories(config: ExperimentConfig) -> list[functools.partial]:
     """One env builder per rollout actor: ``apex.n_envs`` copies of the game seeded after the
     previous actor's, stepped by the actor's share of the cores
     (:meth:`~rl_coordconv.agents.distributed.DistributedConfig.emulator_threads`)."""
@@ -128,7 +125,7 @@ def rollout_env_factories(config: "ExperimentConfig") -> list[functools.partial]
     ]
 
 
-def _game_writer(model: ApeX, config: "ExperimentConfig"):
+def _game_writer(model: ApeX, config: ExperimentConfig):
     writer = next(
         (output.writer for output in model.logger.output_formats if hasattr(output, "writer")), None
     )
