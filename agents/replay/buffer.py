@@ -29,6 +29,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
+from rl_coordconv.agents.config import DISCOUNT, POSITIVE, PROBABILITY
 from rl_coordconv.agents.replay.frames import FrameRings, frame_capacity_for
 from rl_coordconv.agents.replay.sampler import importance_weights, stratified_sample
 from rl_coordconv.agents.replay.sum_tree import SumTree
@@ -191,13 +192,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             raise ValueError(
                 f"n_steps must be an integer in [1, buffer_size // n_envs = {per_env}], got {n_steps!r}"
             )
-        if not 0.0 < gamma <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-        if not 0.0 <= beta <= 1.0:
-            raise ValueError(f"beta must be in [0, 1], got {beta!r}")
-        if not priority_eps > 0.0:
+        for name, value, accepted in (("gamma", gamma, DISCOUNT), ("alpha", alpha, PROBABILITY), ("beta", beta, PROBABILITY)):
+            if value not in accepted:
+                raise ValueError(f"{name} must be in {accepted}, got {value!r}")
+        if priority_eps not in POSITIVE:
             raise ValueError(f"priority_eps must be > 0 so that no valid transition has probability 0, got {priority_eps!r}")
         if initial_priority not in INITIAL_PRIORITIES:
             raise ValueError(f"unknown initial_priority {initial_priority!r}; choose one of {INITIAL_PRIORITIES}")
