@@ -10,7 +10,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.supervised import TrainConfig, train
+from rl_coordconv.supervised.archs import ARCHS, conv_layer
+from rl_coordconv.supervised.classification import ClassificationConfig
 from rl_coordconv.supervised.data import (
     centres, normalized_coordinates, one_hot_images, split_indices, square_images, unit_coordinates,
 )
@@ -310,3 +313,23 @@ def test_a_batch_is_made_on_the_device_of_its_points():
         for make in (one_hot_images, square_images, normalized_coordinates, unit_coordinates):
             assert make(points).device.type == "meta"
     assert recorder.mixed == []
+
+
+# ---------------------------------------------------------------------------- the layer factory
+
+
+@pytest.mark.parametrize("arch, layer_type, weight_inputs", [("conv", torch.nn.Conv2d, 3), ("coordconv", CoordConv2d, 5)])
+def test_the_layer_factory_gives_each_arch_its_convolution(arch, layer_type, weight_inputs):
+    layer = conv_layer(arch, 3, 8, 4, stride=2, padding=1, bias=False)
+    assert type(layer) is layer_type
+    assert layer.weight.shape == (8, weight_inputs, 4, 4)  # CoordConv2d's weight: 2 coordinate input channels more
+    assert (layer.stride, layer.padding, layer.bias) == ((2, 2), (1, 1), None)
+    assert layer(torch.zeros(2, 3, 32, 32)).shape == (2, 8, 16, 16)
+
+
+def test_the_layer_factory_and_the_configs_refuse_other_archs():
+    assert ARCHS == ("conv", "coordconv")
+    with pytest.raises(ValueError, match=r"unknown arch 'baseline'; choose one of \('conv', 'coordconv'\)"):
+        conv_layer("baseline", 3, 8, 3)
+    with pytest.raises(ValueError, match=r"unknown arch 'baseline'; choose one of \('conv', 'coordconv'\)"):
+        ClassificationConfig(arch="baseline").validate()

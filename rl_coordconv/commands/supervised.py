@@ -36,7 +36,8 @@ from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.devices import check_device
 from rl_coordconv.supervised import MODELS, SPLITS, TASKS, TrainConfig, train
 from rl_coordconv.supervised import classification, detection, detection_report, generative_report
-from rl_coordconv.supervised.generative import ARCHS, EXPERIMENTS, GenerativeConfig, train_generative
+from rl_coordconv.supervised.archs import ARCHS
+from rl_coordconv.supervised.generative import EXPERIMENTS, GenerativeConfig, train_generative
 from rl_coordconv.supervised.models import build_model, count_parameters
 from rl_coordconv.supervised.report import markdown, save_figures, write_csv
 
@@ -156,12 +157,12 @@ def plan(experiment: str, args: argparse.Namespace) -> list:
     elif experiment == CLASSIFICATION:
         budget = {**({"epochs": 1} if args.quick else {}), **given}
         configs = [classification.ClassificationConfig(arch, seed, device=args.device, **budget)
-                   for seed in seeds for arch in classification.ARCHS]
+                   for seed in seeds for arch in ARCHS]
     elif experiment == DETECTION:
         detection.require_torchvision()
         budget = {**(QUICK_DETECTION if args.quick else {}), **given}
         configs = [detection.DetectionConfig(arch, seed, device=args.device, **budget)
-                   for seed in seeds for arch in detection.ARCHS]
+                   for seed in seeds for arch in ARCHS]
     else:
         budget = {**(QUICK_GENERATIVE if args.quick else {}), **given}
         configs = [GenerativeConfig(experiment, arch, seed=seed, device=args.device, **budget)

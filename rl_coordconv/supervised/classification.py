@@ -24,11 +24,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rl_coordconv.analysis.statistics import mean_interval
-from rl_coordconv.layers import CoordConv2d
+from rl_coordconv.supervised.archs import ARCHS, conv_layer
 from rl_coordconv.supervised.models import count_parameters
 from rl_coordconv.supervised.settings import validate_settings
 
-ARCHS = ("conv", "coordconv")
 CANVAS = 16
 DIGIT = 8
 
@@ -81,10 +80,7 @@ class SmallResNet(nn.Module):
 
     def __init__(self, arch: str, width: int = 16, classes: int = 10) -> None:
         super().__init__()
-        if arch not in ARCHS:
-            raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
-        stem = CoordConv2d if arch == "coordconv" else nn.Conv2d
-        self.stem = nn.Sequential(stem(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(conv_layer(arch, 1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         self.blocks = nn.Sequential(ResidualBlock(width, width), ResidualBlock(width, 2 * width, stride=2),
                                     ResidualBlock(2 * width, 2 * width))
         self.head = nn.Linear(2 * width, classes)

@@ -25,12 +25,11 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from rl_coordconv.layers import CoordConv2d
+from rl_coordconv.supervised.archs import ARCHS, conv_layer
 from rl_coordconv.supervised.classification import load_digits
 from rl_coordconv.supervised.models import count_parameters
 from rl_coordconv.supervised.settings import validate_settings
 
-ARCHS = ("conv", "coordconv")
 CANVAS = 64
 SCALE = 2  # 8x8 digits drawn as 16x16
 DIGIT = 8 * SCALE
@@ -149,9 +148,8 @@ class Backbone(nn.Sequential):
     """``(B, 1, H, W)`` -> ``(B, 4 width, H / 4, W / 4)``; the first convolution a ``CoordConv2d`` for ``arch="coordconv"``."""
 
     def __init__(self, arch: str, width: int = 16) -> None:
-        first = CoordConv2d if arch == "coordconv" else nn.Conv2d
         super().__init__(
-            first(1, width, 3, padding=1), nn.ReLU(inplace=True),
+            conv_layer(arch, 1, width, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(inplace=True),  # 32 x 32
             nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1), nn.ReLU(inplace=True),  # 16 x 16
@@ -169,8 +167,6 @@ def build_detector(arch: str, width: int = 16, representation: int = 128) -> nn.
     For ``arch="coordconv"`` the backbone's first convolution and the RPN head's convolution are
     ``CoordConv2d``.
     """
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
     require_torchvision()
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -181,9 +177,9 @@ def build_detector(arch: str, width: int = 16, representation: int = 128) -> nn.
     backbone = Backbone(arch, width)
     anchors = AnchorGenerator(sizes=((12, 16, 24),), aspect_ratios=((0.5, 1.0, 2.0),))
     rpn_head = RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0])
-    if arch == "coordconv":
+    if arch == "coordconv":  # the conv detector keeps RPNHead's convolution, with its initialization
         channels = backbone.out_channels
-        rpn_head.conv[0][0] = CoordConv2d(channels, channels, 3, padding=1)
+        rpn_head.conv[0][0] = conv_layer(arch, channels, channels, 3, padding=1)
     return FasterRCNN(
         backbone, rpn_anchor_generator=anchors, rpn_head=rpn_head,
         box_roi_pool=MultiScaleRoIAlign(featmap_names=["0"], output_size=ROI_SIZE, sampling_ratio=1),

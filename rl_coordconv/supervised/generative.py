@@ -25,23 +25,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rl_coordconv.layers import CoordConv2d
-from rl_coordconv.supervised.objects import find_objects, interpolation_measures, object_count_error, position_coverage
-from rl_coordconv.supervised.shapes import SIZE, Scenes, generate, moving_object_pairs
+from rl_coordconv.supervised.archs import ARCHS, conv_layer
 from rl_coordconv.supervised.models import count_parameters
+from rl_coordconv.supervised.objects import find_objects, interpolation_measures, object_count_error, position_coverage
 from rl_coordconv.supervised.settings import validate_settings
+from rl_coordconv.supervised.shapes import SIZE, Scenes, generate, moving_object_pairs
 
-ARCHS = ("conv", "coordconv")
 EXPERIMENTS = ("vae", "gan")
 DEFAULT_EPOCHS = {"vae": 30, "gan": 20}
-
-
-def conv(arch: str, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0) -> nn.Module:
-    """A plain convolution, or the same with coordinate channels for ``arch="coordconv"``."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
-    layer = CoordConv2d if arch == "coordconv" else nn.Conv2d
-    return layer(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
 
 
 class Encoder(nn.Module):
@@ -50,9 +41,9 @@ class Encoder(nn.Module):
     def __init__(self, arch: str, outputs: int, width: int = 16) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            conv(arch, 3, width, 4, 2, 1), nn.LeakyReLU(0.2),  # 16 x 16
-            conv(arch, width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),  # 8 x 8
-            conv(arch, 2 * width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),  # 4 x 4
+            conv_layer(arch, 3, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 16 x 16
+            conv_layer(arch, width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 8 x 8
+            conv_layer(arch, 2 * width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 4 x 4
             nn.Flatten(), nn.Linear(2 * width * 16, outputs),
         )
 
@@ -70,11 +61,11 @@ class Decoder(nn.Module):
 
         def block(in_channels: int, out_channels: int) -> list[nn.Module]:
             norm = [nn.BatchNorm2d(out_channels)] if batch_norm else []
-            return [nn.Upsample(scale_factor=2), conv(arch, in_channels, out_channels, 3, 1, 1), *norm, nn.ReLU()]
+            return [nn.Upsample(scale_factor=2), conv_layer(arch, in_channels, out_channels, 3, padding=1), *norm, nn.ReLU()]
 
         self.net = nn.Sequential(
             *block(2 * width, 2 * width), *block(2 * width, width), *block(width, width),  # 8, 16, 32 pixels
-            conv(arch, width, 3, 3, 1, 1),
+            conv_layer(arch, width, 3, 3, padding=1),
         )
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
