@@ -315,7 +315,124 @@ def test_a_batch_is_made_on_the_device_of_its_points():
     assert recorder.mixed == []
 
 
-# ---------------------------------------------------------------------------- the layer factory
+# ------------------------------------------------------------------ the shared loop and layer
+
+
+class RecordingBar:
+    """Stands in for tqdm: what fit asked of its progress bar."""
+
+    def __init__(self, total, desc, disable, **kwargs):
+        self.total, self.desc, self.disable = total, desc, disable
+        self.updates, self.postfixes, self.closed = 0, [], False
+
+    def __enter__(self):
+        bars.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.closed = True
+
+    def update(self):
+        self.updates += 1
+
+    def set_postfix(self, values):
+        self.postfixes.append(dict(values))
+
+
+bars: list[RecordingBar] = []
+
+
+class RecordingWriter:
+    def __init__(self):
+        self.scalars = []  # (tag, value, step)
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+
+def least_squares_fit(monkeypatch, **options):
+    """fit() on 10 examples of a linear model, batches of 4 (4, 4, 2 per epoch), 3 epochs, checks
+    after steps 2 and 3 of each epoch; returns the result and what the step, check, bar and writer saw."""
+    from rl_coordconv.supervised import fitting
+
+    monkeypatch.setattr(fitting, "tqdm", RecordingBar)
+    bars.clear()
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(10, 3), torch.randn(10, 1)
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=9)
+    seen = {"batches": [], "modes": [], "checked_after": []}
+
+    def step(indices):
+        seen["batches"].append(indices.clone())
+        seen["modes"].append(model.training)
+        loss = torch.nn.functional.mse_loss(model(inputs[indices]), targets[indices])
+        fitting.minimize(optimizer, loss)
+        return {"loss": loss}
+
+    def check():
+        model.eval()  # as an evaluation does: fit puts the model back in training mode
+        seen["checked_after"].append(len(seen["batches"]))
+        return {"test/steps": float(len(seen["batches"]))}
+
+    writer = RecordingWriter()
+    result = fitting.fit(model, step, 10, epochs=3, batch_size=4, generator=torch.Generator().manual_seed(7),
+                         schedule=schedule, check=check, checks_per_epoch=2, description="toy", writer=writer, **options)
+    return result, seen, bars[0], writer, model, optimizer
+
+
+def test_fit_trains_as_the_loop_written_out(monkeypatch):
+    result, seen, bar, writer, model, optimizer = least_squares_fit(monkeypatch)
+
+    # The loop fit stands for, written out: a seeded order per epoch, cut into batches, an update
+    # per batch and a schedule step after it.
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(10, 3), torch.randn(10, 1)
+    reference = torch.nn.Linear(3, 1)
+    reference_optimizer = torch.optim.Adam(reference.parameters(), lr=0.1)
+    reference_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(reference_optimizer, T_max=9)
+    generator = torch.Generator().manual_seed(7)
+    batches, losses = [], []
+    for epoch in range(3):
+        order = torch.randperm(10, generator=generator)
+        for indices in (order[0:4], order[4:8], order[8:10]):
+            loss = torch.nn.functional.mse_loss(reference(inputs[indices]), targets[indices])
+            reference_optimizer.zero_grad()
+            loss.backward()
+            reference_optimizer.step()
+            reference_schedule.step()
+            batches.append(indices)
+            losses.append(loss.item())
+
+    assert len(seen["batches"]) == 9 and all(torch.equal(a, b) for a, b in zip(seen["batches"], batches))
+    assert all(seen["modes"])
+    assert all(optimizer.state[p]["step"] == 9 for p in model.parameters())
+    assert optimizer.param_groups[0]["lr"] == reference_optimizer.param_groups[0]["lr"]
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+    # Checks after steps 2 (round(3 / 2)) and 3 of each epoch.
+    assert seen["checked_after"] == [2, 3, 5, 6, 8, 9]
+    assert result.steps == 9 and result.seconds > 0
+    assert [record["epoch"] for record in result.history] == pytest.approx([2 / 3, 1, 5 / 3, 2, 8 / 3, 3])
+    assert result.epochs == 3
+    assert [record["train/loss"] for record in result.history] == pytest.approx([losses[s - 1] for s in (2, 3, 5, 6, 8, 9)])
+    assert [record["test/steps"] for record in result.history] == [2, 3, 5, 6, 8, 9]
+    # The bar: one tick a step, the last record's values at each check, closed.
+    assert (bar.total, bar.desc, bar.disable, bar.updates, bar.closed) == (9, "toy", False, 9, True)
+    assert len(bar.postfixes) == 6 and bar.postfixes[-1]["test/steps"] == "9"
+    # TensorBoard: each step's loss at its step, and each check's values and seconds at its step.
+    train = [(step, value) for tag, value, step in writer.scalars if tag == "train/loss"]
+    assert [step for step, _ in train] == list(range(1, 10)) and [value for _, value in train] == pytest.approx(losses)
+    assert [(value, step) for tag, value, step in writer.scalars if tag == "test/steps"] == [(s, s) for s in (2, 3, 5, 6, 8, 9)]
+    assert [step for tag, _, step in writer.scalars if tag == "seconds"] == [2, 3, 5, 6, 8, 9]
+    assert {tag for tag, _, _ in writer.scalars} == {"train/loss", "test/steps", "seconds"}
+
+
+def test_fit_stops_at_the_first_check_the_stop_rule_accepts(monkeypatch):
+    result, seen, bar, _, _, _ = least_squares_fit(monkeypatch, stop=lambda record: record["epoch"] > 1.5, progress=False)
+    assert len(seen["batches"]) == result.steps == 5  # the check after epoch 2's second batch
+    assert result.epochs == pytest.approx(5 / 3) and len(result.history) == 3
+    assert bar.disable and bar.closed
 
 
 @pytest.mark.parametrize("arch, layer_type, weight_inputs", [("conv", torch.nn.Conv2d, 3), ("coordconv", CoordConv2d, 5)])
