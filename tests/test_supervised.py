@@ -2,6 +2,9 @@ import csv
 import dataclasses
 import importlib
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -92,9 +95,9 @@ def test_regression_metrics_of_known_predictions():
 
 
 @pytest.mark.parametrize("task, model, parameters", [
-    ("classification", "coordconv", 7553), ("classification", "baseline", 103_585),
-    ("rendering", "coordconv", 11_850), ("rendering", "baseline", 103_585),
-    ("regression", "coordconv", 906), ("regression", "baseline", 72_850),
+    ("classification", "coordconv", 7553), ("classification", "conv", 103_585),
+    ("rendering", "coordconv", 11_850), ("rendering", "conv", 103_585),
+    ("regression", "coordconv", 906), ("regression", "conv", 72_850),
 ])
 def test_models_match_the_official_parameter_counts_and_shapes(task, model, parameters):
     network = build_model(task, model)
@@ -103,7 +106,7 @@ def test_models_match_the_official_parameter_counts_and_shapes(task, model, para
     outputs = network(TASKS[task].inputs(points))
     if task == "rendering":
         assert isinstance(outputs, Rendering) and outputs.image_logits.shape == (3, 4096)
-        assert (outputs.centre_logits is None) == (model == "baseline")
+        assert (outputs.centre_logits is None) == (model == "conv")
     else:
         assert outputs.shape == ((3, 4096) if task == "classification" else (3, 2))
     assert TASKS[task].loss(outputs, points).ndim == 0
@@ -224,8 +227,8 @@ def test_coordconv_classifies_the_held_out_quadrant_perfectly():
     assert result.epochs_to_threshold is not None and result.epochs_to_threshold <= 2
 
 
-def test_deconv_baseline_fails_the_held_out_quadrant_with_the_same_budget():
-    result = train(TrainConfig("classification", "quadrant", "baseline", **QUICK), progress=False)
+def test_deconv_model_fails_the_held_out_quadrant_with_the_same_budget():
+    result = train(TrainConfig("classification", "quadrant", "conv", **QUICK), progress=False)
     assert result.epochs_run == 2 and result.epochs_to_threshold is None
     assert result.test["accuracy"] < 0.1
 
@@ -237,7 +240,7 @@ def test_coordconv_regresses_the_held_out_quadrant_to_the_exact_pixel():
 
 
 def test_conv_regressor_fails_the_held_out_quadrant_with_the_same_budget():
-    result = train(TrainConfig("regression", "quadrant", "baseline", epochs=2), progress=False)
+    result = train(TrainConfig("regression", "quadrant", "conv", epochs=2), progress=False)
     assert result.epochs_to_threshold is None
     assert result.test["pixel_accuracy"] < 0.1 and result.test["mse_pixels"] > 10.0
 
@@ -251,7 +254,7 @@ def test_coordconv_renders_the_held_out_quadrant():
 def test_report_and_figures_cover_every_task(tmp_path):
     results = []
     for task in TASKS:
-        for model in ("baseline", "coordconv"):
+        for model in ("conv", "coordconv"):
             solved = model == "coordconv"
             results.append(TrainResult(
                 config=TrainConfig(task, "quadrant", model, epochs=3, learning_rate=0.01), parameters=count_parameters(build_model(task, model)),
@@ -260,7 +263,7 @@ def test_report_and_figures_cover_every_task(tmp_path):
                 epochs_to_threshold=1.5 if solved else None, seconds_to_threshold=10.0 if solved else None,
                 model=build_model(task, model)))
     report = markdown(results, machine="test")
-    assert report.count("> 3x (baseline unsolved after 30 s)") == 3
+    assert report.count("> 3x (conv unsolved after 30 s)") == 3
     paths = save_figures(results, tmp_path)
     assert sorted(path.name for path in paths) == sorted(f"{task}_quadrant.png" for task in TASKS)
     for path in paths:
@@ -271,7 +274,7 @@ def test_report_and_figures_cover_every_task(tmp_path):
             red_crosses = (image[..., 0] > 0.8) & (image[..., 1] < 0.3) & (image[..., 2] < 0.3)
             assert red_crosses.sum() > 100  # the predictions are drawn
         else:
-            assert width > 1.2 * height  # 2 rows (baseline, CoordConv) of 4 examples
+            assert width > 1.2 * height  # 2 rows (conv, CoordConv) of 4 examples
             assert len(np.unique(image.reshape(-1, 3), axis=0)) > 50  # heatmaps, not a blank canvas
 
 
@@ -450,3 +453,19 @@ def test_the_layer_factory_and_the_configs_refuse_other_archs():
         conv_layer("baseline", 3, 8, 3)
     with pytest.raises(ValueError, match=r"unknown arch 'baseline'; choose one of \('conv', 'coordconv'\)"):
         ClassificationConfig(arch="baseline").validate()
+    with pytest.raises(ValueError, match=r"unknown model 'baseline'; choose one of \('coordconv', 'conv'\)"):
+        TrainConfig(model="baseline").validate()
+
+
+def test_model_baseline_still_runs_the_conv_model_and_says_the_new_name_once(tmp_path):
+    out = tmp_path / "old-name"
+    command = [str(Path(sys.executable).with_name("rl-coordconv")), "supervised", "--task", "regression", "--split",
+               "quadrant", "--model", "baseline", "--epochs", "1", "--batch-size", "64", "--checks-per-epoch", "1",
+               "--out", str(out)]
+    ran = subprocess.run(command, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    warned = [line for line in ran.stderr.splitlines() if "warning" in line.lower()]
+    assert warned == ["warning: --model baseline is now --model conv; the old name will go in a later version"]
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(row["task"], row["model"], row["parameters"]) for row in rows] == [("regression", "conv", "72850")]
+    assert "| regression | quadrant | conv | 72,850 |" in (out / "results.md").read_text()

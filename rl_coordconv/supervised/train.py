@@ -94,15 +94,15 @@ class Budget(NamedTuple):
 
 # Official settings: Adam, CoordConv lr 0.005 (regression 0.01) for 100 epochs; deconv lr 0.01 for
 # up to 2000 epochs; conv regressor lr 0.01 for 100 epochs. Scaled to a 2-core CPU with a cosine
-# decay over the budget: CoordConv models get 2-4 epochs (they need 1-2); the baselines 15-30x as
+# decay over the budget: CoordConv models get 2-4 epochs (they need 1-2); the conv models 15-30x as
 # many epochs, 5-15x the wall-clock time.
 DEFAULT_BUDGETS: dict[tuple[str, str], Budget] = {
     ("classification", "coordconv"): Budget(4, 0.005),
-    ("classification", "baseline"): Budget(60, 0.01),
+    ("classification", "conv"): Budget(60, 0.01),
     ("rendering", "coordconv"): Budget(2, 0.02),
-    ("rendering", "baseline"): Budget(60, 0.01),
+    ("rendering", "conv"): Budget(60, 0.01),
     ("regression", "coordconv"): Budget(2, 0.01),
-    ("regression", "baseline"): Budget(60, 0.01),
+    ("regression", "conv"): Budget(60, 0.01),
 }
 
 
