@@ -2,6 +2,9 @@ import csv
 import dataclasses
 import importlib
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -10,7 +13,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.supervised import TrainConfig, train
+from rl_coordconv.supervised.archs import ARCHS, conv_layer
+from rl_coordconv.supervised.classification import ClassificationConfig
 from rl_coordconv.supervised.data import (
     centres, normalized_coordinates, one_hot_images, split_indices, square_images, unit_coordinates,
 )
@@ -89,9 +95,9 @@ def test_regression_metrics_of_known_predictions():
 
 
 @pytest.mark.parametrize("task, model, parameters", [
-    ("classification", "coordconv", 7553), ("classification", "baseline", 103_585),
-    ("rendering", "coordconv", 11_850), ("rendering", "baseline", 103_585),
-    ("regression", "coordconv", 906), ("regression", "baseline", 72_850),
+    ("classification", "coordconv", 7553), ("classification", "conv", 103_585),
+    ("rendering", "coordconv", 11_850), ("rendering", "conv", 103_585),
+    ("regression", "coordconv", 906), ("regression", "conv", 72_850),
 ])
 def test_models_match_the_official_parameter_counts_and_shapes(task, model, parameters):
     network = build_model(task, model)
@@ -100,7 +106,7 @@ def test_models_match_the_official_parameter_counts_and_shapes(task, model, para
     outputs = network(TASKS[task].inputs(points))
     if task == "rendering":
         assert isinstance(outputs, Rendering) and outputs.image_logits.shape == (3, 4096)
-        assert (outputs.centre_logits is None) == (model == "baseline")
+        assert (outputs.centre_logits is None) == (model == "conv")
     else:
         assert outputs.shape == ((3, 4096) if task == "classification" else (3, 2))
     assert TASKS[task].loss(outputs, points).ndim == 0
@@ -221,8 +227,8 @@ def test_coordconv_classifies_the_held_out_quadrant_perfectly():
     assert result.epochs_to_threshold is not None and result.epochs_to_threshold <= 2
 
 
-def test_deconv_baseline_fails_the_held_out_quadrant_with_the_same_budget():
-    result = train(TrainConfig("classification", "quadrant", "baseline", **QUICK), progress=False)
+def test_deconv_model_fails_the_held_out_quadrant_with_the_same_budget():
+    result = train(TrainConfig("classification", "quadrant", "conv", **QUICK), progress=False)
     assert result.epochs_run == 2 and result.epochs_to_threshold is None
     assert result.test["accuracy"] < 0.1
 
@@ -234,7 +240,7 @@ def test_coordconv_regresses_the_held_out_quadrant_to_the_exact_pixel():
 
 
 def test_conv_regressor_fails_the_held_out_quadrant_with_the_same_budget():
-    result = train(TrainConfig("regression", "quadrant", "baseline", epochs=2), progress=False)
+    result = train(TrainConfig("regression", "quadrant", "conv", epochs=2), progress=False)
     assert result.epochs_to_threshold is None
     assert result.test["pixel_accuracy"] < 0.1 and result.test["mse_pixels"] > 10.0
 
@@ -248,7 +254,7 @@ def test_coordconv_renders_the_held_out_quadrant():
 def test_report_and_figures_cover_every_task(tmp_path):
     results = []
     for task in TASKS:
-        for model in ("baseline", "coordconv"):
+        for model in ("conv", "coordconv"):
             solved = model == "coordconv"
             results.append(TrainResult(
                 config=TrainConfig(task, "quadrant", model, epochs=3, learning_rate=0.01), parameters=count_parameters(build_model(task, model)),
@@ -257,7 +263,7 @@ def test_report_and_figures_cover_every_task(tmp_path):
                 epochs_to_threshold=1.5 if solved else None, seconds_to_threshold=10.0 if solved else None,
                 model=build_model(task, model)))
     report = markdown(results, machine="test")
-    assert report.count("> 3x (baseline unsolved after 30 s)") == 3
+    assert report.count("> 3x (conv unsolved after 30 s)") == 3
     paths = save_figures(results, tmp_path)
     assert sorted(path.name for path in paths) == sorted(f"{task}_quadrant.png" for task in TASKS)
     for path in paths:
@@ -268,7 +274,7 @@ def test_report_and_figures_cover_every_task(tmp_path):
             red_crosses = (image[..., 0] > 0.8) & (image[..., 1] < 0.3) & (image[..., 2] < 0.3)
             assert red_crosses.sum() > 100  # the predictions are drawn
         else:
-            assert width > 1.2 * height  # 2 rows (baseline, CoordConv) of 4 examples
+            assert width > 1.2 * height  # 2 rows (conv, CoordConv) of 4 examples
             assert len(np.unique(image.reshape(-1, 3), axis=0)) > 50  # heatmaps, not a blank canvas
 
 
@@ -310,3 +316,156 @@ def test_a_batch_is_made_on_the_device_of_its_points():
         for make in (one_hot_images, square_images, normalized_coordinates, unit_coordinates):
             assert make(points).device.type == "meta"
     assert recorder.mixed == []
+
+
+# ------------------------------------------------------------------ the shared loop and layer
+
+
+class RecordingBar:
+    """Stands in for tqdm: what fit asked of its progress bar."""
+
+    def __init__(self, total, desc, disable, **kwargs):
+        self.total, self.desc, self.disable = total, desc, disable
+        self.updates, self.postfixes, self.closed = 0, [], False
+
+    def __enter__(self):
+        bars.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.closed = True
+
+    def update(self):
+        self.updates += 1
+
+    def set_postfix(self, values):
+        self.postfixes.append(dict(values))
+
+
+bars: list[RecordingBar] = []
+
+
+class RecordingWriter:
+    def __init__(self):
+        self.scalars = []  # (tag, value, step)
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+
+def least_squares_fit(monkeypatch, **options):
+    """fit() on 10 examples of a linear model, batches of 4 (4, 4, 2 per epoch), 3 epochs, checks
+    after steps 2 and 3 of each epoch; returns the result and what the step, check, bar and writer saw."""
+    from rl_coordconv.supervised import fitting
+
+    monkeypatch.setattr(fitting, "tqdm", RecordingBar)
+    bars.clear()
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(10, 3), torch.randn(10, 1)
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=9)
+    seen = {"batches": [], "modes": [], "checked_after": []}
+
+    def step(indices):
+        seen["batches"].append(indices.clone())
+        seen["modes"].append(model.training)
+        loss = torch.nn.functional.mse_loss(model(inputs[indices]), targets[indices])
+        fitting.minimize(optimizer, loss)
+        return {"loss": loss}
+
+    def check():
+        model.eval()  # as an evaluation does: fit puts the model back in training mode
+        seen["checked_after"].append(len(seen["batches"]))
+        return {"test/steps": float(len(seen["batches"]))}
+
+    writer = RecordingWriter()
+    result = fitting.fit(model, step, 10, epochs=3, batch_size=4, generator=torch.Generator().manual_seed(7),
+                         schedule=schedule, check=check, checks_per_epoch=2, description="toy", writer=writer, **options)
+    return result, seen, bars[0], writer, model, optimizer
+
+
+def test_fit_trains_as_the_loop_written_out(monkeypatch):
+    result, seen, bar, writer, model, optimizer = least_squares_fit(monkeypatch)
+
+    # The loop fit stands for, written out: a seeded order per epoch, cut into batches, an update
+    # per batch and a schedule step after it.
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(10, 3), torch.randn(10, 1)
+    reference = torch.nn.Linear(3, 1)
+    reference_optimizer = torch.optim.Adam(reference.parameters(), lr=0.1)
+    reference_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(reference_optimizer, T_max=9)
+    generator = torch.Generator().manual_seed(7)
+    batches, losses = [], []
+    for epoch in range(3):
+        order = torch.randperm(10, generator=generator)
+        for indices in (order[0:4], order[4:8], order[8:10]):
+            loss = torch.nn.functional.mse_loss(reference(inputs[indices]), targets[indices])
+            reference_optimizer.zero_grad()
+            loss.backward()
+            reference_optimizer.step()
+            reference_schedule.step()
+            batches.append(indices)
+            losses.append(loss.item())
+
+    assert len(seen["batches"]) == 9 and all(torch.equal(a, b) for a, b in zip(seen["batches"], batches))
+    assert all(seen["modes"])
+    assert all(optimizer.state[p]["step"] == 9 for p in model.parameters())
+    assert optimizer.param_groups[0]["lr"] == reference_optimizer.param_groups[0]["lr"]
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+    # Checks after steps 2 (round(3 / 2)) and 3 of each epoch.
+    assert seen["checked_after"] == [2, 3, 5, 6, 8, 9]
+    assert result.steps == 9 and result.seconds > 0
+    assert [record["epoch"] for record in result.history] == pytest.approx([2 / 3, 1, 5 / 3, 2, 8 / 3, 3])
+    assert result.epochs == 3
+    assert [record["train/loss"] for record in result.history] == pytest.approx([losses[s - 1] for s in (2, 3, 5, 6, 8, 9)])
+    assert [record["test/steps"] for record in result.history] == [2, 3, 5, 6, 8, 9]
+    # The bar: one tick a step, the last record's values at each check, closed.
+    assert (bar.total, bar.desc, bar.disable, bar.updates, bar.closed) == (9, "toy", False, 9, True)
+    assert len(bar.postfixes) == 6 and bar.postfixes[-1]["test/steps"] == "9"
+    # TensorBoard: each step's loss at its step, and each check's values and seconds at its step.
+    train = [(step, value) for tag, value, step in writer.scalars if tag == "train/loss"]
+    assert [step for step, _ in train] == list(range(1, 10)) and [value for _, value in train] == pytest.approx(losses)
+    assert [(value, step) for tag, value, step in writer.scalars if tag == "test/steps"] == [(s, s) for s in (2, 3, 5, 6, 8, 9)]
+    assert [step for tag, _, step in writer.scalars if tag == "seconds"] == [2, 3, 5, 6, 8, 9]
+    assert {tag for tag, _, _ in writer.scalars} == {"train/loss", "test/steps", "seconds"}
+
+
+def test_fit_stops_at_the_first_check_the_stop_rule_accepts(monkeypatch):
+    result, seen, bar, _, _, _ = least_squares_fit(monkeypatch, stop=lambda record: record["epoch"] > 1.5, progress=False)
+    assert len(seen["batches"]) == result.steps == 5  # the check after epoch 2's second batch
+    assert result.epochs == pytest.approx(5 / 3) and len(result.history) == 3
+    assert bar.disable and bar.closed
+
+
+@pytest.mark.parametrize("arch, layer_type, weight_inputs", [("conv", torch.nn.Conv2d, 3), ("coordconv", CoordConv2d, 5)])
+def test_the_layer_factory_gives_each_arch_its_convolution(arch, layer_type, weight_inputs):
+    layer = conv_layer(arch, 3, 8, 4, stride=2, padding=1, bias=False)
+    assert type(layer) is layer_type
+    assert layer.weight.shape == (8, weight_inputs, 4, 4)  # CoordConv2d's weight: 2 coordinate input channels more
+    assert (layer.stride, layer.padding, layer.bias) == ((2, 2), (1, 1), None)
+    assert layer(torch.zeros(2, 3, 32, 32)).shape == (2, 8, 16, 16)
+
+
+def test_the_layer_factory_and_the_configs_refuse_other_archs():
+    assert ARCHS == ("conv", "coordconv")
+    with pytest.raises(ValueError, match=r"unknown arch 'baseline'; choose one of \('conv', 'coordconv'\)"):
+        conv_layer("baseline", 3, 8, 3)
+    with pytest.raises(ValueError, match=r"unknown arch 'baseline'; choose one of \('conv', 'coordconv'\)"):
+        ClassificationConfig(arch="baseline").validate()
+    with pytest.raises(ValueError, match=r"unknown model 'baseline'; choose one of \('coordconv', 'conv'\)"):
+        TrainConfig(model="baseline").validate()
+
+
+def test_model_baseline_still_runs_the_conv_model_and_says_the_new_name_once(tmp_path):
+    out = tmp_path / "old-name"
+    command = [str(Path(sys.executable).with_name("rl-coordconv")), "supervised", "--task", "regression", "--split",
+               "quadrant", "--model", "baseline", "--epochs", "1", "--batch-size", "64", "--checks-per-epoch", "1",
+               "--out", str(out)]
+    ran = subprocess.run(command, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    warned = [line for line in ran.stderr.splitlines() if "warning" in line.lower()]
+    assert warned == ["warning: --model baseline is now --model conv; the old name will go in a later version"]
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(row["task"], row["model"], row["parameters"]) for row in rows] == [("regression", "conv", "72850")]
+    assert "| regression | quadrant | conv | 72,850 |" in (out / "results.md").read_text()

@@ -412,7 +412,7 @@ def test_not_so_clevr_runs_in_worker_processes(tmp_path):
     assert command.main(["--experiment", "not-so-clevr", "--quick", "--task", "classification", "--split", "uniform",
                          "--jobs", "2", "--out", str(out)]) == 0
     rows = (out / "results.csv").read_text().splitlines()
-    assert sorted(row.split(",")[2] for row in rows[1:]) == ["baseline", "coordconv"], rows
+    assert sorted(row.split(",")[2] for row in rows[1:]) == ["conv", "coordconv"], rows
 
 
 def test_runs_in_parallel_give_the_results_of_runs_one_at_a_time_in_order(tmp_path, monkeypatch, capsys):

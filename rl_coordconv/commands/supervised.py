@@ -2,6 +2,7 @@
 
     rl-coordconv supervised                       # Not-so-Clevr: all tasks, both splits, both models (~30 min)
     rl-coordconv supervised --model coordconv     # CoordConv only (~3 min)
+    rl-coordconv supervised --model conv          # the paper's deconv and conv models only
     rl-coordconv supervised --task rendering --split quadrant --epochs 3 --no-early-stop
     rl-coordconv supervised --experiment vae      # a VAE on Sort-of-CLEVR scenes, conv vs CoordConv, 3 seeds
     rl-coordconv supervised --experiment gan      # a GAN on the same scenes, 3 seeds
@@ -24,6 +25,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +38,8 @@ from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.devices import check_device
 from rl_coordconv.supervised import MODELS, SPLITS, TASKS, TrainConfig, train
 from rl_coordconv.supervised import classification, detection, detection_report, generative_report
-from rl_coordconv.supervised.generative import ARCHS, EXPERIMENTS, GenerativeConfig, train_generative
+from rl_coordconv.supervised.archs import ARCHS
+from rl_coordconv.supervised.generative import EXPERIMENTS, GenerativeConfig, train_generative
 from rl_coordconv.supervised.models import build_model, count_parameters
 from rl_coordconv.supervised.report import markdown, save_figures, write_csv
 
@@ -57,10 +60,19 @@ QUICK_DETECTION = dict(train_canvases=64, test_canvases=16, epochs=1)
 EXPERIMENT_NAMES = [NOT_SO_CLEVR, *EXPERIMENTS, CLASSIFICATION, DETECTION]
 BUDGET_OPTIONS = ("epochs", "learning_rate", "batch_size")  # every experiment's config has them
 NOT_SO_CLEVR_OPTIONS = ("task", "split", "model", "checks_per_epoch", "no_early_stop")
+RENAMED_MODELS = {"baseline": "conv"}  # --model values renamed, old -> new: the old still work, with a warning
 
 
 def expand(choice: str, every: tuple[str, ...], word: str) -> list[str]:
     return list(every) if choice == word else [choice]
+
+
+def model_name(name: str) -> str:
+    """``--model``'s value under its current name, with a ``FutureWarning`` for a renamed one."""
+    if name in RENAMED_MODELS:
+        warnings.warn(f"--model {name} is now --model {RENAMED_MODELS[name]}; the old name will go in a later version",
+                      FutureWarning, stacklevel=2)
+    return RENAMED_MODELS.get(name, name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks that everything runs and writes its files")
     parser.add_argument("--task", default="all", choices=[*TASKS, "all"], help="Not-so-Clevr task")
     parser.add_argument("--split", default="both", choices=[*SPLITS, "both"])
-    parser.add_argument("--model", default="both", choices=[*MODELS, "both"])
+    parser.add_argument("--model", default="both", type=model_name, choices=[*MODELS, "both"], help="Not-so-Clevr model")
     parser.add_argument("--epochs", type=int, default=None, help="epoch budget per run (default: per experiment and model)")
     parser.add_argument("--learning-rate", type=float, default=None, help="(default: per experiment)")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -156,12 +168,12 @@ def plan(experiment: str, args: argparse.Namespace) -> list:
     elif experiment == CLASSIFICATION:
         budget = {**({"epochs": 1} if args.quick else {}), **given}
         configs = [classification.ClassificationConfig(arch, seed, device=args.device, **budget)
-                   for seed in seeds for arch in classification.ARCHS]
+                   for seed in seeds for arch in ARCHS]
     elif experiment == DETECTION:
         detection.require_torchvision()
         budget = {**(QUICK_DETECTION if args.quick else {}), **given}
         configs = [detection.DetectionConfig(arch, seed, device=args.device, **budget)
-                   for seed in seeds for arch in detection.ARCHS]
+                   for seed in seeds for arch in ARCHS]
     else:
         budget = {**(QUICK_GENERATIVE if args.quick else {}), **given}
         configs = [GenerativeConfig(experiment, arch, seed=seed, device=args.device, **budget)

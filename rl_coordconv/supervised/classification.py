@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,14 +20,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from rl_coordconv.analysis.statistics import mean_interval
-from rl_coordconv.layers import CoordConv2d
+from rl_coordconv.supervised.archs import ARCHS, conv_layer
+from rl_coordconv.supervised.fitting import batches_per_epoch, fit, minimize
 from rl_coordconv.supervised.models import count_parameters
 from rl_coordconv.supervised.settings import validate_settings
 
-ARCHS = ("conv", "coordconv")
 CANVAS = 16
 DIGIT = 8
 
@@ -81,10 +79,7 @@ class SmallResNet(nn.Module):
 
     def __init__(self, arch: str, width: int = 16, classes: int = 10) -> None:
         super().__init__()
-        if arch not in ARCHS:
-            raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
-        stem = CoordConv2d if arch == "coordconv" else nn.Conv2d
-        self.stem = nn.Sequential(stem(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(conv_layer(arch, 1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         self.blocks = nn.Sequential(ResidualBlock(width, width), ResidualBlock(width, 2 * width, stride=2),
                                     ResidualBlock(2 * width, 2 * width))
         self.head = nn.Linear(2 * width, classes)
@@ -123,31 +118,27 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
 
 
 def train_classifier(config: ClassificationConfig, progress: bool = True, writer=None) -> ClassificationResult:
-    """Train one :class:`SmallResNet` on the digit canvases of ``config.seed`` (Adam, cosine decay)."""
+    """Train one :class:`SmallResNet` on the digit canvases of ``config.seed`` (Adam, cosine decay),
+    checking the test accuracy after each epoch."""
     config.validate()
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     train_images, train_labels, test_images, test_labels = (part.to(device) for part in digit_canvases(config.seed))
     model = SmallResNet(config.arch).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    steps_per_epoch = -(-len(train_images) // config.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
-    generator = torch.Generator().manual_seed(config.seed)
-    start = time.perf_counter()
-    for epoch in tqdm(range(config.epochs), desc=f"classification/{config.arch}/seed{config.seed}", disable=not progress, leave=False):
-        model.train()
-        order = torch.randperm(len(train_images), generator=generator).to(device)
-        for batch in order.split(config.batch_size):
-            loss = F.cross_entropy(model(train_images[batch]), train_labels[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        if writer is not None:
-            writer.add_scalar("train/loss", loss.item(), epoch + 1)
-            writer.add_scalar("test/accuracy", accuracy(model, test_images, test_labels), epoch + 1)
-    seconds = time.perf_counter() - start
-    return ClassificationResult(config, count_parameters(model), seconds,
+    steps = config.epochs * batches_per_epoch(len(train_images), config.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+    def step(indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = F.cross_entropy(model(train_images[indices]), train_labels[indices])
+        minimize(optimizer, loss)
+        return {"loss": loss}
+
+    fitted = fit(model, step, len(train_images), epochs=config.epochs, batch_size=config.batch_size,
+                 generator=torch.Generator().manual_seed(config.seed), schedule=schedule,
+                 check=lambda: {"test/accuracy": accuracy(model, test_images, test_labels)}, device=device,
+                 progress=progress, description=f"classification/{config.arch}/seed{config.seed}", writer=writer)
+    return ClassificationResult(config, count_parameters(model), fitted.seconds,
                                 accuracy(model, train_images, train_labels), accuracy(model, test_images, test_labels))
 
 

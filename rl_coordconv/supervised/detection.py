@@ -17,20 +17,18 @@ environment (``.venv-detection``) with PyPI's torch, which runs on CPU as well a
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
-from rl_coordconv.layers import CoordConv2d
+from rl_coordconv.supervised.archs import ARCHS, conv_layer
 from rl_coordconv.supervised.classification import load_digits
+from rl_coordconv.supervised.fitting import batches_per_epoch, fit, minimize
 from rl_coordconv.supervised.models import count_parameters
 from rl_coordconv.supervised.settings import validate_settings
 
-ARCHS = ("conv", "coordconv")
 CANVAS = 64
 SCALE = 2  # 8x8 digits drawn as 16x16
 DIGIT = 8 * SCALE
@@ -149,9 +147,8 @@ class Backbone(nn.Sequential):
     """``(B, 1, H, W)`` -> ``(B, 4 width, H / 4, W / 4)``; the first convolution a ``CoordConv2d`` for ``arch="coordconv"``."""
 
     def __init__(self, arch: str, width: int = 16) -> None:
-        first = CoordConv2d if arch == "coordconv" else nn.Conv2d
         super().__init__(
-            first(1, width, 3, padding=1), nn.ReLU(inplace=True),
+            conv_layer(arch, 1, width, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(inplace=True),  # 32 x 32
             nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1), nn.ReLU(inplace=True),  # 16 x 16
@@ -169,8 +166,6 @@ def build_detector(arch: str, width: int = 16, representation: int = 128) -> nn.
     For ``arch="coordconv"`` the backbone's first convolution and the RPN head's convolution are
     ``CoordConv2d``.
     """
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
     require_torchvision()
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -181,9 +176,9 @@ def build_detector(arch: str, width: int = 16, representation: int = 128) -> nn.
     backbone = Backbone(arch, width)
     anchors = AnchorGenerator(sizes=((12, 16, 24),), aspect_ratios=((0.5, 1.0, 2.0),))
     rpn_head = RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0])
-    if arch == "coordconv":
+    if arch == "coordconv":  # the conv detector keeps RPNHead's convolution, with its initialization
         channels = backbone.out_channels
-        rpn_head.conv[0][0] = CoordConv2d(channels, channels, 3, padding=1)
+        rpn_head.conv[0][0] = conv_layer(arch, channels, channels, 3, padding=1)
     return FasterRCNN(
         backbone, rpn_anchor_generator=anchors, rpn_head=rpn_head,
         box_roi_pool=MultiScaleRoIAlign(featmap_names=["0"], output_size=ROI_SIZE, sampling_ratio=1),
@@ -287,43 +282,32 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> lis
 
 
 def train_detector(config: DetectionConfig, progress: bool = True, writer=None, examples: int = 8) -> DetectionResult:
-    """Train one detector on the canvases of ``config.seed`` and measure it on the test canvases;
-    ``writer`` (a TensorBoard ``SummaryWriter``) gets the losses per step and, per epoch, the test
-    measures on the first ``MONITORED`` test canvases."""
+    """Train one detector on the canvases of ``config.seed`` (Adam, cosine decay) and measure it on
+    the test canvases; after each epoch, the learning curve's test measures on the first
+    ``MONITORED`` test canvases (all of them would cost seconds per epoch)."""
     config.validate()
     device = torch.device(config.device)
     train_set, test_set = digit_canvases(config.seed, config.train_canvases, config.test_canvases)
     torch.manual_seed(config.seed)
     model = build_detector(config.arch, config.width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    steps_per_epoch = -(-len(train_set) // config.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
-    generator = torch.Generator().manual_seed(config.seed)
+    steps = config.epochs * batches_per_epoch(len(train_set), config.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     test_targets = test_set.targets(range(len(test_set)))
-    start, step = time.perf_counter(), 0
-    bar = tqdm(total=config.epochs * steps_per_epoch, desc=f"detection/{config.arch}/seed{config.seed}",
-               disable=not progress, leave=False)
-    for epoch in range(config.epochs):
-        model.train()
-        for batch in torch.randperm(len(train_set), generator=generator).split(config.batch_size):
-            losses = model(list(train_set.images[batch].to(device)), train_set.targets(batch.tolist(), device))
-            loss = sum(losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            step += 1
-            bar.update()
-            if writer is not None:
-                for name, value in losses.items():
-                    writer.add_scalar(f"train/{name}", value.item(), step)
-        if writer is not None:  # the learning curve, on the first canvases: all of them cost seconds per epoch
-            monitored = detection_metrics(predict(model, test_set.images[:MONITORED]), test_targets[:MONITORED])
-            for name, value in monitored.items():
-                writer.add_scalar(f"test/{name}", value, epoch + 1)
-    bar.close()
-    seconds = time.perf_counter() - start
+
+    def step(indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        losses = model(list(train_set.images[indices].to(device)), train_set.targets(indices.tolist(), device))
+        minimize(optimizer, sum(losses.values()))
+        return losses
+
+    def check() -> dict[str, float]:
+        monitored = detection_metrics(predict(model, test_set.images[:MONITORED]), test_targets[:MONITORED])
+        return {f"test/{name}": value for name, value in monitored.items()}
+
+    fitted = fit(model, step, len(train_set), epochs=config.epochs, batch_size=config.batch_size,
+                 generator=torch.Generator().manual_seed(config.seed), schedule=schedule, check=check,
+                 progress=progress, description=f"detection/{config.arch}/seed{config.seed}", writer=writer)
     predictions = predict(model, test_set.images)
-    return DetectionResult(config, count_parameters(model), seconds,
+    return DetectionResult(config, count_parameters(model), fitted.seconds,
                            detection_metrics(predictions, test_targets), test_set.images[:examples],
                            test_targets[:examples], predictions[:examples])

@@ -10,7 +10,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from rl_coordconv.analysis.statistics import mean_interval
-from rl_coordconv.supervised.detection import ARCHS, SCORE_THRESHOLD, DetectionResult
+from rl_coordconv.supervised.archs import ARCHS
+from rl_coordconv.supervised.detection import SCORE_THRESHOLD, DetectionResult
 
 METRICS = {
     "mean_iou": "mean IoU of each true box with its best prediction",

@@ -16,32 +16,22 @@ random latent codes."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from rl_coordconv.layers import CoordConv2d
-from rl_coordconv.supervised.objects import find_objects, interpolation_measures, object_count_error, position_coverage
-from rl_coordconv.supervised.shapes import SIZE, Scenes, generate, moving_object_pairs
+from rl_coordconv.supervised.archs import ARCHS, conv_layer
+from rl_coordconv.supervised.fitting import fit, minimize
 from rl_coordconv.supervised.models import count_parameters
+from rl_coordconv.supervised.objects import find_objects, interpolation_measures, object_count_error, position_coverage
 from rl_coordconv.supervised.settings import validate_settings
+from rl_coordconv.supervised.shapes import SIZE, Scenes, generate, moving_object_pairs
 
-ARCHS = ("conv", "coordconv")
 EXPERIMENTS = ("vae", "gan")
 DEFAULT_EPOCHS = {"vae": 30, "gan": 20}
-
-
-def conv(arch: str, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0) -> nn.Module:
-    """A plain convolution, or the same with coordinate channels for ``arch="coordconv"``."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
-    layer = CoordConv2d if arch == "coordconv" else nn.Conv2d
-    return layer(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
 
 
 class Encoder(nn.Module):
@@ -50,9 +40,9 @@ class Encoder(nn.Module):
     def __init__(self, arch: str, outputs: int, width: int = 16) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            conv(arch, 3, width, 4, 2, 1), nn.LeakyReLU(0.2),  # 16 x 16
-            conv(arch, width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),  # 8 x 8
-            conv(arch, 2 * width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),  # 4 x 4
+            conv_layer(arch, 3, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 16 x 16
+            conv_layer(arch, width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 8 x 8
+            conv_layer(arch, 2 * width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 4 x 4
             nn.Flatten(), nn.Linear(2 * width * 16, outputs),
         )
 
@@ -70,11 +60,11 @@ class Decoder(nn.Module):
 
         def block(in_channels: int, out_channels: int) -> list[nn.Module]:
             norm = [nn.BatchNorm2d(out_channels)] if batch_norm else []
-            return [nn.Upsample(scale_factor=2), conv(arch, in_channels, out_channels, 3, 1, 1), *norm, nn.ReLU()]
+            return [nn.Upsample(scale_factor=2), conv_layer(arch, in_channels, out_channels, 3, padding=1), *norm, nn.ReLU()]
 
         self.net = nn.Sequential(
             *block(2 * width, 2 * width), *block(2 * width, width), *block(width, width),  # 8, 16, 32 pixels
-            conv(arch, width, 3, 3, 1, 1),
+            conv_layer(arch, width, 3, 3, padding=1),
         )
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
@@ -141,7 +131,7 @@ class GenerativeResult:
     metrics: dict[str, float]
     samples: torch.Tensor  # (64, 3, 32, 32) generated images, for the figure
     interpolation: torch.Tensor  # (interpolations, steps, 3, 32, 32)
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)  # fit's records, one per epoch
 
 
 def spectrally_normalized(discriminator: nn.Module) -> nn.Module:
@@ -173,36 +163,18 @@ def train_generative(config: GenerativeConfig, progress: bool = True, writer=Non
     train_set = generate(config.train_scenes, seed=config.seed)
     test_set = generate(config.test_scenes, seed=10_000 + config.seed)
     images = train_set.images.to(device)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)  # the batch order, then the sampled codes
     if config.experiment == "vae":
         model: nn.Module = VAE(config.arch, config.latent, config.width).to(device)
         decoder = model.decoder
-        step = _vae_step(model, config.learning_rate or 1e-3)
+        step = _vae_step(model, images, config.learning_rate or 1e-3)
     else:
         decoder = Decoder(config.arch, config.latent, config.width, batch_norm=True).to(device)  # DCGAN's generator norm
         discriminator = spectrally_normalized(Encoder(config.arch, 1, config.width)).to(device)
         model = nn.ModuleDict({"generator": decoder, "discriminator": discriminator})
-        step = _gan_step(decoder, discriminator, config.latent, config.learning_rate or 2e-4)
-
-    history, start = [], time.perf_counter()
-    steps_per_epoch = -(-len(images) // config.batch_size)
-    bar = tqdm(total=config.epochs * steps_per_epoch, desc=f"{config.experiment}/{config.arch}", disable=not progress,
-               leave=False, unit="step")
-    for epoch in range(config.epochs):
-        model.train()
-        order = torch.randperm(len(images), generator=generator).to(device)
-        totals: dict[str, float] = {}
-        for batch in images[order].split(config.batch_size):
-            for name, value in step(batch).items():
-                totals[name] = totals.get(name, 0.0) + value / steps_per_epoch
-            bar.update()
-        history.append({"epoch": epoch + 1, "seconds": time.perf_counter() - start, **totals})
-        if writer is not None:
-            for name, value in totals.items():
-                writer.add_scalar(f"train/{name}", value, epoch + 1)
-        bar.set_postfix({name: f"{value:.3g}" for name, value in totals.items()})
-    bar.close()
-    seconds = time.perf_counter() - start
+        step = _gan_step(decoder, discriminator, images, config.latent, config.learning_rate or 2e-4)
+    fitted = fit(model, step, len(images), epochs=config.epochs, batch_size=config.batch_size, generator=generator,
+                 device=device, progress=progress, description=f"{config.experiment}/{config.arch}", writer=writer)
     model.eval()
 
     codes = torch.randn(config.samples, config.latent, generator=generator).to(device)
@@ -220,41 +192,37 @@ def train_generative(config: GenerativeConfig, progress: bool = True, writer=Non
                     interpolation_measures([[find_objects(frame) for frame in path] for path in frames]).items()})
     if writer is not None:
         for name, value in metrics.items():
-            writer.add_scalar(f"test/{name}", value, config.epochs)
-    return GenerativeResult(config, count_parameters(model), seconds, metrics, samples[:64], frames, history)
+            writer.add_scalar(f"test/{name}", value, fitted.steps)
+    return GenerativeResult(config, count_parameters(model), fitted.seconds, metrics, samples[:64], frames, fitted.history)
 
 
-def _vae_step(model: VAE, learning_rate: float):
+def _vae_step(model: VAE, images: torch.Tensor, learning_rate: float):
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
 
-    def step(batch: torch.Tensor) -> dict[str, float]:
-        loss = model.loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return {"loss": loss.item()}
+    def step(indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = model.loss(images[indices])
+        minimize(optimizer, loss)
+        return {"loss": loss}
 
     return step
 
 
-def _gan_step(generator: Decoder, discriminator: Encoder, latent: int, learning_rate: float):
+def _gan_step(generator: Decoder, discriminator: Encoder, images: torch.Tensor, latent: int, learning_rate: float):
     """DCGAN's alternating updates with the non-saturating generator loss."""
-    optimizers = [torch.optim.Adam(net.parameters(), lr=learning_rate, betas=(0.5, 0.999)) for net in (generator, discriminator)]
+    generator_optimizer, discriminator_optimizer = (
+        torch.optim.Adam(net.parameters(), lr=learning_rate, betas=(0.5, 0.999)) for net in (generator, discriminator))
 
-    def step(batch: torch.Tensor) -> dict[str, float]:
+    def step(indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        batch = images[indices]
         fake = torch.sigmoid(generator(torch.randn(len(batch), latent, device=batch.device)))
         real_logits, fake_logits = discriminator(batch), discriminator(fake.detach())
         d_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                   + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
-        optimizers[1].zero_grad(set_to_none=True)
-        d_loss.backward()
-        optimizers[1].step()
+        minimize(discriminator_optimizer, d_loss)
         fooled = discriminator(fake)
         g_loss = F.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled))
-        optimizers[0].zero_grad(set_to_none=True)
-        g_loss.backward()
-        optimizers[0].step()
-        return {"discriminator_loss": d_loss.item(), "generator_loss": g_loss.item()}
+        minimize(generator_optimizer, g_loss)
+        return {"discriminator_loss": d_loss, "generator_loss": g_loss}
 
     return step
 

@@ -1,4 +1,4 @@
-"""The paper's Not-so-Clevr models, each with its baseline. Architectures follow the official code.
+"""The paper's Not-so-Clevr models, CoordConv and conv for each task. Architectures follow the official code.
 
 - classification: ``(B, 2)`` normalized centre -> ``(B, 4096)`` logits over the 64x64 pixels;
 - rendering: ``(B, 2)`` normalized centre -> :class:`Rendering` (``(B, 4096)`` per-pixel logits
@@ -14,9 +14,10 @@ import torch
 import torch.nn as nn
 
 from rl_coordconv.layers import CoordConv2d
+from rl_coordconv.supervised.archs import ARCHS
 from rl_coordconv.supervised.data import CANVAS
 
-MODELS = ("coordconv", "baseline")
+MODELS = ARCHS[::-1]  # the order they run in: CoordConv's minutes before the conv models' half hour
 
 
 def he_initialize(module: nn.Module) -> nn.Module:
@@ -54,7 +55,7 @@ class CoordConvClassifier(nn.Module):
 
 
 class DeconvClassifier(nn.Module):
-    """The paper's baseline: (i, j) as a 1x1x2 map, six stride-2 transposed convs
+    """The paper's conv model: (i, j) as a 1x1x2 map, six stride-2 transposed convs
     (64m, 64m, 64m, 32m, 32m, 1 channels; BatchNorm + ReLU on the first five) up to 64x64 logits.
     103,585 parameters at ``width=1``, kernel 3."""
 
@@ -106,7 +107,7 @@ class CoordConvRenderer(nn.Module):
 
 
 class DeconvRenderer(DeconvClassifier):
-    """The deconv baseline with per-pixel sigmoid outputs (the official ``deconv_rendering``)."""
+    """The deconv classifier with per-pixel sigmoid outputs (the official ``deconv_rendering``)."""
 
     def forward(self, coordinates: torch.Tensor) -> Rendering:
         return Rendering(super().forward(coordinates), None)
@@ -137,7 +138,7 @@ class CoordConvRegressor(nn.Module):
 
 
 class ConvRegressor(nn.Module):
-    """The paper's conv baseline (official ``big_conv``): four 3x3 convs of 16 channels with ReLU,
+    """The paper's conv regressor (official ``big_conv``): four 3x3 convs of 16 channels with ReLU,
     2x2 max-pools after the first three, then dense 64 and dense 2: 72,850 parameters."""
 
     def __init__(self, width: int = 16) -> None:
@@ -157,17 +158,16 @@ class ConvRegressor(nn.Module):
 
 BUILDERS = {
     ("classification", "coordconv"): CoordConvClassifier,
-    ("classification", "baseline"): DeconvClassifier,
+    ("classification", "conv"): DeconvClassifier,
     ("rendering", "coordconv"): CoordConvRenderer,
-    ("rendering", "baseline"): DeconvRenderer,
+    ("rendering", "conv"): DeconvRenderer,
     ("regression", "coordconv"): CoordConvRegressor,
-    ("regression", "baseline"): ConvRegressor,
+    ("regression", "conv"): ConvRegressor,
 }
 
 
 def build_model(task: str, model: str) -> nn.Module:
-    """The model for ``task`` (classification, rendering, regression) and ``model`` (coordconv or
-    baseline)."""
+    """The model for ``task`` (classification, rendering, regression) and ``model`` (coordconv or conv)."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
     if (task, model) not in BUILDERS:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from rl_coordconv.supervised.archs import ARCHS
 from rl_coordconv.supervised.data import CANVAS, NotSoClevr
 from rl_coordconv.supervised.train import TASKS, TrainResult
 
@@ -45,7 +46,7 @@ def write_csv(results: list[TrainResult], path: Path) -> None:
 
 
 def markdown(results: list[TrainResult], machine: str) -> str:
-    """A results table, then per task and split the CoordConv vs baseline ratios."""
+    """A results table, then per task and split the CoordConv vs conv ratios."""
     thresholds = ", ".join(f"{task.name} {task.metric} >= {task.threshold}" for task in TASKS.values())
     lines = [f"# Not-so-Clevr results\n\nMachine: {machine}. Solved: test {thresholds}; training stops there unless --no-early-stop.\n",
         "| task | split | model | params | metric | train | test | budget | epochs run | seconds | solved after |",
@@ -58,19 +59,19 @@ def markdown(results: list[TrainResult], machine: str) -> str:
                      f"batch {row['batch_size']}, cosine | {row['epochs_run']} | {row['seconds']} | {solved} |")
     comparison = []
     for (task, split), models in by_task_and_split(results).items():
-        if set(models) != {"coordconv", "baseline"}:
+        if set(models) != {"coordconv", "conv"}:
             continue
-        ours, baseline = models["coordconv"], models["baseline"]
-        parameter_ratio = baseline.parameters / ours.parameters
-        if ours.seconds_to_threshold is None:
+        coordconv, conv = models["coordconv"], models["conv"]
+        parameter_ratio = conv.parameters / coordconv.parameters
+        if coordconv.seconds_to_threshold is None:
             speed = "CoordConv did not solve it"
-        elif baseline.seconds_to_threshold is None:
-            speed = f"> {baseline.seconds / ours.seconds_to_threshold:.0f}x (baseline unsolved after {baseline.seconds:.0f} s)"
+        elif conv.seconds_to_threshold is None:
+            speed = f"> {conv.seconds / coordconv.seconds_to_threshold:.0f}x (conv unsolved after {conv.seconds:.0f} s)"
         else:
-            speed = f"{baseline.seconds_to_threshold / ours.seconds_to_threshold:.1f}x"
+            speed = f"{conv.seconds_to_threshold / coordconv.seconds_to_threshold:.1f}x"
         comparison.append(f"| {task} | {split} | {parameter_ratio:.1f}x | {speed} |")
     if comparison:
-        lines += ["", "| task | split | baseline / CoordConv parameters | time to solve, baseline / CoordConv |",
+        lines += ["", "| task | split | conv / CoordConv parameters | time to solve, conv / CoordConv |",
                   "|---|---|---:|---|", *comparison]
     return "\n".join(lines) + "\n"
 
@@ -85,7 +86,7 @@ def _heatmaps(task_name: str, outputs) -> torch.Tensor:
 
 @torch.no_grad()
 def save_figures(results: list[TrainResult], out_dir: Path, examples: int = 4) -> list[Path]:
-    """One figure per task and split, baseline above CoordConv, as in the paper: predicted heatmaps
+    """One figure per task and split, conv above CoordConv, as in the paper: predicted heatmaps
     (classification) or painted squares (rendering) on the same test examples with the true centre
     marked; for regression, every test centre and its prediction."""
     import matplotlib
@@ -96,7 +97,7 @@ def save_figures(results: list[TrainResult], out_dir: Path, examples: int = 4) -
     paths = []
     for (task_name, split), models in by_task_and_split(results).items():
         task = TASKS[task_name]
-        names = [name for name in ("baseline", "coordconv") if name in models]
+        names = [name for name in ARCHS if name in models]
         device = next(models[names[0]].model.parameters()).device
         test_points = NotSoClevr.build(split, models[names[0]].config.seed, device).test_points
         if task_name == "regression":

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from rl_coordconv.supervised import metrics
 from rl_coordconv.supervised.data import (CANVAS, SPLITS, NotSoClevr, normalized_coordinates, one_hot_images, square_images,
                                           unit_coordinates)
+from rl_coordconv.supervised.fitting import batches_per_epoch, fit, minimize
 from rl_coordconv.supervised.models import MODELS, Rendering, build_model, count_parameters
 from rl_coordconv.supervised.settings import validate_settings
 
@@ -95,15 +94,15 @@ class Budget(NamedTuple):
 
 # Official settings: Adam, CoordConv lr 0.005 (regression 0.01) for 100 epochs; deconv lr 0.01 for
 # up to 2000 epochs; conv regressor lr 0.01 for 100 epochs. Scaled to a 2-core CPU with a cosine
-# decay over the budget: CoordConv models get 2-4 epochs (they need 1-2); the baselines 15-30x as
+# decay over the budget: CoordConv models get 2-4 epochs (they need 1-2); the conv models 15-30x as
 # many epochs, 5-15x the wall-clock time.
 DEFAULT_BUDGETS: dict[tuple[str, str], Budget] = {
     ("classification", "coordconv"): Budget(4, 0.005),
-    ("classification", "baseline"): Budget(60, 0.01),
+    ("classification", "conv"): Budget(60, 0.01),
     ("rendering", "coordconv"): Budget(2, 0.02),
-    ("rendering", "baseline"): Budget(60, 0.01),
+    ("rendering", "conv"): Budget(60, 0.01),
     ("regression", "coordconv"): Budget(2, 0.01),
-    ("regression", "baseline"): Budget(60, 0.01),
+    ("regression", "conv"): Budget(60, 0.01),
 }
 
 
@@ -137,7 +136,7 @@ def evaluate(model: nn.Module, task: Task, points: torch.Tensor, batch_size: int
 
 
 def train(config: TrainConfig, progress: bool = True, writer=None) -> TrainResult:
-    """Train ``config.model`` on ``config.task``/``config.split``.
+    """Train ``config.model`` on ``config.task``/``config.split`` (Adam, cosine decay to zero).
 
     The test metrics are measured ``checks_per_epoch`` times per epoch to time when the task is
     solved (the paper's "time to reach" comparison); nothing is selected on them. The clock counts
@@ -150,66 +149,41 @@ def train(config: TrainConfig, progress: bool = True, writer=None) -> TrainResul
     epochs = config.epochs if config.epochs is not None else budget.epochs
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
-    model_ = build_model(config.task, config.model).to(device)
+    model = build_model(config.task, config.model).to(device)
     data = NotSoClevr.build(config.split, config.seed, device)
     learning_rate = config.learning_rate if config.learning_rate is not None else budget.learning_rate
     config = dataclasses.replace(config, epochs=epochs, learning_rate=learning_rate)  # as run, for the report
-    optimizer = torch.optim.Adam(model_.parameters(), lr=learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(data.train_points) // config.batch_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=config.weight_decay)
     # Cosine decay to zero over the whole budget: a short budget still ends at a small step size.
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
-    check_after = {round(k * steps_per_epoch / config.checks_per_epoch) for k in range(1, config.checks_per_epoch + 1)}
-    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    steps = epochs * batches_per_epoch(len(data.train_points), config.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
-    history: list[dict[str, float]] = []
-    solved_at: tuple[float, float] | None = None
-    checking_seconds = 0.0
-    start = time.perf_counter()
-    bar = tqdm(total=epochs * steps_per_epoch, desc=f"{config.task}/{config.split}/{config.model}",
-               disable=not progress, leave=False, unit="step")
-    for epoch in range(epochs):
-        model_.train()
-        order = torch.randperm(len(data.train_points), generator=generator).to(device)
-        for step in range(1, steps_per_epoch + 1):
-            batch = data.train_points[order[(step - 1) * config.batch_size : step * config.batch_size]]
-            loss = task.loss(model_(task.inputs(batch)), batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            bar.update()
-            if step not in check_after:
-                continue
-            check_start = time.perf_counter()
-            test_scores = evaluate(model_, task, data.test_points, config.batch_size)
-            model_.train()
-            checking_seconds += time.perf_counter() - check_start
-            epochs_done = epoch + step / steps_per_epoch
-            elapsed = time.perf_counter() - start - checking_seconds
-            history.append({"epoch": epochs_done, "seconds": elapsed, "train/loss": loss.item(),
-                            **{f"test/{k}": v for k, v in test_scores.items()}})
-            if writer is not None:
-                for key, value in history[-1].items():
-                    if key != "epoch":
-                        writer.add_scalar(key, value, epoch * steps_per_epoch + step)
-            bar.set_postfix({f"test {task.metric}": f"{test_scores[task.metric]:.3f}"})
-            if solved_at is None and test_scores[task.metric] >= task.threshold:
-                solved_at = (epochs_done, elapsed)
-                if config.stop_when_solved:
-                    break
-        if solved_at is not None and config.stop_when_solved:
-            break
-    bar.close()
-    seconds = time.perf_counter() - start - checking_seconds
+    def step(indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        points = data.train_points[indices]
+        loss = task.loss(model(task.inputs(points)), points)
+        minimize(optimizer, loss)
+        return {"loss": loss}
+
+    def check() -> dict[str, float]:
+        return {f"test/{name}": value for name, value in evaluate(model, task, data.test_points, config.batch_size).items()}
+
+    def solved(record: dict[str, float]) -> bool:
+        return record[f"test/{task.metric}"] >= task.threshold
+
+    fitted = fit(model, step, len(data.train_points), epochs=epochs, batch_size=config.batch_size,
+                 generator=torch.Generator(device="cpu").manual_seed(config.seed), schedule=schedule, check=check,
+                 checks_per_epoch=config.checks_per_epoch, stop=solved if config.stop_when_solved else None, device=device,
+                 progress=progress, description=f"{config.task}/{config.split}/{config.model}", writer=writer)
+    solved_at = next((record for record in fitted.history if solved(record)), None)
     return TrainResult(
         config=config,
-        parameters=count_parameters(model_),
-        epochs_run=history[-1]["epoch"],
-        seconds=seconds,
-        train=evaluate(model_, task, data.train_points, config.batch_size),
-        test=test_scores,
-        epochs_to_threshold=solved_at[0] if solved_at else None,
-        seconds_to_threshold=solved_at[1] if solved_at else None,
-        history=history,
-        model=model_,
+        parameters=count_parameters(model),
+        epochs_run=fitted.epochs,
+        seconds=fitted.seconds,
+        train=evaluate(model, task, data.train_points, config.batch_size),
+        test={tag.removeprefix("test/"): value for tag, value in fitted.history[-1].items() if tag.startswith("test/")},
+        epochs_to_threshold=solved_at["epoch"] if solved_at else None,
+        seconds_to_threshold=solved_at["seconds"] if solved_at else None,
+        history=fitted.history,
+        model=model,
     )
