@@ -49,9 +49,12 @@ $(DETECTION_VENV)/.installed: setup.py
 demo: venv
 	$(BIN)/rl-coordconv demo
 
-# Two pytest-xdist workers, one per core; the tests that start Ray share one of them. The
-# detection tests skip in .venv, where torchvision cannot load, and run in .venv-detection.
+# ruff (ruff.toml), then two pytest-xdist workers, one per core; the tests that start Ray share
+# one of them. The detection tests skip in .venv, where torchvision cannot load, and run in
+# .venv-detection.
 test: venv detection-venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 	$(DETECTION_VENV)/bin/python -m pytest -n 2 tests/test_detection.py
 

@@ -38,8 +38,9 @@ setup(
     ],
     entry_points={"console_scripts": ["rl-coordconv = rl_coordconv.commands:main"]},
     extras_require={
-        # scipy: reference statistics; setuptools: the wheel test; hypothesis: the property tests
-        "dev": ["pytest>=7.4", "pytest-xdist>=3.5", "scipy>=1.10", "setuptools>=70.1", "hypothesis>=6.100"],
+        # scipy: reference statistics; setuptools: the wheel test; hypothesis: the property tests;
+        # ruff: lint and format check in `make test`, pinned so that its formatting does not move
+        "dev": ["pytest>=7.4", "pytest-xdist>=3.5", "scipy>=1.10", "setuptools>=70.1", "hypothesis>=6.100", "ruff==0.17.6"],
         "distributed": ["ray>=2.9"],
         # torchvision loads only beside PyPI's torch build of its own release (0.28 for torch 2.13,
         # 0.29 for 2.14), hence `make detection-venv`, which installs the pair. pycocotools: torchmetrics' mAP.

@@ -9,7 +9,16 @@ from stable_baselines3 import A2C
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.vec_env import VecEnv
 
-from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_env_copies, check_ranges
+from rl_coordconv.agents.config import (
+    AT_LEAST_ONE,
+    DISCOUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    Range,
+    check_env_copies,
+    check_ranges,
+)
 from rl_coordconv.extractors import policy_kwargs_for
 
 
@@ -28,8 +37,14 @@ class A2CConfig:
     rmsprop_eps: float = 1e-5  # RMSpropTFLike: epsilon inside the square root, as in TF
 
     RANGES: ClassVar[dict[str, Range]] = {
-        "n_envs": AT_LEAST_ONE, "n_steps": AT_LEAST_ONE, "learning_rate": POSITIVE, "ent_coef": NON_NEGATIVE,
-        "vf_coef": NON_NEGATIVE, "gamma": DISCOUNT, "gae_lambda": PROBABILITY, "max_grad_norm": POSITIVE,
+        "n_envs": AT_LEAST_ONE,
+        "n_steps": AT_LEAST_ONE,
+        "learning_rate": POSITIVE,
+        "ent_coef": NON_NEGATIVE,
+        "vf_coef": NON_NEGATIVE,
+        "gamma": DISCOUNT,
+        "gae_lambda": PROBABILITY,
+        "max_grad_norm": POSITIVE,
         "rmsprop_eps": POSITIVE,
     }
 

@@ -63,11 +63,22 @@ class ApeXConfig:
     replay_checkpoints: bool = True  # save the replay with checkpoints (7 KB per transition on disk)
 
     RANGES: ClassVar[dict[str, Range]] = {
-        "n_envs": AT_LEAST_ONE, "buffer_size": AT_LEAST_ONE, "learning_starts": AT_LEAST_ONE,
-        "batch_size": AT_LEAST_ONE, "replay_ratio": POSITIVE, "target_update_interval": AT_LEAST_ONE,
-        "gamma": DISCOUNT, "return_horizon": AT_LEAST_ONE, "alpha": PROBABILITY, "beta": PROBABILITY,
-        "priority_eps": POSITIVE, "learning_rate": POSITIVE, "rmsprop_alpha": Range(0, 1, high_open=True),
-        "rmsprop_eps": POSITIVE, "max_grad_norm": POSITIVE, "eval_epsilon": PROBABILITY,
+        "n_envs": AT_LEAST_ONE,
+        "buffer_size": AT_LEAST_ONE,
+        "learning_starts": AT_LEAST_ONE,
+        "batch_size": AT_LEAST_ONE,
+        "replay_ratio": POSITIVE,
+        "target_update_interval": AT_LEAST_ONE,
+        "gamma": DISCOUNT,
+        "return_horizon": AT_LEAST_ONE,
+        "alpha": PROBABILITY,
+        "beta": PROBABILITY,
+        "priority_eps": POSITIVE,
+        "learning_rate": POSITIVE,
+        "rmsprop_alpha": Range(0, 1, high_open=True),
+        "rmsprop_eps": POSITIVE,
+        "max_grad_norm": POSITIVE,
+        "eval_epsilon": PROBABILITY,
     }
 
     # Old keys still accepted by --set and read from old config.json files, with their new names.
@@ -184,7 +195,11 @@ class DuelingCnnPolicy(CnnPolicy):
 
 
 def double_q_targets(
-    rewards: torch.Tensor, discounts: torch.Tensor, dones: torch.Tensor, next_q_online: torch.Tensor, next_q_target: torch.Tensor
+    rewards: torch.Tensor,
+    discounts: torch.Tensor,
+    dones: torch.Tensor,
+    next_q_online: torch.Tensor,
+    next_q_target: torch.Tensor,
 ) -> torch.Tensor:
     """Double-Q n-step targets ``y = R + discount * (1 - done) * Q_target(s', argmax_a Q_online(s', a))``.
 

@@ -45,8 +45,11 @@ def apply_overrides(config: Any, overrides: list[str]) -> None:
         renamed = getattr(target, "RENAMED", {}).get(name)
         if renamed is not None:
             new_key = ".".join([*parents, renamed])
-            warnings.warn(f"the setting {key.strip()!r} is now {new_key!r}; the old name will go in a later version",
-                          FutureWarning, stacklevel=2)
+            warnings.warn(
+                f"the setting {key.strip()!r} is now {new_key!r}; the old name will go in a later version",
+                FutureWarning,
+                stacklevel=2,
+            )
             name = renamed
         if name not in {field.name for field in dataclasses.fields(target)} or dataclasses.is_dataclass(getattr(target, name)):
             raise ValueError(f"unknown setting {key!r}; settings are: {', '.join(setting_names(config))}")

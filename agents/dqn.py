@@ -8,7 +8,16 @@ from typing import ClassVar
 from stable_baselines3 import DQN
 from stable_baselines3.common.vec_env import VecEnv
 
-from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_env_copies, check_ranges
+from rl_coordconv.agents.config import (
+    AT_LEAST_ONE,
+    DISCOUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    Range,
+    check_env_copies,
+    check_ranges,
+)
 from rl_coordconv.extractors import policy_kwargs_for
 
 
@@ -30,10 +39,17 @@ class DQNConfig:
     optimize_memory_usage: bool = False
 
     RANGES: ClassVar[dict[str, Range]] = {
-        "n_envs": AT_LEAST_ONE, "buffer_size": AT_LEAST_ONE, "learning_starts": NON_NEGATIVE,
-        "batch_size": AT_LEAST_ONE, "learning_rate": POSITIVE, "target_update_interval": AT_LEAST_ONE,
-        "train_freq": AT_LEAST_ONE, "gradient_steps": AT_LEAST_ONE, "gamma": DISCOUNT,
-        "exploration_fraction": PROBABILITY, "exploration_final_eps": PROBABILITY,
+        "n_envs": AT_LEAST_ONE,
+        "buffer_size": AT_LEAST_ONE,
+        "learning_starts": NON_NEGATIVE,
+        "batch_size": AT_LEAST_ONE,
+        "learning_rate": POSITIVE,
+        "target_update_interval": AT_LEAST_ONE,
+        "train_freq": AT_LEAST_ONE,
+        "gradient_steps": AT_LEAST_ONE,
+        "gamma": DISCOUNT,
+        "exploration_fraction": PROBABILITY,
+        "exploration_final_eps": PROBABILITY,
     }
 
     def validate(self) -> None:

@@ -8,7 +8,8 @@ play the same games with the same policy and write the same record.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -87,6 +88,7 @@ def evaluation_policy(model: BaseAlgorithm, deterministic: bool) -> tuple[Callab
       call decides for all envs at once whether they all act at random.
     - ``deterministic``: the Q agents act greedily.
     """
+
     def predict(observations: np.ndarray) -> np.ndarray:
         return model.predict(observations, deterministic=deterministic)[0]
 
@@ -95,8 +97,10 @@ def evaluation_policy(model: BaseAlgorithm, deterministic: bool) -> tuple[Callab
         description = f"greedy on Q, random actions with probability eval_epsilon={epsilon}"
     elif isinstance(model, DQN):
         epsilon = 0.0 if deterministic else float(model.exploration_rate)
-        description = (f"greedy on Q, all envs at random with probability exploration_rate={epsilon} "
-                       "(SB3 DQN.predict; the value saved with the checkpoint)")
+        description = (
+            f"greedy on Q, all envs at random with probability exploration_rate={epsilon} "
+            "(SB3 DQN.predict; the value saved with the checkpoint)"
+        )
     elif isinstance(model, OnPolicyAlgorithm):  # A2C, PPO
         epsilon = None
         description = "argmax of the action logits" if deterministic else "actions sampled from the policy"
@@ -144,8 +148,9 @@ def evaluate_model(
     seed = run_seed + EVAL_SEED_OFFSET
     set_random_seed(seed)  # A2C's sampling and the Q agents' exploration repeat
     predict, policy = evaluation_policy(model, deterministic)
-    env = make_atari_vec_env(game, min(n_games, MAX_EVAL_ENVS), seed=seed, backend=backend,
-                             terminal_on_life_loss=False, clip_rewards=False)
+    env = make_atari_vec_env(
+        game, min(n_games, MAX_EVAL_ENVS), seed=seed, backend=backend, terminal_on_life_loss=False, clip_rewards=False
+    )
     started = time.time()
     try:
         games = play_full_games(predict, env, n_games, on_game=on_game)

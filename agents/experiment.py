@@ -31,6 +31,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
+from rl_coordconv import rundir
 from rl_coordconv.agents.allocator import keep_freed_memory
 from rl_coordconv.agents.checkpoints import load_checkpoint
 from rl_coordconv.agents.distributed import DistributedTrainingStopped
@@ -41,7 +42,6 @@ from rl_coordconv.agents.trainers import Trainer, trainer_for
 from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.precision import use_precision
-from rl_coordconv import rundir
 
 __all__ = ["ExperimentConfig", "config_from_dict", "run_experiment", "run_directory", "check_overrides", "agent_of"]
 
@@ -61,8 +61,9 @@ def check_overrides(overrides: list[str], agents: list[str], options: dict[str, 
         if key in options:
             raise ValueError(f"--set {item!r}: use {options[key]} for the {key}")
         if agent_of(item) not in (None, *agents):
-            raise ValueError(f"--set {item!r}: a setting of {agent_of(item)}, which does not run here "
-                             f"(the agents are {', '.join(agents)})")
+            raise ValueError(
+                f"--set {item!r}: a setting of {agent_of(item)}, which does not run here (the agents are {', '.join(agents)})"
+            )
 
 
 def run_directory(runs: Path | str, config: ExperimentConfig) -> Path:
@@ -91,8 +92,9 @@ def run_experiment(
         return _run_experiment(config, trainer_class, runs, resume, progress_bar)
 
 
-def _run_experiment(config: ExperimentConfig, trainer_class: type[Trainer], runs: Path | str, resume: bool,
-                    progress_bar: bool) -> Path:
+def _run_experiment(
+    config: ExperimentConfig, trainer_class: type[Trainer], runs: Path | str, resume: bool, progress_bar: bool
+) -> Path:
     run_dir = run_directory(runs, config)
     if resume:
         config = _config_for_resume(run_dir, config)
@@ -177,8 +179,12 @@ def evaluate(model: BaseAlgorithm, config: ExperimentConfig, run_dir: Path) -> d
     """The run's final evaluation: :func:`~rl_coordconv.agents.evaluation.evaluate_model` over
     ``config.eval_episodes`` full games, written to ``evaluation.json`` (the record
     ``rl-coordconv evaluate`` writes for any checkpoint) and ``eval/mean_score`` to TensorBoard."""
-    record = {"checkpoint": str(rundir.checkpoint_path(run_dir, model.num_timesteps)), "agent": config.agent,
-              "arch": config.arch, **evaluate_model(model, config.game, config.seed, config.backend, config.eval_episodes)}
+    record = {
+        "checkpoint": str(rundir.checkpoint_path(run_dir, model.num_timesteps)),
+        "agent": config.agent,
+        "arch": config.arch,
+        **evaluate_model(model, config.game, config.seed, config.backend, config.eval_episodes),
+    }
     rundir.write_evaluation(run_dir, record)
     model.logger.record("eval/mean_score", record["mean_score"])
     model.logger.dump(model.num_timesteps)

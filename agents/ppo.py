@@ -9,7 +9,16 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
-from rl_coordconv.agents.config import AT_LEAST_ONE, DISCOUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_env_copies, check_ranges
+from rl_coordconv.agents.config import (
+    AT_LEAST_ONE,
+    DISCOUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    Range,
+    check_env_copies,
+    check_ranges,
+)
 from rl_coordconv.extractors import policy_kwargs_for
 
 
@@ -31,17 +40,27 @@ class PPOConfig:
     max_grad_norm: float = 0.5
 
     RANGES: ClassVar[dict[str, Range]] = {
-        "n_envs": AT_LEAST_ONE, "n_steps": AT_LEAST_ONE, "batch_size": Range(2), "n_epochs": AT_LEAST_ONE,
-        "learning_rate": POSITIVE, "clip_range": POSITIVE, "ent_coef": NON_NEGATIVE, "vf_coef": NON_NEGATIVE,
-        "gamma": DISCOUNT, "gae_lambda": PROBABILITY, "max_grad_norm": POSITIVE,
+        "n_envs": AT_LEAST_ONE,
+        "n_steps": AT_LEAST_ONE,
+        "batch_size": Range(2),
+        "n_epochs": AT_LEAST_ONE,
+        "learning_rate": POSITIVE,
+        "clip_range": POSITIVE,
+        "ent_coef": NON_NEGATIVE,
+        "vf_coef": NON_NEGATIVE,
+        "gamma": DISCOUNT,
+        "gae_lambda": PROBABILITY,
+        "max_grad_norm": POSITIVE,
     }
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and what is accepted."""
         check_ranges(self, self.RANGES, "ppo")
         if self.batch_size > self.n_steps * self.n_envs:
-            raise ValueError(f"ppo.batch_size ({self.batch_size}) must be at most a rollout, ppo.n_steps x "
-                             f"ppo.n_envs = {self.n_steps * self.n_envs} transitions")
+            raise ValueError(
+                f"ppo.batch_size ({self.batch_size}) must be at most a rollout, ppo.n_steps x "
+                f"ppo.n_envs = {self.n_steps * self.n_envs} transitions"
+            )
 
 
 def make_ppo(env: VecEnv, arch: str, config: PPOConfig, *, seed: int | None = None, device: str = "auto") -> PPO:

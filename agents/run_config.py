@@ -47,7 +47,10 @@ class ExperimentConfig:
     apex: ApeXConfig = field(default_factory=ApeXConfig)
 
     RANGES: ClassVar[dict[str, Range]] = {
-        "seed": SEED, "timesteps": AT_LEAST_ONE, "checkpoint_every": AT_LEAST_ONE, "eval_episodes": NON_NEGATIVE,
+        "seed": SEED,
+        "timesteps": AT_LEAST_ONE,
+        "checkpoint_every": AT_LEAST_ONE,
+        "eval_episodes": NON_NEGATIVE,
     }
 
     def validate(self) -> None:

@@ -36,8 +36,14 @@ TRAIN_COMMAND = [sys.executable, "-m", "rl_coordconv", "train"]
 GAME_SETS = {"paper9": list(GAMES)}
 # The settings that the sweep's own options give each run: a --set of one would take every run into
 # the same run directories.
-SWEEP_OPTIONS = {"game": "--games", "agent": "--agents", "arch": "--archs", "seed": "--seeds", "timesteps": "--timesteps",
-                 "device": "--device"}
+SWEEP_OPTIONS = {
+    "game": "--games",
+    "agent": "--agents",
+    "arch": "--archs",
+    "seed": "--seeds",
+    "timesteps": "--timesteps",
+    "device": "--device",
+}
 LOG_TAIL_LINES = 15
 RAY_INSTALL = "pip install -e .[distributed]"
 INTERRUPT_GRACE_SECONDS = 120  # how long an interrupted run may take to save its checkpoint
@@ -93,8 +99,17 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
-def plan(games: str, agents: str, archs: str, seeds: str, timesteps: str, runs: Path | str, *,
-         device: str = "auto", overrides: list[str] = ()) -> list[SweepJob]:
+def plan(
+    games: str,
+    agents: str,
+    archs: str,
+    seeds: str,
+    timesteps: str,
+    runs: Path | str,
+    *,
+    device: str = "auto",
+    overrides: list[str] = (),
+) -> list[SweepJob]:
     """Every run of the grid with its state and its train command line; every setting checked.
 
     :param games, agents, archs: comma-separated names (``games`` may be a set such as ``paper9``).
@@ -121,8 +136,24 @@ def plan(games: str, agents: str, archs: str, seeds: str, timesteps: str, runs: 
                     config.validate()
                     run_dir = run_directory(runs, config)
                     state = run_state(run_dir, config.timesteps, config.eval_episodes)
-                    argv = [*TRAIN_COMMAND, "--game", game, "--agent", agent, "--arch", arch, "--seed", str(seed),
-                            "--timesteps", str(timesteps), "--device", device, "--runs", str(runs), "--no-progress"]
+                    argv = [
+                        *TRAIN_COMMAND,
+                        "--game",
+                        game,
+                        "--agent",
+                        agent,
+                        "--arch",
+                        arch,
+                        "--seed",
+                        str(seed),
+                        "--timesteps",
+                        str(timesteps),
+                        "--device",
+                        device,
+                        "--runs",
+                        str(runs),
+                        "--no-progress",
+                    ]
                     argv += [f"--set={item}" for item in agent_overrides]
                     if state == RunState.RESUMABLE:
                         argv.append("--resume")
@@ -173,15 +204,18 @@ def placement(cores: list[int], gpus: int, threads: int = 1, runs_per_gpu: int |
     else:
         count = gpus * (runs_per_gpu or max(len(cores) // gpus, 1))
         if count > len(cores):
-            raise ValueError(f"{runs_per_gpu} runs per GPU x {gpus} GPUs = {count} runs, more than the "
-                             f"{len(cores)} cores this sweep may use: each run needs a core of its own")
+            raise ValueError(
+                f"{runs_per_gpu} runs per GPU x {gpus} GPUs = {count} runs, more than the "
+                f"{len(cores)} cores this sweep may use: each run needs a core of its own"
+            )
         per_run = len(cores) // count
-    return [Slot(tuple(cores[index * per_run : (index + 1) * per_run]), f"cuda:{index % gpus}" if gpus else "cpu")
-            for index in range(count)]
+    return [
+        Slot(tuple(cores[index * per_run : (index + 1) * per_run]), f"cuda:{index % gpus}" if gpus else "cpu")
+        for index in range(count)
+    ]
 
 
-def local_slots(device: str, cores: list[int], gpus: int, threads: int = 1,
-                runs_per_gpu: int | None = None) -> list[Slot]:
+def local_slots(device: str, cores: list[int], gpus: int, threads: int = 1, runs_per_gpu: int | None = None) -> list[Slot]:
     """The slots of a local sweep whose runs ask for ``device``, on a machine with ``gpus`` GPUs.
 
     - ``auto`` and ``cuda``: every GPU dealt round-robin (:func:`placement`); ``auto`` without a
@@ -196,8 +230,10 @@ def local_slots(device: str, cores: list[int], gpus: int, threads: int = 1,
         return [replace(slot, device=device) for slot in placement(cores, 1, threads, runs_per_gpu)]
     if device not in ("auto", "cuda"):
         if runs_per_gpu is not None:
-            raise ValueError(f"--runs-per-gpu packs runs onto GPUs, and --device {device} uses none; "
-                             "use --device auto, cuda or cuda:<index>")
+            raise ValueError(
+                f"--runs-per-gpu packs runs onto GPUs, and --device {device} uses none; "
+                "use --device auto, cuda or cuda:<index>"
+            )
         gpus = 0
     return placement(cores, gpus, threads, runs_per_gpu)
 
@@ -215,8 +251,9 @@ def prepare(run: SweepJob) -> None:
     run.run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def start_train(argv: list[str], run_dir: Path, threads: int, extra_environment: dict[str, str] | None = None,
-                **popen_options: Any) -> subprocess.Popen:
+def start_train(
+    argv: list[str], run_dir: Path, threads: int, extra_environment: dict[str, str] | None = None, **popen_options: Any
+) -> subprocess.Popen:
     """Start the train command ``argv`` with ``threads`` torch threads, its output appended to
     the run's train.log; ``popen_options`` go to ``subprocess.Popen``."""
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
@@ -286,8 +323,7 @@ def train_on_worker(argv: list[str], run_dir: str, threads: int, cwd: str, uses_
 
     # Ray leaves every GPU visible to a task that asked for none; a run must not use a GPU it did not reserve.
     hide_gpus = {} if uses_gpu else {"CUDA_VISIBLE_DEVICES": ""}
-    process = start_train(argv, Path(run_dir), threads, hide_gpus, cwd=cwd, start_new_session=True,
-                          preexec_fn=prepare_child)
+    process = start_train(argv, Path(run_dir), threads, hide_gpus, cwd=cwd, start_new_session=True, preexec_fn=prepare_child)
     try:
         while True:
             try:  # Ray's KeyboardInterrupt lands only between Python steps, never inside a blocking wait()
@@ -385,12 +421,19 @@ def check_cluster_fits(ray: Any, cpus: int, gpus: float) -> None:
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
     if not any(node.get("CPU", 0) >= cpus and node.get("GPU", 0) >= gpus for node in nodes):
         sizes = ", ".join(f"{node.get('CPU', 0):g} CPUs and {node.get('GPU', 0):g} GPUs" for node in nodes)
-        raise ValueError(f"each run asks for {cpus} CPUs (--threads) and {gpus:g} GPUs (--gpus-per-run), "
-                         f"but no node of the Ray cluster has that much (its nodes: {sizes})")
+        raise ValueError(
+            f"each run asks for {cpus} CPUs (--threads) and {gpus:g} GPUs (--gpus-per-run), "
+            f"but no node of the Ray cluster has that much (its nodes: {sizes})"
+        )
 
 
-def execute(runs: list[SweepJob], max_parallel: int, launcher: LocalLauncher | RayLauncher,
-            poll_seconds: float = 0.5, progress_bar: bool = True) -> list[SweepJob]:
+def execute(
+    runs: list[SweepJob],
+    max_parallel: int,
+    launcher: LocalLauncher | RayLauncher,
+    poll_seconds: float = 0.5,
+    progress_bar: bool = True,
+) -> list[SweepJob]:
     """Run everything not done with ``launcher``, at most ``max_parallel`` at a time; return the failed runs."""
     waiting = [run for run in runs if run.state != RunState.FINISHED]
     running: list[SweepJob] = []
@@ -433,5 +476,3 @@ def failure(run: SweepJob) -> str:
             name = f"signal {-run.returncode}"
         return f"killed by {name}"
     return f"exit {run.returncode}"
-
-

@@ -37,7 +37,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -219,8 +220,9 @@ def make_atari_vec_env(
             raise ValueError("subprocess=True applies to the 'sb3' backend only")
         if render_mode is not None:
             raise ValueError(f"render_mode={render_mode!r}: {NO_FRAMES}")
-        return AleVecEnv(game, n_envs, seed, terminal_on_life_loss=terminal_on_life_loss, clip_rewards=clip_rewards,
-                         num_threads=num_threads)
+        return AleVecEnv(
+            game, n_envs, seed, terminal_on_life_loss=terminal_on_life_loss, clip_rewards=clip_rewards, num_threads=num_threads
+        )
     if backend == "sb3":
         return _make_sb3_reference(game, n_envs, seed, terminal_on_life_loss, clip_rewards, subprocess, render_mode)
     raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")

@@ -30,7 +30,14 @@ class GoalPixelEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, grid_size: int = 4, max_steps: int = 12, step_penalty: float = 0.05, progress_reward: float = 0.1, render_mode: str | None = None):
+    def __init__(
+        self,
+        grid_size: int = 4,
+        max_steps: int = 12,
+        step_penalty: float = 0.05,
+        progress_reward: float = 0.1,
+        render_mode: str | None = None,
+    ):
         if not 2 <= grid_size <= IMAGE_SIZE:
             raise ValueError(f"grid_size must be in [2, {IMAGE_SIZE}], got {grid_size}")
         if max_steps < 1:

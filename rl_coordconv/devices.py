@@ -29,8 +29,12 @@ def check_device(name: str, *, allow_auto: bool = True) -> None:
     if device.type == "cpu":
         return
     if not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
-                         f"use {'auto or cpu' if allow_auto else 'cpu'}")
+        raise ValueError(
+            f"device {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
+            f"use {'auto or cpu' if allow_auto else 'cpu'}"
+        )
     if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPUs "
-                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+        raise ValueError(
+            f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPUs "
+            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+        )

@@ -133,12 +133,14 @@ class _Registry(Mapping):
 # ``net_arch=[]`` puts the heads straight on the 512 features, as SB3 does for NatureCNN. It must
 # be explicit: SB3 picks that default only when the extractor class IS NatureCNN, and would give
 # any subclass two extra hidden layers of 64 units per head.
-ARCHS: Mapping[str, dict[str, Any]] = _Registry({
-    "conv": {"features_extractor_class": NatureCNN, "net_arch": []},
-    "coordconv": _coordconv("first", with_r=False),
-    "coordconv_r": _coordconv("first", with_r=True),
-    "coordconv_all": _coordconv("all", with_r=False),
-})
+ARCHS: Mapping[str, dict[str, Any]] = _Registry(
+    {
+        "conv": {"features_extractor_class": NatureCNN, "net_arch": []},
+        "coordconv": _coordconv("first", with_r=False),
+        "coordconv_r": _coordconv("first", with_r=True),
+        "coordconv_all": _coordconv("all", with_r=False),
+    }
+)
 
 
 def policy_kwargs_for(arch: str) -> dict[str, Any]:

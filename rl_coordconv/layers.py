@@ -27,7 +27,8 @@ until ``scripts/bench_layers.py --device cuda`` measures both paths of the layer
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -121,9 +122,7 @@ def _check_image_batch(x: torch.Tensor, layer: str, in_channels: int | None = No
     if x.dim() != 4:
         raise ValueError(f"{layer} expects a (B, C, H, W) batch, got a tensor of shape {tuple(x.shape)}")
     if in_channels is not None and x.shape[1] != in_channels:
-        raise ValueError(
-            f"{layer} was built for {in_channels} input channels, got a batch of shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"{layer} was built for {in_channels} input channels, got a batch of shape {tuple(x.shape)}")
 
 
 class AddCoords(nn.Module):

@@ -53,17 +53,23 @@ def check_precision(precision: str, device: torch.device | str) -> None:
     device = torch.device(device)
     if device.type == "cuda":
         if not torch.cuda.is_bf16_supported():
-            raise ValueError(f"precision bf16 on {torch.cuda.get_device_name(device)}: this GPU has no native "
-                             "bfloat16, so bf16 would be slower than fp32 there; use precision=fp32")
+            raise ValueError(
+                f"precision bf16 on {torch.cuda.get_device_name(device)}: this GPU has no native "
+                "bfloat16, so bf16 would be slower than fp32 there; use precision=fp32"
+            )
         return
     flags = cpu_flags()
     if flags is None:
-        raise ValueError(f"precision bf16: cannot tell whether this {platform.machine()} CPU computes bfloat16 "
-                         "natively (no /proc/cpuinfo), and bf16 is slower than fp32 where it does not; use precision=fp32")
+        raise ValueError(
+            f"precision bf16: cannot tell whether this {platform.machine()} CPU computes bfloat16 "
+            "natively (no /proc/cpuinfo), and bf16 is slower than fp32 where it does not; use precision=fp32"
+        )
     if not flags & set(NATIVE_BFLOAT16_FLAGS):
         lacking = "avx512_bf16 (AVX-512 BF16) and amx_bf16 (AMX)" if "avx512f" in flags or "sse2" in flags else "bf16"
-        raise ValueError(f"precision bf16: this CPU lacks {lacking}, so bfloat16 would be emulated there and be "
-                         "slower than fp32; use precision=fp32")
+        raise ValueError(
+            f"precision bf16: this CPU lacks {lacking}, so bfloat16 would be emulated there and be "
+            "slower than fp32; use precision=fp32"
+        )
 
 
 def _forward_in_bfloat16(extractor: nn.Module, observations: torch.Tensor) -> torch.Tensor:

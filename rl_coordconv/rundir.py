@@ -77,8 +77,9 @@ def read_config(run_dir: Path | str) -> RunConfig:
     """
     path = config_path(run_dir)
     if not path.is_file():
-        raise FileNotFoundError(f"{Path(run_dir)} has no {CONFIG_FILE}: not a run directory "
-                                "(<runs>/<game>/<agent>-<arch>/seed<k>)")
+        raise FileNotFoundError(
+            f"{Path(run_dir)} has no {CONFIG_FILE}: not a run directory (<runs>/<game>/<agent>-<arch>/seed<k>)"
+        )
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -88,10 +89,14 @@ def read_config(run_dir: Path | str) -> RunConfig:
         raise ValueError(f"{CONFIG_FILE} without config.game, .agent, .arch and .seed: not a run directory")
     timesteps = settings.get("timesteps")
     return RunConfig(
-        game=str(settings["game"]), agent=str(settings["agent"]), arch=str(settings["arch"]), seed=int(settings["seed"]),
+        game=str(settings["game"]),
+        agent=str(settings["agent"]),
+        arch=str(settings["arch"]),
+        seed=int(settings["seed"]),
         timesteps=int(timesteps) if isinstance(timesteps, (int, float)) else None,
         eval_episodes=int(settings.get("eval_episodes", DEFAULT_EVAL_EPISODES)),
-        settings=settings, record=record,
+        settings=settings,
+        record=record,
     )
 
 
@@ -136,8 +141,9 @@ def check_new_run_dir(run_dir: Path | str) -> None:
     :raises FileExistsError: the directory holds a run; with what to do instead.
     """
     if holds_a_run(run_dir):
-        raise FileExistsError(f"run directory {run_dir} already holds a run; pass --resume to continue it, "
-                              "or choose another --seed or --runs")
+        raise FileExistsError(
+            f"run directory {run_dir} already holds a run; pass --resume to continue it, or choose another --seed or --runs"
+        )
 
 
 class RunState(str, Enum):
@@ -164,8 +170,11 @@ def checkpoint_steps(path: Path | str) -> int | None:
 def checkpoints(run_dir: Path | str) -> list[tuple[int, Path]]:
     """Every ``model_<steps>_steps.zip`` of the run, complete or not, by ascending steps."""
     folder = Path(run_dir) / CHECKPOINT_DIR
-    found = [(steps, path) for path in folder.glob(f"{CHECKPOINT_PREFIX}_*_steps.zip")
-             if (steps := checkpoint_steps(path)) is not None]
+    found = [
+        (steps, path)
+        for path in folder.glob(f"{CHECKPOINT_PREFIX}_*_steps.zip")
+        if (steps := checkpoint_steps(path)) is not None
+    ]
     return sorted(found)
 
 
@@ -212,8 +221,13 @@ def read_evaluation(path: Path | str) -> Evaluation:
     path = Path(path)
     try:
         record = json.loads(path.read_text())
-        return Evaluation(path, int(record["timesteps"]), int(record.get("episodes", len(record.get("scores", [])))),
-                          float(record["mean_score"]), record)
+        return Evaluation(
+            path,
+            int(record["timesteps"]),
+            int(record.get("episodes", len(record.get("scores", [])))),
+            float(record["mean_score"]),
+            record,
+        )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise ValueError(f"unreadable evaluation {path.name} ({type(error).__name__}: {error})") from None
 

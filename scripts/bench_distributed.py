@@ -67,7 +67,9 @@ def distributed(args: argparse.Namespace, actors: int, hold: bool) -> dict[str, 
         values = trainer.log()
     finally:
         trainer.close()
-    per_actor = [values[f"distributed/actor{k}_frames_per_s"] for k in range(actors) if f"distributed/actor{k}_frames_per_s" in values]
+    per_actor = [
+        values[f"distributed/actor{k}_frames_per_s"] for k in range(actors) if f"distributed/actor{k}_frames_per_s" in values
+    ]
     return {
         "frames_per_s": 4 * (model.num_timesteps - transitions) / seconds,
         "updates_per_s": (model.learner_steps - steps) / seconds,
@@ -101,8 +103,11 @@ def shard_capacity(args: argparse.Namespace) -> dict[str, float]:
     for _ in range(batches):
         batch = shard.sample(512)
         shard.update_priorities(batch.indices, rng.normal(size=512))
-    return {"add_transitions_per_s": add_rate, "sample_batches_512_per_s": batches / (time.perf_counter() - start),
-            "block_bytes_per_transition": blocks[0].nbytes / blocks[0].transitions}
+    return {
+        "add_transitions_per_s": add_rate,
+        "sample_batches_512_per_s": batches / (time.perf_counter() - start),
+        "block_bytes_per_transition": blocks[0].nbytes / blocks[0].transitions,
+    }
 
 
 def main() -> None:
@@ -116,13 +121,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     keep_freed_memory()  # as train.py's runs do (the rollout actors set it themselves)
-    print(f"{os.cpu_count()} cores, torch {torch.__version__}, ray {ray.__version__}, device {args.device}; "
-          f"{args.envs} envs per actor, batch {args.batch}, replay ratio 1, {args.steps:,} transitions measured")
+    print(
+        f"{os.cpu_count()} cores, torch {torch.__version__}, ray {ray.__version__}, device {args.device}; "
+        f"{args.envs} envs per actor, batch {args.batch}, replay ratio 1, {args.steps:,} transitions measured"
+    )
 
     shard = shard_capacity(args)
-    print(f"one replay shard, one core: adds {shard['add_transitions_per_s']:,.0f} transitions/s from blocks, "
-          f"samples {shard['sample_batches_512_per_s']:.0f} batches of 512/s with priority updates; "
-          f"{shard['block_bytes_per_transition']:,.0f} bytes sent per transition")
+    print(
+        f"one replay shard, one core: adds {shard['add_transitions_per_s']:,.0f} transitions/s from blocks, "
+        f"samples {shard['sample_batches_512_per_s']:.0f} batches of 512/s with priority updates; "
+        f"{shard['block_bytes_per_transition']:,.0f} bytes sent per transition"
+    )
 
     results = {"single-machine agent": single_machine(args)}
     counts = [int(count) for count in args.actors.split(",")]
@@ -130,15 +139,19 @@ def main() -> None:
     try:
         for actors in counts:
             for hold in (False, True):
-                results[f"{actors} actor{'s' if actors > 1 else ''}, {'held at ratio 1' if hold else 'free'}"] = distributed(args, actors, hold)
+                results[f"{actors} actor{'s' if actors > 1 else ''}, {'held at ratio 1' if hold else 'free'}"] = distributed(
+                    args, actors, hold
+                )
     finally:
         ray.shutdown()
     base = results["single-machine agent"]
     print(f"{'variant':<28} {'frames/s':>9} {'x single':>9} {'updates/s':>10} {'per actor':>10} {'weight lag':>10}")
     for name, values in results.items():
-        print(f"{name:<28} {values['frames_per_s']:9.0f} {values['frames_per_s'] / base['frames_per_s']:9.2f} "
-              f"{values['updates_per_s']:10.2f} {values.get('actor_frames_per_s', float('nan')):10.0f} "
-              f"{values.get('weight_lag_mean', float('nan')):10.1f}")
+        print(
+            f"{name:<28} {values['frames_per_s']:9.0f} {values['frames_per_s'] / base['frames_per_s']:9.2f} "
+            f"{values['updates_per_s']:10.2f} {values.get('actor_frames_per_s', float('nan')):10.0f} "
+            f"{values.get('weight_lag_mean', float('nan')):10.1f}"
+        )
 
 
 if __name__ == "__main__":

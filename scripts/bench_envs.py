@@ -78,9 +78,10 @@ def main() -> None:
         for env in variants.values():
             env.close()
         median = {name: statistics.median(values) for name, values in rates.items()}
-        ratio = lambda a, b: statistics.median(x / y for x, y in zip(rates[a], rates[b]))  # noqa: E731
+        ratio = lambda a, b, rates=rates: statistics.median(x / y for x, y in zip(rates[a], rates[b]))  # noqa: E731
         print(
-            f"{n_envs:2d} envs: " + " | ".join(f"{name} {median[name]:,.0f}" for name in rates)
+            f"{n_envs:2d} envs: "
+            + " | ".join(f"{name} {median[name]:,.0f}" for name in rates)
             + f"\n         ale_vector / sb3_subproc = {ratio('ale_vector', 'sb3_subproc'):.2f}x, "
             f"ale_vector / sb3_dummy = {ratio('ale_vector', 'sb3_dummy'):.2f}x, "
             f"ale_vector / raw_ale = {ratio('ale_vector', 'raw_ale'):.1%}"

@@ -137,9 +137,15 @@ def in_precision(fn, device: torch.device, precision: str):
 
 def bench(device: torch.device, rounds: int, window: float, precision: str = "fp32") -> list[dict]:
     networks = make_networks(device)
-    workloads = [("train", 80, train_step), ("train", 32, train_step), ("inference", 8, inference), ("inference", 80, inference)]
+    workloads = [
+        ("train", 80, train_step),
+        ("train", 32, train_step),
+        ("inference", 8, inference),
+        ("inference", 80, inference),
+    ]
     rows = []
     for mode, batch, make_plain_fn in workloads:
+
         def make_fn(net, x, make_plain_fn=make_plain_fn):
             return in_precision(make_plain_fn(net, x), device, precision)
 
@@ -152,12 +158,24 @@ def bench(device: torch.device, rounds: int, window: float, precision: str = "fp
             random.shuffle(order)
             for name in order:
                 seconds[name].append(time_call(make_fn(networks[name], x), iterations, device))
-        ratios = {name: statistics.median(t / c for t, c in zip(seconds[name], seconds["conv"]))
-                  for name in networks if name != "conv"}
-        rows.append({"mode": mode, "batch": batch, **{f"{name}_ms": 1e3 * statistics.median(seconds[name]) for name in networks},
-                     **{f"{name}_ratio": ratio for name, ratio in ratios.items()}})
-        print(f"{mode:9s} B={batch:<3d} conv {rows[-1]['conv_ms']:7.2f} ms | "
-              + " | ".join(f"{name} {ratio:.3f}x" for name, ratio in ratios.items()), flush=True)
+        ratios = {
+            name: statistics.median(t / c for t, c in zip(seconds[name], seconds["conv"]))
+            for name in networks
+            if name != "conv"
+        }
+        rows.append(
+            {
+                "mode": mode,
+                "batch": batch,
+                **{f"{name}_ms": 1e3 * statistics.median(seconds[name]) for name in networks},
+                **{f"{name}_ratio": ratio for name, ratio in ratios.items()},
+            }
+        )
+        print(
+            f"{mode:9s} B={batch:<3d} conv {rows[-1]['conv_ms']:7.2f} ms | "
+            + " | ".join(f"{name} {ratio:.3f}x" for name, ratio in ratios.items()),
+            flush=True,
+        )
     return rows
 
 
@@ -165,7 +183,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=61, help="interleaved rounds; the median is reported")
-    parser.add_argument("--window", type=float, default=0.02, help="seconds timed per variant per round; short windows interleave finely")
+    parser.add_argument(
+        "--window", type=float, default=0.02, help="seconds timed per variant per round; short windows interleave finely"
+    )
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="compute precision of every variant")
     args = parser.parse_args()
     device = torch.device(args.device)

@@ -98,7 +98,9 @@ def rss_child(kind: str, capacity: int, n_envs: int) -> None:
         buffer = PrioritizedReplayBuffer(capacity, ATARI, ACTIONS, "cpu", n_envs, n_steps=3, seed=0)
         adds = int(1.25 * capacity) // n_envs  # past capacity: both rings wrap, every page touched
     else:
-        buffer = ReplayBuffer(capacity, ATARI, ACTIONS, "cpu", n_envs, optimize_memory_usage=True, handle_timeout_termination=False)
+        buffer = ReplayBuffer(
+            capacity, ATARI, ACTIONS, "cpu", n_envs, optimize_memory_usage=True, handle_timeout_termination=False
+        )
         adds = capacity // n_envs
     start = time.perf_counter()
     for _ in range(adds):
@@ -113,7 +115,16 @@ def rss_child(kind: str, capacity: int, n_envs: int) -> None:
 
 
 def measure_rss(kind: str, capacity: int, n_envs: int) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--rss-child", kind, "--rss-capacity", str(capacity), "--rss-envs", str(n_envs)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--rss-child",
+        kind,
+        "--rss-capacity",
+        str(capacity),
+        "--rss-envs",
+        str(n_envs),
+    ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -132,7 +143,10 @@ class PerItemSumTree:
         level = capacity // 2
         while level >= 1:  # build the internal levels once, bottom-up
             first = level - 1
-            self.tree[first : first + level] = self.tree[2 * first + 1 : 2 * first + 1 + 2 * level : 2] + self.tree[2 * first + 2 : 2 * first + 2 + 2 * level : 2]
+            self.tree[first : first + level] = (
+                self.tree[2 * first + 1 : 2 * first + 1 + 2 * level : 2]
+                + self.tree[2 * first + 2 : 2 * first + 2 + 2 * level : 2]
+            )
             level //= 2
 
     def total(self) -> float:
@@ -220,8 +234,11 @@ def bench_speed(capacity: int, n_envs: int, rounds: int) -> None:
     for _ in range(adds):
         buffer.add(*stream.step())
     seconds = time.perf_counter() - start
-    print(f"filled {adds * n_envs:,} transitions through add() ({n_envs} envs; stream generation included) in {seconds:.1f} s: "
-          f"{adds * n_envs / seconds:,.0f} transitions/s, {adds / seconds:,.0f} add calls/s; {buffer.size():,} sampleable", flush=True)
+    print(
+        f"filled {adds * n_envs:,} transitions through add() ({n_envs} envs; stream generation included) in {seconds:.1f} s: "
+        f"{adds * n_envs / seconds:,.0f} transitions/s, {adds / seconds:,.0f} add calls/s; {buffer.size():,} sampleable",
+        flush=True,
+    )
     rng = np.random.default_rng(0)
     # Spread the priorities as after some learning; the same values seed every tree.
     buffer.update_priorities(np.flatnonzero(buffer.tree.leaf_values() > 0), rng.exponential(1.0, size=buffer.size()))
@@ -252,13 +269,21 @@ def bench_speed(capacity: int, n_envs: int, rounds: int) -> None:
     def ratio(slow: str, fast: str) -> float:
         return statistics.median(s / f for s, f in zip(seconds[slow], seconds[fast]))
 
-    print(f"ours, sample({BATCH}) with stacks rebuilt + update_priorities: {1e3 * median['full']:7.2f} ms = {1 / median['full']:6.1f} batches/s  (target >= 50/s)")
-    print(f"ours, sum-tree part alone (stratified draw, IS weights, update): {1e3 * median['tree']:7.3f} ms = {1 / median['tree']:7.1f} batches/s")
-    print(f"per-item Python sum tree (SB3 PER pull request's algorithm):     {1e3 * median['python']:7.2f} ms = {1 / median['python']:7.1f} batches/s")
+    print(
+        f"ours, sample({BATCH}) with stacks rebuilt + update_priorities: {1e3 * median['full']:7.2f} ms = {1 / median['full']:6.1f} batches/s  (target >= 50/s)"
+    )
+    print(
+        f"ours, sum-tree part alone (stratified draw, IS weights, update): {1e3 * median['tree']:7.3f} ms = {1 / median['tree']:7.1f} batches/s"
+    )
+    print(
+        f"per-item Python sum tree (SB3 PER pull request's algorithm):     {1e3 * median['python']:7.2f} ms = {1 / median['python']:7.1f} batches/s"
+    )
     print(f"  ratio per-item Python / ours, sum-tree part: {ratio('python', 'tree'):6.1f}x  (target >= 20x)")
     print(f"  ratio per-item Python tree / ours full sample with stacks rebuilt: {ratio('python', 'full'):5.2f}x")
     if "torchrl" in seconds:
-        print(f"{torchrl_note} PrioritizedSampler (C++ sum tree), sample + update_priority: {1e3 * median['torchrl']:7.3f} ms = {1 / median['torchrl']:7.1f} batches/s")
+        print(
+            f"{torchrl_note} PrioritizedSampler (C++ sum tree), sample + update_priority: {1e3 * median['torchrl']:7.3f} ms = {1 / median['torchrl']:7.1f} batches/s"
+        )
         print(f"  ratio torchrl / ours, sum-tree part: {ratio('torchrl', 'tree'):5.2f}x (above 1: ours is faster)")
     else:
         print(f"torchrl row skipped: {torchrl_note}")
@@ -272,8 +297,10 @@ def machine_line() -> str:
     except (OSError, StopIteration):
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{model}, {os.cpu_count()} cores, {memory:.0f} GiB RAM; torch {torch.__version__} ({torch.get_num_threads()} thread), "
-            f"numpy {np.__version__}, Python {platform.python_version()}; {datetime.date.today()}")
+    return (
+        f"{model}, {os.cpu_count()} cores, {memory:.0f} GiB RAM; torch {torch.__version__} ({torch.get_num_threads()} thread), "
+        f"numpy {np.__version__}, Python {platform.python_version()}; {datetime.date.today()}"
+    )
 
 
 def main() -> None:
@@ -294,13 +321,19 @@ def main() -> None:
     print(f"Prioritized replay, (4, 84, 84) uint8 observations, n_steps 3, batch {BATCH}; {machine_line()}", flush=True)
     if not args.skip_memory:
         ours = measure_rss("ours", args.rss_capacity, args.rss_envs)
-        print(f"memory, ours: {ours['rss_bytes'] / ours['capacity']:,.0f} bytes/transition from RSS "
-              f"({ours['rss_bytes'] / 2**30:.2f} GiB for {ours['capacity']:,} transitions, {args.rss_envs} envs, after {ours['adds']:,} adds "
-              f"in {ours['seconds']:.1f} s; {ours['valid']:,} sampleable; computed {ours['bytes_needed'] / ours['capacity']:,.0f} bytes/transition)  (target <= 7,800)", flush=True)
+        print(
+            f"memory, ours: {ours['rss_bytes'] / ours['capacity']:,.0f} bytes/transition from RSS "
+            f"({ours['rss_bytes'] / 2**30:.2f} GiB for {ours['capacity']:,} transitions, {args.rss_envs} envs, after {ours['adds']:,} adds "
+            f"in {ours['seconds']:.1f} s; {ours['valid']:,} sampleable; computed {ours['bytes_needed'] / ours['capacity']:,.0f} bytes/transition)  (target <= 7,800)",
+            flush=True,
+        )
         sb3 = measure_rss("sb3", args.rss_capacity, args.rss_envs)
-        print(f"memory, SB3 ReplayBuffer(optimize_memory_usage=True): {sb3['rss_bytes'] / sb3['capacity']:,.0f} bytes/transition from RSS "
-              f"({sb3['rss_bytes'] / 2**30:.2f} GiB for {sb3['capacity']:,} transitions, filled once in {sb3['seconds']:.1f} s); "
-              f"ratio SB3 / ours {sb3['rss_bytes'] / sb3['capacity'] / (ours['rss_bytes'] / ours['capacity']):.2f}x", flush=True)
+        print(
+            f"memory, SB3 ReplayBuffer(optimize_memory_usage=True): {sb3['rss_bytes'] / sb3['capacity']:,.0f} bytes/transition from RSS "
+            f"({sb3['rss_bytes'] / 2**30:.2f} GiB for {sb3['capacity']:,} transitions, filled once in {sb3['seconds']:.1f} s); "
+            f"ratio SB3 / ours {sb3['rss_bytes'] / sb3['capacity'] / (ours['rss_bytes'] / ours['capacity']):.2f}x",
+            flush=True,
+        )
     if not args.skip_speed:
         bench_speed(args.capacity, args.envs, args.rounds)
 

@@ -52,8 +52,16 @@ def sweep_rate(k: int, envs_per_run: int, steps: int, device: str, gpus: int, ro
     """(sum of the K runs' own agent steps/s, wall-clock agent steps/s) of K concurrent A2C runs."""
     games = "MsPacman"
     seeds = f"0-{(k - 1) // 2}" if k > 1 else "0"
-    jobs = plan(games, "a2c", "conv,coordconv", seeds, str(steps), root, device=device,
-                overrides=[f"a2c.n_envs={envs_per_run}", "eval_episodes=0", f"checkpoint_every={steps}"])[:k]
+    jobs = plan(
+        games,
+        "a2c",
+        "conv,coordconv",
+        seeds,
+        str(steps),
+        root,
+        device=device,
+        overrides=[f"a2c.n_envs={envs_per_run}", "eval_episodes=0", f"checkpoint_every={steps}"],
+    )[:k]
     try:
         slots = placement(machine_cores(), gpus, 1, None if gpus == 0 else max(k // gpus, 1))[:k]
     except ValueError as error:
@@ -97,8 +105,10 @@ def check_steps(steps: int, envs_per_run: int) -> None:
     """Refuse runs too short to log their own rate (``time/fps``, once per ``SB3_LOG_INTERVAL`` updates)."""
     shortest = SB3_LOG_INTERVAL * A2CConfig().n_steps * envs_per_run
     if steps < shortest:
-        raise ValueError(f"--steps {steps}: a run logs its steps/s every {SB3_LOG_INTERVAL} updates of "
-                         f"{A2CConfig().n_steps} x {envs_per_run} envs; use at least {shortest}")
+        raise ValueError(
+            f"--steps {steps}: a run logs its steps/s every {SB3_LOG_INTERVAL} updates of "
+            f"{A2CConfig().n_steps} x {envs_per_run} envs; use at least {shortest}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,15 +129,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     cores = machine_cores()
-    print(f"{len(cores)} cores, {gpus} GPUs, torch {torch.__version__}; A2C, {args.envs_per_run} envs per run, "
-          f"{args.steps:,} steps per run")
+    print(
+        f"{len(cores)} cores, {gpus} GPUs, torch {torch.__version__}; A2C, {args.envs_per_run} envs per run, "
+        f"{args.steps:,} steps per run"
+    )
     for k in counts:
         raw = raw_ale_rate("MsPacman", k * args.envs_per_run, args.raw_seconds, len(cores))
         with tempfile.TemporaryDirectory() as folder:
             own, wall = sweep_rate(k, args.envs_per_run, args.steps, args.device, gpus, Path(folder))
-        print(f"K={k:<3d} raw ALE {raw:9,.0f} steps/s ({k * args.envs_per_run} envs) | sweep {own:9,.0f} steps/s "
-              f"(wall clock {wall:,.0f}) | ratio {own / raw:.2f} | paper comparison {PAPER_COMPARISON_STEPS / own / 3600:,.1f} h",
-              flush=True)
+        print(
+            f"K={k:<3d} raw ALE {raw:9,.0f} steps/s ({k * args.envs_per_run} envs) | sweep {own:9,.0f} steps/s "
+            f"(wall clock {wall:,.0f}) | ratio {own / raw:.2f} | paper comparison {PAPER_COMPARISON_STEPS / own / 3600:,.1f} h",
+            flush=True,
+        )
     return 0
 
 

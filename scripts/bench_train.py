@@ -98,13 +98,25 @@ class RayApeX:
         from rl_coordconv.agents.distributed.learner import RayLearnerLoop
 
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        model = ApeX("CnnPolicy", make_atari_vec_env("MsPacman", 1, seed=0), seed=0, device=device,
-                     **{**apex_kwargs("conv", config), "buffer_size": 64})
+        model = ApeX(
+            "CnnPolicy",
+            make_atari_vec_env("MsPacman", 1, seed=0),
+            seed=0,
+            device=device,
+            **{**apex_kwargs("conv", config), "buffer_size": 64},
+        )
         model.set_logger(Logger(None, []))
         factory = functools.partial(make_atari_vec_env, "MsPacman", config.n_envs, 0)
         self.model = model
-        self.trainer = RayLearnerLoop(model, "conv", config, DistributedConfig(enabled=True, actors=1), [factory],
-                                       seed=0, log_interval_seconds=float("inf"))
+        self.trainer = RayLearnerLoop(
+            model,
+            "conv",
+            config,
+            DistributedConfig(enabled=True, actors=1),
+            [factory],
+            seed=0,
+            log_interval_seconds=float("inf"),
+        )
 
     def learn(self, steps: int, reset_num_timesteps: bool = True) -> None:
         self.trainer.train(self.model.num_timesteps + steps)
@@ -132,10 +144,18 @@ def make_q_agents(n_envs: int, initial_priority: str, device: str, with_ray: boo
     train_freq = max(round(config.batch_size / (n_envs * config.replay_ratio)), 1)
     gradient_steps = max(round(n_envs * config.replay_ratio * train_freq / config.batch_size), 1)
     sb3 = DQN(
-        "CnnPolicy", make_atari_vec_env("MsPacman", n_envs, seed=0, backend="sb3"), buffer_size=config.buffer_size,
-        learning_starts=config.learning_starts, batch_size=config.batch_size, train_freq=train_freq,
-        gradient_steps=gradient_steps, n_steps=config.return_horizon, gamma=config.gamma, target_update_interval=2500 * 16,
-        seed=0, device=device,
+        "CnnPolicy",
+        make_atari_vec_env("MsPacman", n_envs, seed=0, backend="sb3"),
+        buffer_size=config.buffer_size,
+        learning_starts=config.learning_starts,
+        batch_size=config.batch_size,
+        train_freq=train_freq,
+        gradient_steps=gradient_steps,
+        n_steps=config.return_horizon,
+        gamma=config.gamma,
+        target_update_interval=2500 * 16,
+        seed=0,
+        device=device,
     )
     models = {"ours_apex": ours, "sb3_dqn": sb3}
     if with_ray:
@@ -172,8 +192,10 @@ def bench_learner(args) -> None:
 
     for model in models.values():
         learn(model, 2)  # warm-up: allocator, kernels
-    print(f"Ape-X learner step, batch {config.batch_size}, Nature CNN (conv); device {args.device}; torch threads "
-          f"{torch.get_num_threads()}; median of {args.rounds} rounds of {args.updates} steps")
+    print(
+        f"Ape-X learner step, batch {config.batch_size}, Nature CNN (conv); device {args.device}; torch threads "
+        f"{torch.get_num_threads()}; median of {args.rounds} rounds of {args.updates} steps"
+    )
     rates = {name: [] for name in models}
     for _ in range(args.rounds):
         for name in random.sample(list(models), len(models)):
@@ -187,12 +209,15 @@ def bench_learner(args) -> None:
 
 
 def bench_a2c(args) -> None:
-    print(f"A2C on MsPacman, 16 envs, n_steps 5; device {args.device}; torch threads {torch.get_num_threads()}; "
-          f"median of {args.rounds} rounds of {args.steps} steps")
+    print(
+        f"A2C on MsPacman, 16 envs, n_steps 5; device {args.device}; torch threads {torch.get_num_threads()}; "
+        f"median of {args.rounds} rounds of {args.steps} steps"
+    )
     variants = [("zoo", arch, "fp32") for arch in ("conv", "coordconv")]
     variants += [("ours", arch, precision) for precision in args.precision for arch in ("conv", "coordconv")]
-    models = {f"{stack}_{arch}_{precision}": make_model(stack, arch, args.device, precision)
-              for stack, arch, precision in variants}
+    models = {
+        f"{stack}_{arch}_{precision}": make_model(stack, arch, args.device, precision) for stack, arch, precision in variants
+    }
     rates = {name: [] for name in models}
     for _ in range(args.rounds):
         order = list(models)
@@ -211,13 +236,19 @@ def bench_a2c(args) -> None:
         if {"fp32", "bf16"} <= set(args.precision):
             print(f"  ours bf16 / ours fp32 ({arch}): {ratio(f'ours_{arch}_bf16', f'ours_{arch}_fp32'):.2f}x")
     first = args.precision[0]
-    print(f"  CoordConv cost on our stack, {first} (conv / coordconv steps/s): "
-          f"{ratio(f'ours_conv_{first}', f'ours_coordconv_{first}'):.3f}x")
+    print(
+        f"  CoordConv cost on our stack, {first} (conv / coordconv steps/s): "
+        f"{ratio(f'ours_conv_{first}', f'ours_coordconv_{first}'):.3f}x"
+    )
     if args.profile:
         print("ms per update (80 agent steps):")
         for name in ("zoo_conv_fp32", f"ours_conv_{first}"):
             parts = profile(models[name], args.steps)
-            print(f"  {name:15s} " + " | ".join(f"{part} {ms:.1f}" for part, ms in parts.items()) + f" | total {sum(parts.values()):.1f}")
+            print(
+                f"  {name:15s} "
+                + " | ".join(f"{part} {ms:.1f}" for part, ms in parts.items())
+                + f" | total {sum(parts.values()):.1f}"
+            )
 
 
 def comma_list(text: str, accepted: tuple[str, ...] | None = None, kind=str) -> list:
@@ -228,9 +259,11 @@ def comma_list(text: str, accepted: tuple[str, ...] | None = None, kind=str) -> 
 
 
 def bench_q_agents(args) -> None:
-    print(f"Ape-X-style agent vs SB3 DQN on MsPacman, {args.envs} envs, batch 512, replay ratio 1, 3-step; "
-          f"initial priorities {args.initial_priority}; device {args.device}; torch threads {torch.get_num_threads()}; "
-          f"median of {args.rounds} rounds of {args.steps} steps")
+    print(
+        f"Ape-X-style agent vs SB3 DQN on MsPacman, {args.envs} envs, batch 512, replay ratio 1, 3-step; "
+        f"initial priorities {args.initial_priority}; device {args.device}; torch threads {torch.get_num_threads()}; "
+        f"median of {args.rounds} rounds of {args.steps} steps"
+    )
     models = make_q_agents(args.envs, args.initial_priority, args.device, args.with_ray)
     rates = {name: [] for name in models}
     update_rates = {name: [] for name in models}
@@ -244,7 +277,9 @@ def bench_q_agents(args) -> None:
             rates[name].append(args.steps / seconds)
             update_rates[name].append((updates(models[name]) - before) / seconds)
     for name in models:
-        print(f"  {name:10s} {statistics.median(rates[name]):7.0f} env steps/s  {statistics.median(update_rates[name]):6.2f} learner updates/s")
+        print(
+            f"  {name:10s} {statistics.median(rates[name]):7.0f} env steps/s  {statistics.median(update_rates[name]):6.2f} learner updates/s"
+        )
     ratio = statistics.median(o / s for o, s in zip(rates["ours_apex"], rates["sb3_dqn"]))
     print(f"  ours / SB3 DQN: {ratio:.2f}x")
     if "ours_apex_ray" in rates:
@@ -257,10 +292,18 @@ def main() -> None:
     keep_freed_memory()  # as train.py's runs do; for every variant alike, in this one process
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agent", default="a2c", choices=("a2c", "apex", "apex-learner"))
-    parser.add_argument("--precision", default=["fp32"], type=lambda text: comma_list(text, PRECISIONS),
-                        help="comma-separated: fp32, bf16 (default: fp32)")
-    parser.add_argument("--threads", default=None, type=lambda text: comma_list(text, kind=int),
-                        help="comma-separated torch thread counts, each measured in turn (default: torch's)")
+    parser.add_argument(
+        "--precision",
+        default=["fp32"],
+        type=lambda text: comma_list(text, PRECISIONS),
+        help="comma-separated: fp32, bf16 (default: fp32)",
+    )
+    parser.add_argument(
+        "--threads",
+        default=None,
+        type=lambda text: comma_list(text, kind=int),
+        help="comma-separated torch thread counts, each measured in turn (default: torch's)",
+    )
     parser.add_argument("--updates", type=int, default=10, help="learner steps per measurement (apex-learner)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=5)

@@ -48,7 +48,6 @@ def starts_ray(item) -> bool:
     return item.path.name == "test_distributed.py" or "ray_sweep_dir" in getattr(item, "fixturenames", ())
 
 
-
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none is present")
     for item in items:

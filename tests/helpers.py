@@ -17,15 +17,24 @@ def goal_pixel_success_rate(model, *, deterministic: bool, episodes: int = 200) 
     """The share of ``episodes`` GoalPixel games (8 envs, seed 1234) in which ``model`` reaches the
     goal: a return above 0.5, as reaching it gives +1 and the shaping sums to less than 0.5."""
     env = make_vec_env(GOAL_PIXEL_ID, n_envs=8, seed=1234, env_kwargs=GOAL_PIXEL)
-    returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=deterministic,
-                                 return_episode_rewards=True)
+    returns, _ = evaluate_policy(
+        model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True
+    )
     return float(np.mean(np.asarray(returns) > 0.5))
 
 
 def tiny_apex_config(**changes) -> ApeXConfig:
     """An Ape-X agent small enough to learn GoalPixel in seconds: 4 envs, replay 4,000, batch 32."""
-    settings = dict(n_envs=4, buffer_size=4000, learning_starts=400, batch_size=32, target_update_interval=100,
-                    learning_rate=1e-3, replay_ratio=2.0, eval_epsilon=0.0)
+    settings = dict(
+        n_envs=4,
+        buffer_size=4000,
+        learning_starts=400,
+        batch_size=32,
+        target_update_interval=100,
+        learning_rate=1e-3,
+        replay_ratio=2.0,
+        eval_epsilon=0.0,
+    )
     return ApeXConfig(**{**settings, **changes})
 
 

@@ -23,8 +23,15 @@ class FakeStackingEnvs:
     observation is a new game: the env was reset from outside).
     """
 
-    def __init__(self, n_envs: int, stack: int, size: int = 6, probabilities=(0.82, 0.06, 0.05, 0.04, 0.03), seed: int = 0,
-                 events: Iterator[str] | None = None):
+    def __init__(
+        self,
+        n_envs: int,
+        stack: int,
+        size: int = 6,
+        probabilities=(0.82, 0.06, 0.05, 0.04, 0.03),
+        seed: int = 0,
+        events: Iterator[str] | None = None,
+    ):
         self.n_envs, self.stack, self.size = n_envs, stack, size
         self.probabilities = probabilities
         self.events = events  # scripted events, env by env and step by step, instead of drawn ones
@@ -55,7 +62,9 @@ class FakeStackingEnvs:
         dones = np.zeros(self.n_envs, dtype=bool)
         infos = [{} for _ in range(self.n_envs)]
         for e in range(self.n_envs):
-            event = next(self.events) if self.events is not None else EVENTS[self.rng.choice(len(EVENTS), p=self.probabilities)]
+            event = (
+                next(self.events) if self.events is not None else EVENTS[self.rng.choice(len(EVENTS), p=self.probabilities)]
+            )
             self.seen[event] += 1
             dones[e] = event in ("life_loss", "game_over", "time_limit")
             if event == "time_limit":
@@ -103,7 +112,16 @@ def feed(buffer, streams, batch, handle_timeout_termination=True) -> None:
     buffer.add(obs, next_obs, actions, rewards, dones, infos)
     for e, stream in enumerate(streams):
         truncated = bool(dones[e] and handle_timeout_termination and infos[e].get("TimeLimit.truncated", False))
-        stream.append(Transition(obs[e].copy(), int(np.ravel(actions[e])[0]), float(rewards[e]), next_obs[e].copy(), bool(dones[e]) and not truncated, truncated))
+        stream.append(
+            Transition(
+                obs[e].copy(),
+                int(np.ravel(actions[e])[0]),
+                float(rewards[e]),
+                next_obs[e].copy(),
+                bool(dones[e]) and not truncated,
+                truncated,
+            )
+        )
 
 
 def expected_samples(streams, n_steps, gamma, capacity_per_env, frame_capacity):
@@ -128,7 +146,16 @@ def expected_samples(streams, n_steps, gamma, capacity_per_env, frame_capacity):
             complete = complete or steps == n_steps
             if complete:
                 first = transitions[t]
-                expected[(t % capacity_per_env) * n_envs + e] = (e, t, first.obs, first.action, ret, last.next_obs, float(last.terminal), gamma**steps)
+                expected[(t % capacity_per_env) * n_envs + e] = (
+                    e,
+                    t,
+                    first.obs,
+                    first.action,
+                    ret,
+                    last.next_obs,
+                    float(last.terminal),
+                    gamma**steps,
+                )
     return expected
 
 
@@ -152,4 +179,6 @@ def check_against_reference(buffer, streams):
 
 def make_buffer(obs_shape=(4, 6, 6), buffer_size=60, n_envs=3, **kwargs):
     kwargs.setdefault("seed", 0)
-    return PrioritizedReplayBuffer(buffer_size, spaces.Box(0, 255, obs_shape, np.uint8), spaces.Discrete(5), "cpu", n_envs, **kwargs)
+    return PrioritizedReplayBuffer(
+        buffer_size, spaces.Box(0, 255, obs_shape, np.uint8), spaces.Discrete(5), "cpu", n_envs, **kwargs
+    )

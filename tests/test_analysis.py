@@ -17,15 +17,22 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from rl_coordconv.agents.experiment import ExperimentConfig
-from rl_coordconv.envs import GAMES
 from rl_coordconv.analysis import statistics as stats
 from rl_coordconv.analysis.report import (
-    COLUMNS, GRID_POINTS, NO_BASELINE_VERDICT, SINGLE_SEED_VERDICT, SMOOTHING_FRACTION,
-    agent_section, build_report, plot_curves, summary_markdown, write_report,
+    COLUMNS,
+    GRID_POINTS,
+    NO_BASELINE_VERDICT,
+    SINGLE_SEED_VERDICT,
+    SMOOTHING_FRACTION,
+    agent_section,
+    build_report,
+    plot_curves,
+    summary_markdown,
+    write_report,
 )
 from rl_coordconv.analysis.runs import NoRunsError, find_runs, read_scalars
-
 from rl_coordconv.commands import compare
+from rl_coordconv.envs import GAMES
 
 REFERENCES = {name: (game.random_score, game.human_score) for name, game in GAMES.items()}
 TIMESTEPS = 10_000
@@ -36,17 +43,35 @@ EPISODE_STEPS = np.arange(100, TIMESTEPS + 1, 100)  # a game ends every 100 agen
 # Synthetic run directories
 
 
-def write_run(root: Path, game: str, arch: str, seed: int, steps: np.ndarray, scores: np.ndarray, *,
-              agent: str = "a2c", timesteps: int = TIMESTEPS, evaluation: float | None = None) -> Path:
+def write_run(
+    root: Path,
+    game: str,
+    arch: str,
+    seed: int,
+    steps: np.ndarray,
+    scores: np.ndarray,
+    *,
+    agent: str = "a2c",
+    timesteps: int = TIMESTEPS,
+    evaluation: float | None = None,
+) -> Path:
     """A run directory as agents/experiment.py lays it out: config.json, tb/ events, evaluation.json."""
     config = ExperimentConfig(game=game, agent=agent, arch=arch, seed=seed, timesteps=timesteps, device="cpu")
     run_dir = root / game / f"{agent}-{arch}" / f"seed{seed}"
     run_dir.mkdir(parents=True)
-    record = {"config": dataclasses.asdict(config),
-              "network": {"features_extractor": "NatureCNN" if arch == "conv" else "CoordConvNatureCNN",
-                          "conv_layers": ["Conv2d"] * 3, "policy_parameters": 1_687_206},
-              "resolved_device": "cpu", "versions": {"python": "3.11"}, "git_commit": None,
-              "command": ["scripts/train.py"], "written_at": "2025-01-01T00:00:00+0000"}
+    record = {
+        "config": dataclasses.asdict(config),
+        "network": {
+            "features_extractor": "NatureCNN" if arch == "conv" else "CoordConvNatureCNN",
+            "conv_layers": ["Conv2d"] * 3,
+            "policy_parameters": 1_687_206,
+        },
+        "resolved_device": "cpu",
+        "versions": {"python": "3.11"},
+        "git_commit": None,
+        "command": ["scripts/train.py"],
+        "written_at": "2025-01-01T00:00:00+0000",
+    }
     (run_dir / "config.json").write_text(json.dumps(record, indent=2))
     writer = SummaryWriter(str(run_dir / "tb"))
     for step, score in zip(steps, scores):
@@ -65,7 +90,13 @@ def synthetic_scores(game: str, arch: str, seed: int) -> np.ndarray:
     the same three runs in another order (no difference)."""
     rng = np.random.default_rng(100 * seed + (game == "Breakout"))
     if game == "MsPacman":
-        return 300 + 0.05 * EPISODE_STEPS + 15 * seed + rng.normal(0, 20, EPISODE_STEPS.size) + (400 if arch == "coordconv" else 0)
+        return (
+            300
+            + 0.05 * EPISODE_STEPS
+            + 15 * seed
+            + rng.normal(0, 20, EPISODE_STEPS.size)
+            + (400 if arch == "coordconv" else 0)
+        )
     source_seed = {"conv": seed, "coordconv": (seed + 1) % 3}[arch]
     return 2 + 0.002 * EPISODE_STEPS + 3 * source_seed + np.random.default_rng(source_seed).normal(0, 1, EPISODE_STEPS.size)
 
@@ -154,12 +185,22 @@ def test_a_single_seed_has_no_interval():
 ABOVE, BELOW, STRADDLES, NONE = (1.0, 2.0), (-2.0, -1.0), (-1.0, 1.0), (float("nan"), float("nan"))
 
 
-@pytest.mark.parametrize("final, auc, expected", [
-    (ABOVE, ABOVE, "better"), (ABOVE, STRADDLES, "better"), (STRADDLES, ABOVE, "better"),
-    (BELOW, BELOW, "worse"), (BELOW, STRADDLES, "worse"), (STRADDLES, BELOW, "worse"),
-    (STRADDLES, STRADDLES, "similar"), (ABOVE, BELOW, "similar"), (BELOW, ABOVE, "similar"),
-    (NONE, NONE, "similar"), ((0.0, 1.0), (-1.0, 0.0), "similar"),  # touching zero is not above/below
-])
+@pytest.mark.parametrize(
+    "final, auc, expected",
+    [
+        (ABOVE, ABOVE, "better"),
+        (ABOVE, STRADDLES, "better"),
+        (STRADDLES, ABOVE, "better"),
+        (BELOW, BELOW, "worse"),
+        (BELOW, STRADDLES, "worse"),
+        (STRADDLES, BELOW, "worse"),
+        (STRADDLES, STRADDLES, "similar"),
+        (ABOVE, BELOW, "similar"),
+        (BELOW, ABOVE, "similar"),
+        (NONE, NONE, "similar"),
+        ((0.0, 1.0), (-1.0, 0.0), "similar"),  # touching zero is not above/below
+    ],
+)
 def test_verdict_rule(final, auc, expected):
     assert stats.verdict(final, auc) == expected
 
@@ -177,8 +218,11 @@ def test_interquartile_mean_ci_is_a_stratified_bootstrap():
     # Each game keeps its number of seeds in every resample: the pooled scores never change here.
     assert stats.interquartile_mean_ci([[0.0, 0.0], [10.0, 10.0]], seed=0) == (5.0, 5.0)
     games = [[0.0, 4.0], [1.0, 9.0, 20.0]]
-    exact = [stats.interquartile_mean(list(a) + list(b))
-             for a in itertools.product(games[0], repeat=2) for b in itertools.product(games[1], repeat=3)]
+    exact = [
+        stats.interquartile_mean(list(a) + list(b))
+        for a in itertools.product(games[0], repeat=2)
+        for b in itertools.product(games[1], repeat=3)
+    ]
     assert_interval_of(stats.interquartile_mean_ci(games, seed=0), exact)
 
 
@@ -203,7 +247,8 @@ def test_human_normalized_scores():
 def test_smoothing_and_grid_never_extrapolate():
     steps, values = np.array([10, 20, 30, 60]), np.array([1.0, 2.0, 3.0, 6.0])
     assert stats.window_means(steps, values, np.array([5, 20, 30, 45, 60]), 15) == pytest.approx(
-        [np.nan, 1.5, 2.5, np.nan, 6.0], nan_ok=True)
+        [np.nan, 1.5, 2.5, np.nan, 6.0], nan_ok=True
+    )
     # Grid 0..80 by 10, window 15, run logged up to step 60: 40's window (25, 40] holds the game of
     # step 30; 50's window is empty inside the range (interpolated between 40 and 60); 0 is before
     # the first game, 70 and 80 after the run's end.
@@ -243,8 +288,12 @@ def test_curves_and_auc_follow_the_smoothing_rule(grid_report):
     assert len(panel.steps) == GRID_POINTS and panel.steps[-1] == TIMESTEPS
     assert panel.window == SMOOTHING_FRACTION * TIMESTEPS
     curve = panel.curves["coordconv"]
-    by_hand = np.array([hand_curve(EPISODE_STEPS, synthetic_scores("MsPacman", "coordconv", seed), panel.steps,
-                                   panel.window, TIMESTEPS) for seed in range(3)])
+    by_hand = np.array(
+        [
+            hand_curve(EPISODE_STEPS, synthetic_scores("MsPacman", "coordconv", seed), panel.steps, panel.window, TIMESTEPS)
+            for seed in range(3)
+        ]
+    )
     assert curve.runs == pytest.approx(by_hand, nan_ok=True)
     assert curve.mean == pytest.approx(by_hand.mean(axis=0), nan_ok=True)  # mean across seeds
     assert np.all(curve.seeds_per_step == 3)
@@ -277,8 +326,10 @@ def test_swapping_the_baseline_mirrors_the_verdict(grid_runs):
 
 def test_aggregate_over_games_uses_human_normalized_final_scores(grid_report):
     def normalized(arch):
-        return [stats.human_normalized(grid_report.row(game, "a2c", arch).final_scores, *REFERENCES[game])
-                for game in ("Breakout", "MsPacman")]
+        return [
+            stats.human_normalized(grid_report.row(game, "a2c", arch).final_scores, *REFERENCES[game])
+            for game in ("Breakout", "MsPacman")
+        ]
 
     aggregates = {aggregate.arch: aggregate for aggregate in grid_report.aggregates}
     for arch in ("conv", "coordconv"):
@@ -371,8 +422,10 @@ def test_unequal_lengths_in_progress_and_broken_runs_are_reported(tmp_path):
     assert np.all(curve.seeds_per_step[panel.steps <= 5_000] == 3)
     assert np.all(curve.seeds_per_step[panel.steps > 5_000] == 2)  # seed 1 is not extrapolated
     assert np.all(np.isnan(curve.runs[1][panel.steps > 5_000]))
-    at_end = [hand_curve(EPISODE_STEPS, synthetic_scores("MsPacman", "coordconv", seed), [TIMESTEPS], panel.window,
-                         TIMESTEPS)[0] for seed in (0, 2)]
+    at_end = [
+        hand_curve(EPISODE_STEPS, synthetic_scores("MsPacman", "coordconv", seed), [TIMESTEPS], panel.window, TIMESTEPS)[0]
+        for seed in (0, 2)
+    ]
     assert curve.mean[-1] == pytest.approx(np.mean(at_end))
     # The in-progress seed's final score is its own last tenth (steps 4,600..5,000).
     assert row.final_scores[1] == pytest.approx(hand_final(synthetic_scores("MsPacman", "coordconv", 1)[:50], short_steps))
@@ -413,7 +466,8 @@ def test_single_seed_and_missing_archs_are_reported(grid_runs, tmp_path):
     assert report.headlines["a2c"] == [
         "coordconv better on 1 of 2 games, similar on 1, worse on 0 (1 of the similar without a CI: 1 seed); "
         "with no true difference, chance alone would make about 0.3 of the 1 game with intervals other than similar; "
-        "no conv runs to compare with on Amidar"]
+        "no conv runs to compare with on Amidar"
+    ]
     assert {aggregate.games == ["MsPacman", "Pong"] for aggregate in report.aggregates} == {True}
     text = summary_markdown(report)
     assert "| Pong | coordconv | 1 | 10,000 | -19.0 (no CI) |" in text and SINGLE_SEED_VERDICT in text
@@ -491,8 +545,7 @@ def test_a_higher_final_score_with_a_lower_auc_is_similar(tmp_path):
 def test_the_probability_of_improvement_and_its_interval_point_the_same_way(grid_runs):
     # MsPacman: every coordconv seed beats every conv seed; Breakout: the same runs in another order.
     for baseline, arch, side in (("conv", "coordconv", 1), ("coordconv", "conv", -1)):
-        report = build_report(find_runs(grid_runs), baseline=baseline, reference_scores=REFERENCES, seed=0,
-                              resamples=2000)
+        report = build_report(find_runs(grid_runs), baseline=baseline, reference_scores=REFERENCES, seed=0, resamples=2000)
         (aggregate,) = [aggregate for aggregate in report.aggregates if aggregate.arch == arch]
         assert aggregate.improvement == pytest.approx(0.5 + side * 0.25)
         low, high = aggregate.improvement_low, aggregate.improvement_high
@@ -516,10 +569,14 @@ def test_the_iqm_interval_of_several_games_is_the_stratified_bootstrap_written_o
     """2 games x 3 seeds: 6 runs pooled, int(0.25 * 6) = 1 cut at each end of every resample."""
     references = {"MsPacman": (307.3, 6951.6), "Breakout": (1.7, 30.5)}
     for aggregate in grid_report.aggregates:
-        groups = [(np.array([hand_final(synthetic_scores(game, aggregate.arch, seed)) for seed in range(3)])
-                   - references[game][0]) / (references[game][1] - references[game][0]) for game in ("Breakout", "MsPacman")]
+        groups = [
+            (np.array([hand_final(synthetic_scores(game, aggregate.arch, seed)) for seed in range(3)]) - references[game][0])
+            / (references[game][1] - references[game][0])
+            for game in ("Breakout", "MsPacman")
+        ]
         assert (aggregate.iqm_low, aggregate.iqm_high) == pytest.approx(
-            stratified_iqm_interval(groups, 10_000, seed=0), rel=1e-6)
+            stratified_iqm_interval(groups, 10_000, seed=0), rel=1e-6
+        )
 
 
 @pytest.mark.parametrize("seeds", [3, 2, 1])
@@ -539,13 +596,16 @@ def test_the_iqm_and_its_interval_with_few_runs(tmp_path, seeds):
             assert np.isnan(aggregate.iqm_low) and np.isnan(aggregate.iqm_high)
         else:
             assert (aggregate.iqm_low, aggregate.iqm_high) == pytest.approx(
-                stratified_iqm_interval([normalized], 2000, seed=0))
+                stratified_iqm_interval([normalized], 2000, seed=0)
+            )
             assert np.isfinite([aggregate.iqm_low, aggregate.iqm_high]).all()
     (coordconv,) = [aggregate for aggregate in report.aggregates if aggregate.arch == "coordconv"]
     assert coordconv.improvement == 1.0  # +400 points in every seed
     assert np.isnan(coordconv.improvement_low) == (seeds == 1)
     table = summary_markdown(report).split("### Aggregate over games")[1]
-    iqm_cells = [line.split(" | ")[2] for line in table.splitlines() if line.startswith("| conv") or line.startswith("| coordconv")]
+    iqm_cells = [
+        line.split(" | ")[2] for line in table.splitlines() if line.startswith("| conv") or line.startswith("| coordconv")
+    ]
     assert all(cell.endswith("(no CI)") == (seeds == 1) for cell in iqm_cells), iqm_cells
     assert all(("[" in cell) == (seeds > 1) for cell in iqm_cells), iqm_cells
 
@@ -560,15 +620,28 @@ def test_every_column_of_summary_csv(grid_report, tmp_path):
         base_finals = np.array([hand_final(synthetic_scores(game, "conv", seed)) for seed in range(3)])
         evaluations = [synthetic_scores(game, arch, seed)[-10:].mean() for seed in range(3)]
         panel = grid_report.panel(game, "a2c")
-        aucs = [np.nanmean(hand_curve(EPISODE_STEPS, synthetic_scores(game, arch, seed), panel.steps, panel.window,
-                                      TIMESTEPS)) for seed in range(3)]
-        base_aucs = [np.nanmean(hand_curve(EPISODE_STEPS, synthetic_scores(game, "conv", seed), panel.steps,
-                                           panel.window, TIMESTEPS)) for seed in range(3)]
+        aucs = [
+            np.nanmean(hand_curve(EPISODE_STEPS, synthetic_scores(game, arch, seed), panel.steps, panel.window, TIMESTEPS))
+            for seed in range(3)
+        ]
+        base_aucs = [
+            np.nanmean(hand_curve(EPISODE_STEPS, synthetic_scores(game, "conv", seed), panel.steps, panel.window, TIMESTEPS))
+            for seed in range(3)
+        ]
         random_score, human_score = references[game]
         expected = {
-            "game": game, "agent": "a2c", "arch": arch, "seeds": 3, "steps": TIMESTEPS, "seed_list": "0 1 2",
-            "configured_steps": TIMESTEPS, "incomplete_seeds": 0, "eval_seeds": 3,
-            "final_score": finals.mean(), "auc": np.mean(aucs), "eval_score": np.mean(evaluations),
+            "game": game,
+            "agent": "a2c",
+            "arch": arch,
+            "seeds": 3,
+            "steps": TIMESTEPS,
+            "seed_list": "0 1 2",
+            "configured_steps": TIMESTEPS,
+            "incomplete_seeds": 0,
+            "eval_seeds": 3,
+            "final_score": finals.mean(),
+            "auc": np.mean(aucs),
+            "eval_score": np.mean(evaluations),
             "human_normalized_final": np.mean((finals - random_score) / (human_score - random_score)),
         }
         for name, values in (("final", finals), ("auc", aucs), ("eval", evaluations)):
@@ -579,19 +652,27 @@ def test_every_column_of_summary_csv(grid_report, tmp_path):
             expected["difference"] = finals.mean() - base_finals.mean()
             expected["auc_difference"] = np.mean(aucs) - np.mean(base_aucs)
             expected["difference_low"], expected["difference_high"] = stats.bootstrap_difference_ci(
-                finals, base_finals, resamples=10_000, seed=0)
+                finals, base_finals, resamples=10_000, seed=0
+            )
             expected["auc_difference_low"], expected["auc_difference_high"] = stats.bootstrap_difference_ci(
-                aucs, base_aucs, resamples=10_000, seed=0)
+                aucs, base_aucs, resamples=10_000, seed=0
+            )
             expected["verdict"] = {"MsPacman": "better", "Breakout": "similar"}[game]
-            for column, (ours, theirs) in (("detectable_difference", (finals, base_finals)),
-                                           ("detectable_auc_difference", (aucs, base_aucs))):
+            for column, (ours, theirs) in (
+                ("detectable_difference", (finals, base_finals)),
+                ("detectable_auc_difference", (aucs, base_aucs)),
+            ):
                 pooled = np.sqrt((np.var(ours, ddof=1) + np.var(theirs, ddof=1)) / 2)  # 3 seeds a side
                 expected[column] = stats.detectable_effect(3, 3) * pooled
         assert set(expected) == set(COLUMNS)
         for column in COLUMNS:
             value = expected[column]
             if isinstance(value, (float, np.floating)):
-                assert float(row[column]) == pytest.approx(value, rel=1e-6, abs=1e-9), (game, arch, column)  # events hold float32
+                assert float(row[column]) == pytest.approx(value, rel=1e-6, abs=1e-9), (
+                    game,
+                    arch,
+                    column,
+                )  # events hold float32
             else:
                 assert row[column] == str(value), (game, arch, column)
 
@@ -611,9 +692,11 @@ def test_the_report_uses_the_latest_checkpoints_evaluation_and_says_which(grid_r
     others = [synthetic_scores("MsPacman", "conv", seed)[-10:].mean() for seed in (1, 2)]
     assert report.row("MsPacman", "a2c", "conv").eval_score == pytest.approx(np.mean([123.0, *others]))
     notes = "\n".join(report.notes)
-    assert ("MsPacman a2c-conv seed0: evaluated 3 times (evaluation_5000.json (5,000 steps, 30 games), "
-            "evaluation.json (10,000 steps, 0 games), evaluation_10000.json (10,000 steps, 30 games)); "
-            "the report uses evaluation_10000.json, the latest checkpoint's") in notes
+    assert (
+        "MsPacman a2c-conv seed0: evaluated 3 times (evaluation_5000.json (5,000 steps, 30 games), "
+        "evaluation.json (10,000 steps, 0 games), evaluation_10000.json (10,000 steps, 30 games)); "
+        "the report uses evaluation_10000.json, the latest checkpoint's"
+    ) in notes
 
 
 def test_a_copied_run_counts_once_the_longer_copy_wins(grid_runs, tmp_path):
@@ -625,11 +708,14 @@ def test_a_copied_run_counts_once_the_longer_copy_wins(grid_runs, tmp_path):
     assert len(found.runs) == len(GRID)
     (kept,) = [run for run in found.runs if run.name == "MsPacman a2c-conv seed0"]
     assert kept.path == root / "MsPacman" / "a2c-conv" / "seed0" and kept.last_step == TIMESTEPS
-    assert ("MsPacman a2c-conv seed0 appears twice: kept MsPacman/a2c-conv/seed0 (10,000 steps), "
-            f"ignored {short.relative_to(root)} (5,000 steps)") in found.notes
+    assert (
+        "MsPacman a2c-conv seed0 appears twice: kept MsPacman/a2c-conv/seed0 (10,000 steps), "
+        f"ignored {short.relative_to(root)} (5,000 steps)"
+    ) in found.notes
     report = build_report(found, reference_scores=REFERENCES, seed=0, resamples=2000)
     assert report.row("MsPacman", "a2c", "conv").final_scores[0] == pytest.approx(
-        hand_final(synthetic_scores("MsPacman", "conv", 0)))
+        hand_final(synthetic_scores("MsPacman", "conv", 0))
+    )
 
 
 def test_a_run_checkpointed_at_its_steps_is_finished_though_its_last_scalar_is_earlier(tmp_path):
@@ -653,8 +739,9 @@ def test_a_run_checkpointed_at_its_steps_is_finished_though_its_last_scalar_is_e
     (run,) = find_runs(tmp_path).runs
     assert not run.finished and not run.in_progress
     assert run_state(run_dir, TIMESTEPS, eval_episodes=10) == RunState.RESUMABLE
-    assert "MsPacman a2c-conv seed0: trained to 10,000 steps, but its final evaluation is missing" in \
-        "\n".join(find_runs(tmp_path).notes)
+    assert "MsPacman a2c-conv seed0: trained to 10,000 steps, but its final evaluation is missing" in "\n".join(
+        find_runs(tmp_path).notes
+    )
 
 
 def test_with_two_seeds_a_side_chance_alone_calls_half_the_games():
@@ -726,9 +813,11 @@ def test_the_chance_count_takes_each_sides_seeds(tmp_path):
         write_run(tmp_path, "MsPacman", "conv", seed, EPISODE_STEPS, synthetic_scores("MsPacman", "conv", seed))
     report = build_report(find_runs(tmp_path), reference_scores=REFERENCES, seed=0, resamples=2000)
     # 3 against 2 seeds: 0.43 of games (0.35 at 3 a side, 0.49 at 2 a side).
-    assert report.headlines["a2c"] == ["coordconv better on 1 of 1 game, similar on 0, worse on 0; with no true "
-                                       "difference, chance alone would make about 0.4 of the 1 game with intervals "
-                                       "other than similar"]
+    assert report.headlines["a2c"] == [
+        "coordconv better on 1 of 1 game, similar on 0, worse on 0; with no true "
+        "difference, chance alone would make about 0.4 of the 1 game with intervals "
+        "other than similar"
+    ]
 
 
 def test_one_seed_on_either_side_has_no_interval_and_says_so(tmp_path):
@@ -738,8 +827,9 @@ def test_one_seed_on_either_side_has_no_interval_and_says_so(tmp_path):
     report = build_report(find_runs(tmp_path), reference_scores=REFERENCES, seed=0, resamples=2000)
     row = report.row("MsPacman", "a2c", "coordconv")
     assert row.verdict == SINGLE_SEED_VERDICT and np.isnan(row.difference_low)  # the baseline has one seed
-    assert report.headlines["a2c"] == ["coordconv better on 0 of 1 game, similar on 1, worse on 0 "
-                                       "(1 of the similar without a CI: 1 seed)"]
+    assert report.headlines["a2c"] == [
+        "coordconv better on 0 of 1 game, similar on 1, worse on 0 (1 of the similar without a CI: 1 seed)"
+    ]
     # The probability of improvement still has an interval: coordconv's 3 seeds are resampled.
     (coordconv,) = [aggregate for aggregate in report.aggregates if aggregate.arch == "coordconv"]
     assert coordconv.improvement == 1.0 and np.isfinite([coordconv.improvement_low, coordconv.improvement_high]).all()
@@ -766,8 +856,10 @@ def test_refresh_rewrites_a_pages_report_blocks_and_leaves_the_rest(grid_runs, t
     shutil.copytree(grid_runs, root / "results" / "grid")
     page = root / "docs" / "page.md"
     page.parent.mkdir()
-    text = ("# Page\n\nBefore.\n\n<!-- report: results/grid agent=a2c figure=figures/grid.png -->\nold numbers\n"
-            "<!-- end report -->\n\nAfter.\n")
+    text = (
+        "# Page\n\nBefore.\n\n<!-- report: results/grid agent=a2c figure=figures/grid.png -->\nold numbers\n"
+        "<!-- end report -->\n\nAfter.\n"
+    )
     page.write_text(text)
     assert len(stale_blocks(page, root, REFERENCES)) == 1
     assert refresh(page, root, REFERENCES) == 1
@@ -782,5 +874,14 @@ def test_refresh_rewrites_a_pages_report_blocks_and_leaves_the_rest(grid_runs, t
 def test_table_numbers_keep_two_significant_digits_below_a_tenth():
     from rl_coordconv.analysis.report import _number
 
-    assert [_number(v) for v in (1234.4, 12.34, 1.404, 0.56, 0.0123, -0.05, 0.00837, 0.0, float("nan"))] == \
-        ["1,234", "12.3", "1.40", "0.56", "0.012", "-0.050", "0.0084", "0.00", "-"]
+    assert [_number(v) for v in (1234.4, 12.34, 1.404, 0.56, 0.0123, -0.05, 0.00837, 0.0, float("nan"))] == [
+        "1,234",
+        "12.3",
+        "1.40",
+        "0.56",
+        "0.012",
+        "-0.050",
+        "0.0084",
+        "0.00",
+        "-",
+    ]

@@ -1,19 +1,26 @@
 import numpy as np
 import pytest
 import torch
+from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config, written_out_learner_step
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from rl_coordconv.agents import apex
 from rl_coordconv.agents.apex import (
-    ApeX, ApeXConfig, EpsilonGreedy, act, double_q_targets, dueling_q_values, epsilon_band, epsilon_ladder,
-    learner_step, make_apex,
+    ApeX,
+    ApeXConfig,
+    EpsilonGreedy,
+    act,
+    double_q_targets,
+    dueling_q_values,
+    epsilon_band,
+    epsilon_ladder,
+    learner_step,
+    make_apex,
 )
 from rl_coordconv.agents.rate_limiter import SampleToInsertRatio
 from rl_coordconv.agents.replay import to_device
 from rl_coordconv.envs import GOAL_PIXEL_ID
-from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config, written_out_learner_step
-
 
 
 def test_epsilon_ladder_is_ape_x_formula():
@@ -114,7 +121,20 @@ def goal_pixel_apex(arch="conv", seed=0, device="cpu", **changes) -> ApeX:
 
 
 def test_ape_x_defaults_reach_the_model():
-    model = goal_pixel_apex(**{name: getattr(ApeXConfig(), name) for name in ("learning_starts", "batch_size", "target_update_interval", "learning_rate", "replay_ratio", "eval_epsilon")}, buffer_size=200_000)
+    model = goal_pixel_apex(
+        **{
+            name: getattr(ApeXConfig(), name)
+            for name in (
+                "learning_starts",
+                "batch_size",
+                "target_update_interval",
+                "learning_rate",
+                "replay_ratio",
+                "eval_epsilon",
+            )
+        },
+        buffer_size=200_000,
+    )
     assert (model.batch_size, model.learning_starts, model.target_update_interval, model.gamma) == (512, 50_000, 2500, 0.99)
     assert (model.max_grad_norm, model.eval_epsilon) == (40.0, 0.001)
     optimizer = model.policy.optimizer
@@ -276,15 +296,21 @@ def test_new_transitions_get_actor_side_priorities():
 
 
 def test_acting_reads_the_q_values_back_in_one_copy_and_takes_argmax_taken_and_max_from_them(monkeypatch):
-    q_values = torch.tensor([[1.0, 3.0, 3.0, 0.0],  # a tie: the first maximum, as torch's argmax
-                             [2.0, -1.0, 0.5, 2.0],
-                             [0.0, 1.0, 2.0, 5.0],
-                             [-4.0, 4.0, 1.0, 2.0]])
+    q_values = torch.tensor(
+        [
+            [1.0, 3.0, 3.0, 0.0],  # a tie: the first maximum, as torch's argmax
+            [2.0, -1.0, 0.5, 2.0],
+            [0.0, 1.0, 2.0, 5.0],
+            [-4.0, 4.0, 1.0, 2.0],
+        ]
+    )
     epsilons = np.array([0.0, 0.0, 1.0, 1.0])  # two greedy envs, two playing at random
     acting, reference = EpsilonGreedy(epsilons, 4, seed=0), EpsilonGreedy(epsilons, 4, seed=0)
     copies = []
     cpu = torch.Tensor.cpu
-    monkeypatch.setattr(torch.Tensor, "cpu", lambda tensor, *args, **kwargs: copies.append(tuple(tensor.shape)) or cpu(tensor, *args, **kwargs))
+    monkeypatch.setattr(
+        torch.Tensor, "cpu", lambda tensor, *args, **kwargs: copies.append(tuple(tensor.shape)) or cpu(tensor, *args, **kwargs)
+    )
     explored = 0
     for _ in range(8):
         step = act(lambda observations: q_values.clone(), torch.zeros(4, 1), acting)
@@ -331,7 +357,13 @@ def test_on_the_cpu_nothing_is_pinned_and_batches_share_the_replays_arrays(monke
 def test_to_cuda_batches_go_through_pinned_memory_without_waiting(monkeypatch):
     copies = []
     to = torch.Tensor.to
-    monkeypatch.setattr(torch.Tensor, "to", lambda tensor, *args, **kwargs: copies.append((tensor.is_pinned(), kwargs.get("non_blocking", False))) or to(tensor, *args, **kwargs))
+    monkeypatch.setattr(
+        torch.Tensor,
+        "to",
+        lambda tensor, *args, **kwargs: (
+            copies.append((tensor.is_pinned(), kwargs.get("non_blocking", False))) or to(tensor, *args, **kwargs)
+        ),
+    )
     array = np.arange(12, dtype=np.float32).reshape(3, 4)
     tensor = to_device(array, "cuda")
     assert copies == [(True, True)]
@@ -402,18 +434,22 @@ def test_evaluation_acts_at_the_evaluation_epsilon():
     assert np.bincount(random_actions, minlength=4) / 4000 == pytest.approx([0.25] * 4, abs=0.03)
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"learning_starts": 10}, "apex.learning_starts must lie between apex.batch_size \\(32\\) and half of apex.buffer_size"),
-    ({"learning_starts": 3000}, "apex.learning_starts must lie between"),
-    ({"initial_priority": "min"}, "apex.initial_priority must be one of \\('actor', 'max'\\), got 'min'"),
-    ({"replay_ratio": 0.0}, "apex.replay_ratio must be in \\(0, inf\\), got 0.0"),
-    ({"return_horizon": 0}, "apex.return_horizon must be in \\[1, inf\\), got 0"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (
+            {"learning_starts": 10},
+            "apex.learning_starts must lie between apex.batch_size \\(32\\) and half of apex.buffer_size",
+        ),
+        ({"learning_starts": 3000}, "apex.learning_starts must lie between"),
+        ({"initial_priority": "min"}, "apex.initial_priority must be one of \\('actor', 'max'\\), got 'min'"),
+        ({"replay_ratio": 0.0}, "apex.replay_ratio must be in \\(0, inf\\), got 0.0"),
+        ({"return_horizon": 0}, "apex.return_horizon must be in \\[1, inf\\), got 0"),
+    ],
+)
 def test_bad_settings_get_clear_errors(settings, message):
     with pytest.raises(ValueError, match=message):
         tiny_apex_config(**settings).validate()
-
-
 
 
 @pytest.mark.parametrize("arch", ["conv", "coordconv"])
@@ -426,12 +462,11 @@ def test_ape_x_learns_goal_pixel(arch):
     assert after >= 0.9, f"{arch}: success {before:.2f} -> {after:.2f}"
 
 
-
 def test_a_learner_without_a_local_replay_allocates_none_and_says_where_its_transitions_are(tmp_path):
     env = make_vec_env(GOAL_PIXEL_ID, n_envs=4, seed=0, env_kwargs=GOAL_PIXEL)
     model = ApeX("CnnPolicy", env, seed=0, device="cpu", local_replay=False, **apex.apex_kwargs("conv", tiny_apex_config()))
     with pytest.raises(RuntimeError, match=r"no replay of its own \(local_replay=False.*replay_buffer\.add is not available"):
-        model.replay_buffer.add
+        _ = model.replay_buffer.add
     model.save(tmp_path / "learner.zip")
     loaded = ApeX.load(tmp_path / "learner.zip", device="cpu")
     assert not loaded.local_replay

@@ -16,39 +16,38 @@ TORCHVISION_VERSION = re.search(r"^TORCHVISION_VERSION := (.+)$", (ROOT / "Makef
 
 # Every step in order, with its command ({python}: $PYTHON; {work}: the script's scratch folder).
 STEPS = {
-    "cuda": "{python} -c 'import torch; assert torch.cuda.is_available(), \"torch sees no CUDA GPU\"; "
-            "print(torch.__version__, torch.cuda.get_device_name())'",
+    "cuda": '{python} -c \'import torch; assert torch.cuda.is_available(), "torch sees no CUDA GPU"; '
+    "print(torch.__version__, torch.cuda.get_device_name())'",
     "gpu-tests": "env NVIDIA_TF32_OVERRIDE=0 {python} -m pytest -q -m gpu tests",
     "apex-bench": "{python} scripts/bench_train.py --agent apex --device cuda --rounds 3 --steps 4096",
     "apex-train": "{python} scripts/train.py --game MsPacman --agent apex --arch coordconv --timesteps 12000 "
-                  "--device cuda --runs {work}/runs --set apex.buffer_size=20000 --set apex.learning_starts=5000 "
-                  "--set eval_episodes=2 --no-progress",
+    "--device cuda --runs {work}/runs --set apex.buffer_size=20000 --set apex.learning_starts=5000 "
+    "--set eval_episodes=2 --no-progress",
     "a2c-train": "{python} scripts/train.py --game MsPacman --arch coordconv --timesteps 4000 --device cuda "
-                 "--runs {work}/runs --set eval_episodes=2 --no-progress",
+    "--runs {work}/runs --set eval_episodes=2 --no-progress",
     "run-directories": "ls -R {work}/runs",
     "bench-layers": "{python} scripts/bench_layers.py --device cuda --rounds 11",
     "bench-layers-bf16": "{python} scripts/bench_layers.py --device cuda --rounds 11 --precision bf16",
     "bench-train": "{python} scripts/bench_train.py --device cuda --rounds 3 --steps 2000 --precision fp32,bf16",
     "apex-learner-bench": "{python} scripts/bench_train.py --agent apex-learner --device cuda --rounds 5 "
-                          "--precision fp32,bf16",
+    "--precision fp32,bf16",
     "bench-sweep": "{python} scripts/bench_sweep.py --device cuda --runs 1,4,8",
     "packed-sweep-dry-run": "{python} scripts/sweep.py --games MsPacman --archs conv,coordconv --seeds 0-1 "
-                            "--timesteps 4000 --device cuda --runs-per-gpu 4 --runs {work}/packed-sweep "
-                            "--set eval_episodes=0 --dry-run",
+    "--timesteps 4000 --device cuda --runs-per-gpu 4 --runs {work}/packed-sweep "
+    "--set eval_episodes=0 --dry-run",
     "packed-sweep": "{python} scripts/sweep.py --games MsPacman --archs conv,coordconv --seeds 0-1 --timesteps 4000 "
-                    "--device cuda --runs-per-gpu 4 --runs {work}/packed-sweep --set eval_episodes=0",
+    "--device cuda --runs-per-gpu 4 --runs {work}/packed-sweep --set eval_episodes=0",
     "supervised": "{python} scripts/supervised.py --split quadrant --model coordconv --device cuda --out {work}/supervised",
     "detection-packages": f"{{python}} -m pip install --quiet --isolated torchvision=={TORCHVISION_VERSION} "
-                          "torchmetrics pycocotools",
+    "torchmetrics pycocotools",
     "detection": "{python} scripts/supervised.py --experiment detection --seeds 1 --epochs 2 --device cuda "
-                 "--out {work}/detection",
+    "--out {work}/detection",
     "ray-apex-train": "{python} scripts/train.py --game MsPacman --agent apex --arch coordconv --timesteps 12000 "
-                      "--device cuda --distributed --actors 8 --runs {work}/ray-runs --set apex.n_envs=16 "
-                      "--set apex.buffer_size=40000 --set apex.learning_starts=5000 --set eval_episodes=2 --no-progress",
-    "ray-bench-distributed": "{python} scripts/bench_distributed.py --device cuda --batch 512 --steps 40000 "
-                             "--actors 1,4,8,15",
+    "--device cuda --distributed --actors 8 --runs {work}/ray-runs --set apex.n_envs=16 "
+    "--set apex.buffer_size=40000 --set apex.learning_starts=5000 --set eval_episodes=2 --no-progress",
+    "ray-bench-distributed": "{python} scripts/bench_distributed.py --device cuda --batch 512 --steps 40000 --actors 1,4,8,15",
     "ray-sweep": "{python} scripts/sweep.py --games MsPacman --archs conv,coordconv --seeds 0 --timesteps 4000 "
-                 "--device cuda --ray-address local --gpus-per-run 0.5 --runs {work}/ray-sweep --set eval_episodes=0",
+    "--device cuda --ray-address local --gpus-per-run 0.5 --runs {work}/ray-sweep --set eval_episodes=0",
 }
 DETECTION_MODULES = "torchvision.models.detection torchmetrics pycocotools"
 PYTHON_IS_SET = f"PYTHON is set: install torchvision=={TORCHVISION_VERSION} torchmetrics pycocotools beside it"
@@ -79,8 +78,14 @@ def run_script(*args: str, python: Path | None, calls: Path | None, out: Path) -
     if python is not None:
         environment.update(PYTHON=str(python), FAKE_PYTHON_CALLS=str(calls))
     # A session of its own: a script that outlives the timeout is killed with everything it started.
-    process = subprocess.Popen(["bash", str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=environment, start_new_session=True)
+    process = subprocess.Popen(
+        ["bash", str(SCRIPT), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = process.communicate(timeout=60)
     finally:
@@ -103,9 +108,11 @@ def test_a_dry_run_lists_every_step_with_its_command_and_runs_nothing(fake_pytho
     work = re.search(r"--runs (\S+)/runs ", listed["apex-train"])[1]
     for name, command in STEPS.items():
         expected = command.format(python=python, work=work)
-        expected += {"detection-packages": f"  [skipped: {PYTHON_IS_SET}]", "detection": f"  [needs: {DETECTION_MODULES}]",
-                     **{ray: "  [needs: ray]" for ray in ("ray-apex-train", "ray-bench-distributed", "ray-sweep")}
-                     }.get(name, "")
+        expected += {
+            "detection-packages": f"  [skipped: {PYTHON_IS_SET}]",
+            "detection": f"  [needs: {DETECTION_MODULES}]",
+            **{ray: "  [needs: ray]" for ray in ("ray-apex-train", "ray-bench-distributed", "ray-sweep")},
+        }.get(name, "")
         assert listed[name] == expected
     assert not calls.exists()  # nothing ran, not even an import check
     assert not Path(work).exists() and not (tmp_path / "cuda_check.log").exists()
@@ -123,8 +130,11 @@ def test_a_dry_run_without_python_lists_make_venv_first(tmp_path):
 
 def test_an_unknown_argument_is_refused(tmp_path):
     result = run_script("--dryrun", python=None, calls=None, out=tmp_path)
-    assert (result.returncode, result.stdout, result.stderr) == (2, "", "error: unknown argument '--dryrun'; "
-                                                                        "use --dry-run or nothing\n")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        "error: unknown argument '--dryrun'; use --dry-run or nothing\n",
+    )
 
 
 def test_a_failing_step_stops_none_after_it_and_the_summary_says_fail(fake_python, tmp_path):
@@ -132,8 +142,11 @@ def test_a_failing_step_stops_none_after_it_and_the_summary_says_fail(fake_pytho
     result = run_script(python=python, calls=calls, out=tmp_path)
     assert result.returncode == 1
     # Every python step ran, in order, after its import checks; bench_layers.py failed and the rest went on.
-    python_steps = [name for name, command in STEPS.items() if command.startswith("{python}")
-                    or command.startswith("env NVIDIA_TF32_OVERRIDE=0 {python}")]
+    python_steps = [
+        name
+        for name, command in STEPS.items()
+        if command.startswith("{python}") or command.startswith("env NVIDIA_TF32_OVERRIDE=0 {python}")
+    ]
     work = re.search(r"=== apex-train: .* --runs (\S+)/runs ", result.stdout)[1]
     expected_calls = []
     for name in python_steps:

@@ -37,8 +37,7 @@ def outside(accepted: Range) -> list[float]:
 @pytest.mark.parametrize("config_class, prefix", AGENT_CONFIGS)
 def test_every_numeric_setting_is_refused_outside_its_range(config_class, prefix):
     config_class().validate()  # the defaults pass
-    numeric = [field.name for field in dataclasses.fields(config_class)
-               if field.type in ("int", "float", int, float)]
+    numeric = [field.name for field in dataclasses.fields(config_class) if field.type in ("int", "float", int, float)]
     assert sorted(numeric) == sorted(config_class.RANGES)  # every numeric setting has a range
     for name in numeric:
         for value in outside(config_class.RANGES[name]):

@@ -71,12 +71,43 @@ def run_dir_of(runs: Path) -> Path:
 
 @pytest.mark.parametrize("agent", ["a2c", "apex"])
 def test_a_checkpoint_saved_on_cuda_is_evaluated_on_the_cpu(agent, tmp_path):
-    settings = ["--set", "a2c.n_envs=2"] if agent == "a2c" else [
-        "--set", "apex.n_envs=2", "--set", "apex.buffer_size=2000", "--set", "apex.learning_starts=200",
-        "--set", "apex.batch_size=32"]
-    assert train.main(["--agent", agent, "--arch", "coordconv", "--timesteps", "400", "--device", "cuda",
-                       "--runs", str(tmp_path), "--no-progress", "--set", "eval_episodes=0",
-                       "--set", "checkpoint_every=400", *settings]) == 0
+    settings = (
+        ["--set", "a2c.n_envs=2"]
+        if agent == "a2c"
+        else [
+            "--set",
+            "apex.n_envs=2",
+            "--set",
+            "apex.buffer_size=2000",
+            "--set",
+            "apex.learning_starts=200",
+            "--set",
+            "apex.batch_size=32",
+        ]
+    )
+    assert (
+        train.main(
+            [
+                "--agent",
+                agent,
+                "--arch",
+                "coordconv",
+                "--timesteps",
+                "400",
+                "--device",
+                "cuda",
+                "--runs",
+                str(tmp_path),
+                "--no-progress",
+                "--set",
+                "eval_episodes=0",
+                "--set",
+                "checkpoint_every=400",
+                *settings,
+            ]
+        )
+        == 0
+    )
     run_dir = run_dir_of(tmp_path)
     assert json.loads((run_dir / "config.json").read_text())["resolved_device"].startswith("cuda")
     assert evaluate.main([str(run_dir), "--episodes", "1", "--device", "cpu", "--no-progress"]) == 0
@@ -86,9 +117,28 @@ def test_a_checkpoint_saved_on_cuda_is_evaluated_on_the_cpu(agent, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs a second GPU")
 def test_a_run_on_the_second_gpu_stays_there(tmp_path):
-    assert train.main(["--arch", "coordconv", "--timesteps", "200", "--device", "cuda:1", "--runs", str(tmp_path),
-                       "--no-progress", "--set", "a2c.n_envs=2", "--set", "eval_episodes=0",
-                       "--set", "checkpoint_every=200"]) == 0
+    assert (
+        train.main(
+            [
+                "--arch",
+                "coordconv",
+                "--timesteps",
+                "200",
+                "--device",
+                "cuda:1",
+                "--runs",
+                str(tmp_path),
+                "--no-progress",
+                "--set",
+                "a2c.n_envs=2",
+                "--set",
+                "eval_episodes=0",
+                "--set",
+                "checkpoint_every=200",
+            ]
+        )
+        == 0
+    )
     run_dir = run_dir_of(tmp_path)
     assert json.loads((run_dir / "config.json").read_text())["resolved_device"] == "cuda:1"
     layer = CoordConv2d(4, 8, 3).to("cuda:1")

@@ -11,7 +11,8 @@ from rl_coordconv.supervised import detection
 from rl_coordconv.supervised.classification import load_digits
 
 needs_torchvision = pytest.mark.skipif(
-    not detection.available(), reason="torchvision does not load beside this torch; make test runs these in .venv-detection")
+    not detection.available(), reason="torchvision does not load beside this torch; make test runs these in .venv-detection"
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +73,16 @@ def test_the_canvases_repeat_with_their_seed_and_change_with_another(canvases):
 
 @needs_torchvision
 def test_mean_iou_recall_and_map_on_boxes_written_out():
-    targets = [{"boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30], [40, 0, 50, 10]]),
-                "labels": torch.tensor([1, 1, 2])}]
-    predictions = [{"boxes": torch.tensor([[0.0, 0, 10, 10], [40, 40, 50, 50], [20, 20, 30, 35], [40, 0, 50, 10]]),
-                    "labels": torch.tensor([1, 1, 1, 2]), "scores": torch.tensor([0.9, 0.8, 0.7, 0.6])}]
+    targets = [
+        {"boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30], [40, 0, 50, 10]]), "labels": torch.tensor([1, 1, 2])}
+    ]
+    predictions = [
+        {
+            "boxes": torch.tensor([[0.0, 0, 10, 10], [40, 40, 50, 50], [20, 20, 30, 35], [40, 0, 50, 10]]),
+            "labels": torch.tensor([1, 1, 1, 2]),
+            "scores": torch.tensor([0.9, 0.8, 0.7, 0.6]),
+        }
+    ]
     measures = detection.detection_metrics(predictions, targets)
     # Best IoUs 1, 100 / 150 (the box 5 pixels too tall), 1.
     assert measures["mean_iou"] == pytest.approx((1 + 100 / 150 + 1) / 3)
@@ -88,8 +95,13 @@ def test_mean_iou_recall_and_map_on_boxes_written_out():
 @needs_torchvision
 def test_mean_iou_takes_any_digit_and_recall_the_right_one_above_the_score_threshold():
     targets = [{"boxes": torch.tensor([[8.0, 8, 24, 24]]), "labels": torch.tensor([3])}]
-    predictions = [{"boxes": torch.tensor([[8.0, 8, 24, 24], [8.0, 8, 24, 20]]), "labels": torch.tensor([5, 3]),
-                    "scores": torch.tensor([0.9, 0.3])}]
+    predictions = [
+        {
+            "boxes": torch.tensor([[8.0, 8, 24, 24], [8.0, 8, 24, 20]]),
+            "labels": torch.tensor([5, 3]),
+            "scores": torch.tensor([0.9, 0.3]),
+        }
+    ]
     measures = detection.detection_metrics(predictions, targets)
     assert measures["mean_iou"] == pytest.approx(1.0) and measures["recall_50"] == 0.0
     low = detection.detection_metrics(predictions, targets, score_threshold=0.2)
@@ -101,21 +113,37 @@ def test_mean_iou_takes_any_digit_and_recall_the_right_one_above_the_score_thres
 @needs_torchvision
 def test_mean_iou_ignores_a_better_box_below_the_score_threshold():
     targets = [{"boxes": torch.tensor([[0.0, 0, 10, 10]]), "labels": torch.tensor([1])}]
-    predictions = [{"boxes": torch.tensor([[0.0, 0, 10, 20], [0.0, 0, 10, 10]]), "labels": torch.tensor([1, 1]),
-                    "scores": torch.tensor([0.9, 0.3])}]
+    predictions = [
+        {
+            "boxes": torch.tensor([[0.0, 0, 10, 20], [0.0, 0, 10, 10]]),
+            "labels": torch.tensor([1, 1]),
+            "scores": torch.tensor([0.9, 0.3]),
+        }
+    ]
     assert detection.detection_metrics(predictions, targets)["mean_iou"] == pytest.approx(0.5)  # 100 / 200
 
 
 def _result(arch, seed, **metrics):
-    return detection.DetectionResult(detection.DetectionConfig(arch=arch, seed=seed, epochs=3), 1234 if arch == "conv" else 5678,
-                                     9.0, {"mean_iou": 0.0, "map_50": 0.0, "recall_50": 0.0, **metrics}, None, [], [])
+    return detection.DetectionResult(
+        detection.DetectionConfig(arch=arch, seed=seed, epochs=3),
+        1234 if arch == "conv" else 5678,
+        9.0,
+        {"mean_iou": 0.0, "map_50": 0.0, "recall_50": 0.0, **metrics},
+        None,
+        [],
+        [],
+    )
 
 
 def test_the_report_pairs_by_seed_and_the_relative_change_is_over_conv():
     from rl_coordconv.supervised import detection_report
 
-    results = [_result("conv", 0, mean_iou=0.4), _result("coordconv", 0, mean_iou=0.5),
-               _result("conv", 1, mean_iou=0.8), _result("coordconv", 1, mean_iou=0.6)]
+    results = [
+        _result("conv", 0, mean_iou=0.4),
+        _result("coordconv", 0, mean_iou=0.5),
+        _result("conv", 1, mean_iou=0.8),
+        _result("coordconv", 1, mean_iou=0.6),
+    ]
     differences, relative = detection_report.paired(results, "mean_iou")
     assert differences == [pytest.approx(0.1), pytest.approx(-0.2)] and relative == [pytest.approx(0.25), pytest.approx(-0.25)]
 
@@ -143,8 +171,9 @@ def test_the_batch_order_changes_with_the_seed(monkeypatch):
 
     monkeypatch.setattr(torch, "randperm", spy)
     for seed in (1, 2):
-        detection.train_detector(detection.DetectionConfig(seed=seed, train_canvases=16, test_canvases=4, epochs=1,
-                                                           batch_size=16), progress=False)
+        detection.train_detector(
+            detection.DetectionConfig(seed=seed, train_canvases=16, test_canvases=4, epochs=1, batch_size=16), progress=False
+        )
     assert len(orders) == 2 and not torch.equal(orders[0], orders[1])
 
 
@@ -153,7 +182,9 @@ def test_the_learning_curve_is_measured_on_test_canvases(monkeypatch):
     from types import SimpleNamespace
 
     seen, predict = [], detection.predict
-    monkeypatch.setattr(detection, "predict", lambda model, images, *a, **k: seen.append(images) or predict(model, images, *a, **k))
+    monkeypatch.setattr(
+        detection, "predict", lambda model, images, *a, **k: seen.append(images) or predict(model, images, *a, **k)
+    )
     config = detection.DetectionConfig(seed=1, train_canvases=8, test_canvases=8, epochs=1, batch_size=8)
     detection.train_detector(config, progress=False, writer=SimpleNamespace(add_scalar=lambda *a, **k: None))
     test = detection.digit_canvases(1, 8, 8)[1]
@@ -221,7 +252,8 @@ def test_the_command_plans_three_seeds_and_a_quick_one():
     args = SimpleNamespace(quick=False, seeds=None, seed=2, epochs=None, learning_rate=None, batch_size=None, device="cpu")
     configs = command.plan("detection", args)
     assert [(c.arch, c.seed, c.epochs, c.batch_size) for c in configs] == [
-        (arch, seed, detection.DetectionConfig.epochs, 16) for seed in (2, 3, 4) for arch in ("conv", "coordconv")]
+        (arch, seed, detection.DetectionConfig.epochs, 16) for seed in (2, 3, 4) for arch in ("conv", "coordconv")
+    ]
     args.quick, args.epochs, args.batch_size = True, 2, 4
     quick = command.plan("detection", args)
     assert [(c.seed, c.train_canvases, c.epochs, c.batch_size) for c in quick] == [(2, 64, 2, 4), (2, 64, 2, 4)]

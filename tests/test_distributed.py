@@ -1,9 +1,9 @@
 """Distributed Ape-X: frame-lean blocks, replay shards, and the learner loop on a local Ray."""
 
 import functools
-import re
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import ray
 import torch
+from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config, written_out_learner_step
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rl_coordconv.agents.apex import ApeX, apex_kwargs, epsilon_ladder, learner_step, sync_target
-from rl_coordconv.agents.distributed import learner
-from rl_coordconv.agents.distributed import INSTALL_HINT, DistributedConfig, ReplayShardDied
+from rl_coordconv.agents.distributed import INSTALL_HINT, DistributedConfig, ReplayShardDied, learner
 from rl_coordconv.agents.distributed.blocks import StepBlockBuilder, add_block
 from rl_coordconv.agents.distributed.learner import RayLearnerLoop
 from rl_coordconv.agents.distributed.run import rollout_env_factories
@@ -31,7 +31,6 @@ from rl_coordconv.agents.experiment import ExperimentConfig
 from rl_coordconv.agents.replay import PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
 from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.envs.goal_pixel import GoalPixelEnv
-from helpers import GOAL_PIXEL, goal_pixel_success_rate, tiny_apex_config, written_out_learner_step
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, "-m", "rl_coordconv", "train"]
@@ -52,7 +51,9 @@ def play(env, steps, rng, block_steps):
         true_next = next_observations.copy()
         for i in np.flatnonzero(dones):
             true_next[i] = infos[i]["terminal_observation"]
-        direct.append((observations.copy(), true_next, actions, rewards, dones, [dict(info) for info in infos], q_taken, q_max))
+        direct.append(
+            (observations.copy(), true_next, actions, rewards, dones, [dict(info) for info in infos], q_taken, q_max)
+        )
         builder.add(actions, q_taken, q_max, next_observations, rewards, dones, infos)
         if len(builder) == block_steps:
             blocks.append(builder.build(next_observations))
@@ -61,8 +62,9 @@ def play(env, steps, rng, block_steps):
 
 
 def replay_for(env, capacity):
-    return PrioritizedReplayBuffer(capacity, env.observation_space, env.action_space, device="cpu", n_envs=env.num_envs,
-                                   initial_priority="actor", seed=0)
+    return PrioritizedReplayBuffer(
+        capacity, env.observation_space, env.action_space, device="cpu", n_envs=env.num_envs, initial_priority="actor", seed=0
+    )
 
 
 def assert_same_replay(expected, actual):
@@ -113,8 +115,15 @@ def test_a_block_carries_each_atari_frame_once():
 
 def shard_with_priorities(priorities_by_actor, beta=0.4):
     env = make_vec_env(GoalPixelEnv, n_envs=2, seed=0, env_kwargs=GOAL_PIXEL)
-    shard = ReplayShard(list(priorities_by_actor), 2, 2 * 400, env.observation_space, env.action_space,
-                        {"n_steps": 1, "beta": beta, "alpha": 1.0, "priority_eps": 1e-9, "initial_priority": "max"}, seed=0)
+    shard = ReplayShard(
+        list(priorities_by_actor),
+        2,
+        2 * 400,
+        env.observation_space,
+        env.action_space,
+        {"n_steps": 1, "beta": beta, "alpha": 1.0, "priority_eps": 1e-9, "initial_priority": "max"},
+        seed=0,
+    )
     assert sum(buffer.capacity for buffer in shard.buffers) == 2 * 400  # the shard's capacity, shared
     for actor, buffer in zip(shard.actors, shard.buffers):
         _, blocks = play(env, 40, np.random.default_rng(actor), block_steps=40)
@@ -210,10 +219,12 @@ def test_the_learner_loop_sends_each_batch_the_priorities_of_a_written_out_step(
     loop.model.prefetch = prefetch
     loop._meter, loop._waiting, loop._unreported = learner._Meter(), set(), None
     calls = []
-    loop.shards = [SimpleNamespace(
-        update_priorities=SimpleNamespace(remote=lambda indices, errors: calls.append(("priorities", indices, errors))),
-        stats=SimpleNamespace(remote=lambda: calls.append(("stats",))),
-    )]
+    loop.shards = [
+        SimpleNamespace(
+            update_priorities=SimpleNamespace(remote=lambda indices, errors: calls.append(("priorities", indices, errors))),
+            stats=SimpleNamespace(remote=lambda: calls.append(("stats",))),
+        )
+    ]
     loop.ray = SimpleNamespace(get=lambda ref: ref, exceptions=ray.exceptions)
     steps = []
     monkeypatch.setattr(learner, "learner_step", lambda *args: steps.append(len(steps)) or learner_step(*args))
@@ -249,7 +260,9 @@ def test_each_rollout_actor_steps_its_emulators_with_its_share_of_the_cores(monk
 
     threads = []
     real = vector_env.AtariVectorEnv
-    monkeypatch.setattr(vector_env, "AtariVectorEnv", lambda *args, **kwargs: threads.append(kwargs["num_threads"]) or real(*args, **kwargs))
+    monkeypatch.setattr(
+        vector_env, "AtariVectorEnv", lambda *args, **kwargs: threads.append(kwargs["num_threads"]) or real(*args, **kwargs)
+    )
     config = ExperimentConfig(agent="apex", device="cpu", distributed=DistributedConfig(enabled=True, actors=8))
     config.apex.n_envs = 4  # alone, an env of 4 copies would start 4 threads: 32 for 8 actors on 16 cores
     factories = rollout_env_factories(config)
@@ -316,8 +329,10 @@ def goal_pixel_trainer(arch="conv", actors=2, **distributed):
     model = ApeX("CnnPolicy", env, seed=0, device="cpu", local_replay=False, **apex_kwargs(arch, config))
     model.set_logger(Logger(None, []))
     settings = {"enabled": True, "actors": actors, "block_steps": 16, "weights_interval": 20, **distributed}
-    factories = [functools.partial(make_vec_env, GoalPixelEnv, n_envs=config.n_envs, seed=100 * actor, env_kwargs=GOAL_PIXEL)
-                 for actor in range(actors)]
+    factories = [
+        functools.partial(make_vec_env, GoalPixelEnv, n_envs=config.n_envs, seed=100 * actor, env_kwargs=GOAL_PIXEL)
+        for actor in range(actors)
+    ]
     return RayLearnerLoop(model, arch, config, DistributedConfig(**settings), factories, seed=0)
 
 
@@ -337,7 +352,9 @@ def test_two_rollout_actors_feed_the_replay_get_weights_and_the_learner_learns_g
         return started
 
     trainer._publish_weights, trainer.limiter.start = recording_publish, recording_start
-    monkeypatch.setattr(learner, "sync_target", lambda policy: (syncs.append(trainer.model.learner_steps), sync_target(policy)))
+    monkeypatch.setattr(
+        learner, "sync_target", lambda policy: (syncs.append(trainer.model.learner_steps), sync_target(policy))
+    )
     try:
         model = trainer.model
         before = goal_pixel_success_rate(model, deterministic=True)
@@ -359,7 +376,9 @@ def test_two_rollout_actors_feed_the_replay_get_weights_and_the_learner_learns_g
         assert sorted(published) == list(range(20, model.learner_steps + 1, 20))  # every weights_interval steps
         ladder = epsilon_ladder(2 * 4)
         for actor, handle in enumerate(trainer.actors):
-            epsilons, first_env = ray.get(handle.__ray_call__.remote(lambda worker: (worker.acting.epsilons, worker.first_env)))
+            epsilons, first_env = ray.get(
+                handle.__ray_call__.remote(lambda worker: (worker.acting.epsilons, worker.first_env))
+            )
             np.testing.assert_array_equal(epsilons, ladder[4 * actor : 4 * actor + 4])
             assert first_env == 4 * actor
         for actor in trainer.actors:
@@ -397,8 +416,10 @@ def test_two_replay_shards_each_get_their_actors_transitions_and_their_batches_p
 def test_a_shard_serving_k_of_n_actors_holds_k_n_of_the_replay(local_ray):
     trainer = goal_pixel_trainer(actors=4, replay_shards=2)  # apex.buffer_size 4,000
     try:
-        capacities = [ray.get(shard.__ray_call__.remote(lambda shard: [buffer.capacity for buffer in shard.buffers]))
-                      for shard in trainer.shards]
+        capacities = [
+            ray.get(shard.__ray_call__.remote(lambda shard: [buffer.capacity for buffer in shard.buffers]))
+            for shard in trainer.shards
+        ]
         assert capacities == [[1000, 1000], [1000, 1000]]  # two actors a shard, 2,000 transitions each
     finally:
         trainer.close()
@@ -406,8 +427,16 @@ def test_a_shard_serving_k_of_n_actors_holds_k_n_of_the_replay(local_ray):
 
 def test_each_actors_games_are_logged_in_the_band_of_its_own_envs(local_ray):
     # 2 actors x 4 envs: one ladder over 8 envs, cut in thirds by rank (3 * env // 8).
-    band_of_env = {0: "exploratory", 1: "exploratory", 2: "exploratory", 3: "middle",  # actor 0
-                   4: "middle", 5: "middle", 6: "greedy", 7: "greedy"}  # actor 1
+    band_of_env = {
+        0: "exploratory",
+        1: "exploratory",
+        2: "exploratory",
+        3: "middle",  # actor 0
+        4: "middle",
+        5: "middle",
+        6: "greedy",
+        7: "greedy",
+    }  # actor 1
     trainer = goal_pixel_trainer()
     games = []
     trainer.on_game = lambda step, env, band, score, length: games.append((env, band))
@@ -454,10 +483,34 @@ def test_a_dead_replay_shard_stops_training_with_a_clear_error(local_ray, tmp_pa
 
 
 def train(runs, *extra, timesteps="4k"):
-    command = [*TRAIN, "--agent", "apex", "--game", "MsPacman", "--distributed", "--actors", "2",
-               "--timesteps", timesteps, "--runs", str(runs), "--no-progress",
-               "--set", "apex.n_envs=2", "--set", "apex.buffer_size=20k", "--set", "apex.learning_starts=800",
-               "--set", "apex.batch_size=64", "--set", "checkpoint_every=2k", "--set", "eval_episodes=1", *extra]
+    command = [
+        *TRAIN,
+        "--agent",
+        "apex",
+        "--game",
+        "MsPacman",
+        "--distributed",
+        "--actors",
+        "2",
+        "--timesteps",
+        timesteps,
+        "--runs",
+        str(runs),
+        "--no-progress",
+        "--set",
+        "apex.n_envs=2",
+        "--set",
+        "apex.buffer_size=20k",
+        "--set",
+        "apex.learning_starts=800",
+        "--set",
+        "apex.batch_size=64",
+        "--set",
+        "checkpoint_every=2k",
+        "--set",
+        "eval_episodes=1",
+        *extra,
+    ]
     return command
 
 
@@ -478,9 +531,17 @@ def test_train_py_distributed_run_directory_resume_and_no_ray_left(tmp_path):
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["config"]["distributed"]["enabled"] and saved["config"]["distributed"]["actors"] == 2
     logged = scalars(run_dir)
-    for tag in ("distributed/frames_per_s", "distributed/actor0_frames_per_s", "distributed/actor1_frames_per_s",
-                "distributed/learner_updates_per_s", "distributed/weight_lag_max", "replay/shard0_size",
-                "train/loss", "episode/score", "eval/mean_score"):
+    for tag in (
+        "distributed/frames_per_s",
+        "distributed/actor0_frames_per_s",
+        "distributed/actor1_frames_per_s",
+        "distributed/learner_updates_per_s",
+        "distributed/weight_lag_max",
+        "replay/shard0_size",
+        "train/loss",
+        "episode/score",
+        "eval/mean_score",
+    ):
         assert tag in logged, tag
     bands = [tag for tag in logged if tag.startswith("episode/score_")]
     assert bands and sum(len(logged[tag]) for tag in bands) == len(logged["episode/score"])
@@ -490,7 +551,9 @@ def test_train_py_distributed_run_directory_resume_and_no_ray_left(tmp_path):
     assert replays == [f"replay_{steps}_steps.shard0.actor0.npz", f"replay_{steps}_steps.shard0.actor1.npz"]
     learner_steps = logged["train/learner_steps"][-1].value
 
-    again = subprocess.Popen(train(tmp_path, "--resume", timesteps="5k"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    again = subprocess.Popen(
+        train(tmp_path, "--resume", timesteps="5k"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     output, errors = again.communicate(timeout=300)
     assert again.returncode == 0, errors[-3000:]
     assert "Restored the replay shards" in output
@@ -537,19 +600,31 @@ def test_without_ray_distributed_names_the_install_command(train_script, monkeyp
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--agent", "a2c", "--distributed"], "distributed training is for the apex agent, not 'a2c'"),
-    (["--agent", "apex", "--actors", "2"], "--actors applies to --distributed training"),
-    (["--agent", "apex", "--ray-address", "auto"], "--ray-address applies to --distributed training"),
-    (["--agent", "apex", "--distributed", "--actors", "3", "--set", "distributed.replay_shards=2"],
-     r"distributed.replay_shards \(2\) must divide the rollout actors \(3\)"),
-    (["--agent", "apex", "--distributed", "--set", "distributed.block_steps=0"], r"distributed.block_steps must be in \[1, inf\), got 0"),
-    (["--agent", "apex", "--distributed", "--ray-address", "local"],
-     r"--ray-address 'local' is not auto, HOST:PORT \(a port 1-65535\) or a ray:// URL"),
-    (["--agent", "apex", "--distributed", "--ray-address", "head:0"], r"--ray-address 'head:0' is not auto, HOST:PORT"),
-    (["--agent", "apex", "--distributed", "--ray-address", "127.0.0.1:1"],
-     r"cannot reach the Ray head at --ray-address 127.0.0.1:1 .*ray start --head --port 1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--agent", "a2c", "--distributed"], "distributed training is for the apex agent, not 'a2c'"),
+        (["--agent", "apex", "--actors", "2"], "--actors applies to --distributed training"),
+        (["--agent", "apex", "--ray-address", "auto"], "--ray-address applies to --distributed training"),
+        (
+            ["--agent", "apex", "--distributed", "--actors", "3", "--set", "distributed.replay_shards=2"],
+            r"distributed.replay_shards \(2\) must divide the rollout actors \(3\)",
+        ),
+        (
+            ["--agent", "apex", "--distributed", "--set", "distributed.block_steps=0"],
+            r"distributed.block_steps must be in \[1, inf\), got 0",
+        ),
+        (
+            ["--agent", "apex", "--distributed", "--ray-address", "local"],
+            r"--ray-address 'local' is not auto, HOST:PORT \(a port 1-65535\) or a ray:// URL",
+        ),
+        (["--agent", "apex", "--distributed", "--ray-address", "head:0"], r"--ray-address 'head:0' is not auto, HOST:PORT"),
+        (
+            ["--agent", "apex", "--distributed", "--ray-address", "127.0.0.1:1"],
+            r"cannot reach the Ray head at --ray-address 127.0.0.1:1 .*ray start --head --port 1",
+        ),
+    ],
+)
 def test_bad_distributed_settings_get_clear_errors(argv, message, train_script, tmp_path, capsys):
     assert train_script.main([*argv, "--runs", str(tmp_path)]) == 2
     assert re.search(message, capsys.readouterr().err)

@@ -73,7 +73,7 @@ def test_life_losses_are_terminals_and_the_game_score_sums_all_lives(backend):
     env.reset()
     score_so_far = np.zeros(4)
     life_losses = games = 0
-    for obs, rewards, dones, infos in play(env, random_actions(env, 2000, seed=1)):
+    for _obs, rewards, dones, infos in play(env, random_actions(env, 2000, seed=1)):
         score_so_far += rewards
         for i in np.flatnonzero(dones):
             if "episode" not in infos[i]:
@@ -168,10 +168,16 @@ def test_life_loss_and_time_limit_in_the_same_step(terminal_on_life_loss):
 
     actions = random_actions(make_atari_vec_env("Breakout", 1), 3000, seed=1)
     step = first_life_loss_step(actions)
-    env = AleVecEnv("Breakout", 1, seed=1, max_episode_frames=4 * (step + 1), clip_rewards=False,
-                    terminal_on_life_loss=terminal_on_life_loss)
+    env = AleVecEnv(
+        "Breakout",
+        1,
+        seed=1,
+        max_episode_frames=4 * (step + 1),
+        clip_rewards=False,
+        terminal_on_life_loss=terminal_on_life_loss,
+    )
     previous, score = env.reset(), 0.0
-    for t, (obs, rewards, dones, infos) in enumerate(play(env, actions[: step + 1])):
+    for t, (obs, rewards, dones, infos) in enumerate(play(env, actions[: step + 1])):  # noqa: B007 (infos: read after the loop)
         score += rewards[0]
         assert dones[0] == (t == step)
         if not dones[0]:
@@ -203,7 +209,7 @@ def test_seeded_runs_repeat_exactly(backend):
     def rollout(seed):
         env = make_atari_vec_env("MsPacman", 2, seed=seed, backend=backend)
         frames = [env.reset()]
-        for obs, rewards, dones, _ in play(env, random_actions(env, 200)):
+        for obs, _rewards, _dones, _ in play(env, random_actions(env, 200)):
             frames.append(obs)
         env.close()
         return np.stack(frames)
@@ -303,7 +309,8 @@ def test_goal_pixel_positions_change_per_episode_and_truncate():
     starts = {env.reset(seed=seed)[0].tobytes() for seed in range(20)}
     assert len(starts) > 10
     env.reset(seed=0)
-    env._agent = np.array([0, 0]); env._goal = np.array([3, 3])
+    env._agent = np.array([0, 0])
+    env._goal = np.array([3, 3])
     results = [env.step(0) for _ in range(3)]  # up, into the wall
     assert [r[3] for r in results] == [False, False, True]
 
@@ -325,7 +332,8 @@ def test_the_emulator_threads_follow_the_cores_the_process_may_use():
     )
     cores = sorted(os.sched_getaffinity(0))
     for allowed in ([cores[0]], cores):
-        done = subprocess.run([sys.executable, "-c", count_new_threads, ",".join(map(str, allowed))],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", count_new_threads, ",".join(map(str, allowed))], capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr
         assert int(done.stdout.split()[-1]) == min(8, len(allowed)), allowed

@@ -16,15 +16,14 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnvWrapper, VecFrameStack, VecTransposeImage, VecVideoRecorder
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from rl_coordconv import rundir
+from rl_coordconv.agents import evaluation
 from rl_coordconv.agents.apex import ApeXConfig, make_apex
 from rl_coordconv.agents.dqn import DQNConfig, make_dqn
 from rl_coordconv.agents.evaluation import action_saliency, policy_action_scores
+from rl_coordconv.commands import evaluate, train
 from rl_coordconv.envs import get_game, make_atari_vec_env
 from rl_coordconv.envs.atari import AleVecEnv, _make_registered_env
-
-from rl_coordconv.agents import evaluation
-from rl_coordconv import rundir
-from rl_coordconv.commands import evaluate, train
 
 BANNER = 16  # rows above the screen, for the score
 SMALL_APEX = ApeXConfig(n_envs=2, buffer_size=2000, learning_starts=200, batch_size=32)
@@ -34,8 +33,19 @@ SCREEN = (210, 160, 3)
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
-    argv = ["--timesteps", "300", "--set", "a2c.n_envs=2", "--set", "eval_episodes=0", "--set", "checkpoint_every=300",
-            "--runs", str(runs), "--no-progress"]
+    argv = [
+        "--timesteps",
+        "300",
+        "--set",
+        "a2c.n_envs=2",
+        "--set",
+        "eval_episodes=0",
+        "--set",
+        "checkpoint_every=300",
+        "--runs",
+        str(runs),
+        "--no-progress",
+    ]
     assert train.main(argv) == 0
     return runs / "MsPacman" / "a2c-conv" / "seed0"
 
@@ -126,9 +136,13 @@ def test_evaluation_scores_whole_games_in_raw_points_and_logs_them(run_dir, monk
     assert result["videos"] == [] and not (run_dir / "videos").exists()
 
     events = tensorboard(run_dir)
-    for tag, value in [("eval/mean_score", scores.mean()), ("eval/std_score", scores.std()),
-                       ("eval/min_score", scores.min()), ("eval/max_score", scores.max()),
-                       ("eval/human_normalized", result["human_normalized_mean"])]:
+    for tag, value in [
+        ("eval/mean_score", scores.mean()),
+        ("eval/std_score", scores.std()),
+        ("eval/min_score", scores.min()),
+        ("eval/max_score", scores.max()),
+        ("eval/human_normalized", result["human_normalized_mean"]),
+    ]:
         assert [(event.step, event.value) for event in events.Scalars(tag)] == [(300, pytest.approx(value))]
 
     capsys.readouterr()
@@ -180,13 +194,28 @@ def test_video_holds_every_screen_of_the_game_with_the_score(run_dir, monkeypatc
     assert {frame.shape for frame in frames} == {shape}
 
     result = json.loads((run_dir / "evaluation_300.json").read_text())
-    assert result["videos"] == [{"path": str(path), "backend": "sb3", "score": game[1], "agent_steps": game[2],
-                                 "frames": game[2] + 1, "saliency": saliency}]
+    assert result["videos"] == [
+        {
+            "path": str(path),
+            "backend": "sb3",
+            "score": game[1],
+            "agent_steps": game[2],
+            "frames": game[2] + 1,
+            "saliency": saliency,
+        }
+    ]
     assert game[1] % 10 == 0 and "not among the scores" in result["videos_note"]
 
     # The first frame shows the game's first screen (the same seed replays the same start).
-    env = make_atari_vec_env("MsPacman", 1, seed=result["seed"], backend="sb3", render_mode="rgb_array",
-                             terminal_on_life_loss=False, clip_rewards=False)
+    env = make_atari_vec_env(
+        "MsPacman",
+        1,
+        seed=result["seed"],
+        backend="sb3",
+        render_mode="rgb_array",
+        terminal_on_life_loss=False,
+        clip_rewards=False,
+    )
     env.reset()
     first_screen = env.get_images()[0].astype(float)
     assert np.abs(frames[0][BANNER:, : SCREEN[1]] - first_screen).mean() < 10  # lossy: ~6, ~100 for another image
@@ -205,8 +234,10 @@ def test_video_holds_every_screen_of_the_game_with_the_score(run_dir, monkeypatc
 
 
 def test_saliency_records_videos_and_takes_their_count():
-    assert (evaluate.parse_args(["run", "--saliency", "--video-games", "3"]).video_games,
-            evaluate.parse_args(["run", "--video"]).video_games) == (3, 2)
+    assert (
+        evaluate.parse_args(["run", "--saliency", "--video-games", "3"]).video_games,
+        evaluate.parse_args(["run", "--video"]).video_games,
+    ) == (3, 2)
 
 
 @pytest.mark.parametrize(
@@ -228,8 +259,12 @@ def test_bad_run_directories_and_arguments_get_one_line_errors(trained_run, tmp_
     (tmp_path / "empty").mkdir()
     (tmp_path / "no_checkpoints").mkdir()
     shutil.copy(trained_run / "config.json", tmp_path / "no_checkpoints")
-    names = {"missing": tmp_path / "missing", "empty": tmp_path / "empty",
-             "no_checkpoints": tmp_path / "no_checkpoints", "run": trained_run}
+    names = {
+        "missing": tmp_path / "missing",
+        "empty": tmp_path / "empty",
+        "no_checkpoints": tmp_path / "no_checkpoints",
+        "run": trained_run,
+    }
     assert evaluate.main([arg.format(**names) for arg in argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
@@ -239,12 +274,29 @@ def test_bad_run_directories_and_arguments_get_one_line_errors(trained_run, tmp_
 
 def test_a_skipped_incomplete_checkpoint_is_one_line_of_warning(run_dir):
     (run_dir / "checkpoints" / "model_900_steps.zip").write_bytes(b"PK\x03\x04 cut short")
-    done = subprocess.run([sys.executable, "-m", "rl_coordconv", "evaluate", str(run_dir), "--episodes", "1",
-                           "--device", "cpu", "--no-progress"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rl_coordconv",
+            "evaluate",
+            str(run_dir),
+            "--episodes",
+            "1",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     warned = [line for line in done.stderr.splitlines() if "not a complete checkpoint" in line]
-    assert warned == [f"warning: skipping {run_dir / 'checkpoints' / 'model_900_steps.zip'}: not a complete "
-                      "checkpoint (was the run killed while saving it?)"], done.stderr
+    assert warned == [
+        f"warning: skipping {run_dir / 'checkpoints' / 'model_900_steps.zip'}: not a complete "
+        "checkpoint (was the run killed while saving it?)"
+    ], done.stderr
     assert "latest_checkpoint" not in done.stderr and "UserWarning" not in done.stderr
 
 
@@ -278,7 +330,10 @@ def test_each_agent_evaluates_with_its_own_policy(tmp_path):
     assert evaluate.evaluation_policy(apex, deterministic=False)[1]["epsilon"] == ApeXConfig.eval_epsilon == 0.001
     a2c = A2C("CnnPolicy", env, device="cpu")
     assert evaluate.evaluation_policy(a2c, deterministic=False)[1] == {
-        "deterministic": False, "epsilon": None, "description": "actions sampled from the policy"}
+        "deterministic": False,
+        "epsilon": None,
+        "description": "actions sampled from the policy",
+    }
 
 
 def greedy_a2c_actions(policy, observations: np.ndarray) -> np.ndarray:
@@ -299,6 +354,7 @@ def test_the_deterministic_flag_reaches_the_a2c_policy(run_dir, monkeypatch, det
             actions = predict(observations)
             played.append((observations.copy(), np.asarray(actions).copy()))
             return actions
+
         return real_play(recording_predict, env, episodes, **options)
 
     monkeypatch.setattr(evaluation, "play_full_games", recording_play)
@@ -394,12 +450,18 @@ class GrayscaleScreens(gym.ObservationWrapper):
 def sb3_reference(game: str, seed: int, noop_max: int, grayscale_max: bool = False):
     """The "sb3" backend as make_atari_vec_env builds it for evaluation, with other noop starts
     and, optionally, the max-pool in grayscale."""
+
     def make(**kwargs):
         env = _make_registered_env(get_game(game).sb3_env_id, **kwargs)
         return GrayscaleScreens(env) if grayscale_max else env
 
-    env = make_vec_env(make, n_envs=1, seed=seed, wrapper_class=AtariWrapper,
-                       wrapper_kwargs={"noop_max": noop_max, "terminal_on_life_loss": False, "clip_reward": False})
+    env = make_vec_env(
+        make,
+        n_envs=1,
+        seed=seed,
+        wrapper_class=AtariWrapper,
+        wrapper_kwargs={"noop_max": noop_max, "terminal_on_life_loss": False, "clip_reward": False},
+    )
     return VecTransposeImage(VecFrameStack(env, n_stack=4))
 
 
@@ -474,6 +536,7 @@ def test_after_a_life_loss_only_sb3_presses_fire_for_the_agent():
     """SB3's FireResetEnv sits outside EpisodicLifeEnv, so every life-loss reset relaunches the ball;
     ale-py fires only when a game starts, and the agent must relaunch it. Playing NOOP only, SB3's
     Breakout loses its five lives at once; ours loses the first and waits for FIRE."""
+
     def life_losses_and_game_over(backend: str, steps: int = 1000) -> tuple[int, bool]:
         env = make_atari_vec_env("Breakout", 1, seed=0, backend=backend)
         env.reset()
@@ -508,8 +571,9 @@ def test_sb3_backend_renders_screens_that_vec_video_recorder_records(tmp_path, m
 def test_sb3_backend_gives_the_last_screen_of_each_game():
     """``terminal_frame`` is the screen the game's ``terminal_observation`` was made from (up to
     the max-pool with the screen before it), not the new game's."""
-    env = make_atari_vec_env("MsPacman", 2, seed=0, backend="sb3", render_mode="rgb_array",
-                             terminal_on_life_loss=False, clip_rewards=False)
+    env = make_atari_vec_env(
+        "MsPacman", 2, seed=0, backend="sb3", render_mode="rgb_array", terminal_on_life_loss=False, clip_rewards=False
+    )
     env.reset()
     rng = np.random.default_rng(0)
     for _ in range(3000):

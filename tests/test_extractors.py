@@ -30,8 +30,12 @@ def test_conv_is_sb3_nature_cnn():
 
 @pytest.mark.parametrize(
     "arch, extra",
-    [("conv", 0), ("coordconv", 2 * FIRST_LAYER_COORD_WEIGHTS), ("coordconv_r", 3 * FIRST_LAYER_COORD_WEIGHTS),
-     ("coordconv_all", 2 * ALL_LAYERS_COORD_WEIGHTS)],
+    [
+        ("conv", 0),
+        ("coordconv", 2 * FIRST_LAYER_COORD_WEIGHTS),
+        ("coordconv_r", 3 * FIRST_LAYER_COORD_WEIGHTS),
+        ("coordconv_all", 2 * ALL_LAYERS_COORD_WEIGHTS),
+    ],
 )
 def test_parameter_counts_differ_from_nature_cnn_by_the_coordinate_weights(arch, extra):
     extractor = build(arch)
@@ -132,7 +136,9 @@ def image_env() -> gym.Env:
 @pytest.mark.parametrize("algorithm", [A2C, DQN])
 def test_every_arch_trains_inside_sb3(arch, algorithm):
     env = make_vec_env(image_env, n_envs=2, seed=0)
-    kwargs = {"learning_starts": 16, "buffer_size": 200, "batch_size": 8, "train_freq": 4} if algorithm is DQN else {"n_steps": 8}
+    kwargs = (
+        {"learning_starts": 16, "buffer_size": 200, "batch_size": 8, "train_freq": 4} if algorithm is DQN else {"n_steps": 8}
+    )
     model = algorithm("CnnPolicy", env, policy_kwargs=ARCHS[arch], seed=0, device="cpu", **kwargs)
     extractor = model.policy.q_net.features_extractor if algorithm is DQN else model.policy.features_extractor
     convs = [layer for layer in extractor.cnn if isinstance(layer, torch.nn.Conv2d)]
@@ -142,8 +148,11 @@ def test_every_arch_trains_inside_sb3(arch, algorithm):
         changed = (conv.weight != weight).flatten(1).any(dim=1)  # per output channel
         assert changed.any(), f"{conv} did not train"
         if isinstance(conv, CoordConv2d):  # the coordinate weights receive gradients too
-            assert (conv.weight[:, conv.image_channels:] != weight[:, conv.image_channels:]).any()
-    assert sum(isinstance(conv, CoordConv2d) for conv in convs) == {"conv": 0, "coordconv": 1, "coordconv_r": 1, "coordconv_all": 3}[arch]
+            assert (conv.weight[:, conv.image_channels :] != weight[:, conv.image_channels :]).any()
+    assert (
+        sum(isinstance(conv, CoordConv2d) for conv in convs)
+        == {"conv": 0, "coordconv": 1, "coordconv_r": 1, "coordconv_all": 3}[arch]
+    )
 
 
 def test_policies_with_normalize_images_false_pass_normalized_image_to_our_extractor():

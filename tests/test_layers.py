@@ -7,7 +7,6 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from rl_coordconv.layers import AddCoords, CoordConv2d, coordinate_channels
 
@@ -15,9 +14,16 @@ from rl_coordconv.layers import AddCoords, CoordConv2d, coordinate_channels
 def naive_coordconv(layer: CoordConv2d, x: torch.Tensor) -> torch.Tensor:
     """The textbook form: concatenate coordinates to the batch, then one convolution."""
     reference = nn.Conv2d(
-        layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-        layer.dilation, bias=layer.bias is not None, padding_mode=layer.padding_mode,
-        dtype=x.dtype, device=x.device,
+        layer.in_channels,
+        layer.out_channels,
+        layer.kernel_size,
+        layer.stride,
+        layer.padding,
+        layer.dilation,
+        bias=layer.bias is not None,
+        padding_mode=layer.padding_mode,
+        dtype=x.dtype,
+        device=x.device,
     )
     reference.load_state_dict(layer.state_dict())
     return reference(AddCoords(layer.with_r)(x))
@@ -115,7 +121,9 @@ def test_float64_coordinates_match_the_formula_to_float64_rounding(height, width
     coords = coordinate_channels(height, width, with_r=True, dtype=torch.float64)[0]
     torch.testing.assert_close(coords, torch.stack([rows, columns, radius]), rtol=0, atol=1e-15)
     x = torch.zeros(2, 1, height, width, dtype=torch.float64)
-    torch.testing.assert_close(AddCoords(with_r=True)(x)[:, 1:], torch.stack([rows, columns, radius]).expand(2, 3, height, width), rtol=0, atol=1e-15)
+    torch.testing.assert_close(
+        AddCoords(with_r=True)(x)[:, 1:], torch.stack([rows, columns, radius]).expand(2, 3, height, width), rtol=0, atol=1e-15
+    )
 
 
 def test_caches_follow_a_dtype_change_after_the_first_forward():
@@ -140,7 +148,9 @@ def test_caches_follow_a_dtype_change_after_the_first_forward():
     with torch.no_grad():
         torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-12)
     assert add_coords(x).dtype == torch.float64
-    torch.testing.assert_close(add_coords(x)[:, 3:], coordinate_channels(13, 11, True, dtype=torch.float64).expand(2, 3, 13, 11), rtol=0, atol=0)
+    torch.testing.assert_close(
+        add_coords(x)[:, 3:], coordinate_channels(13, 11, True, dtype=torch.float64).expand(2, 3, 13, 11), rtol=0, atol=0
+    )
 
 
 def test_coordinate_channels_of_size_one_are_zero():
@@ -282,7 +292,9 @@ def test_inference_mode_first_call_does_not_break_training():
 
 
 def coordconv_model() -> nn.Sequential:
-    return nn.Sequential(CoordConv2d(4, 8, 3, stride=2), nn.ReLU(), AddCoords(with_r=True), CoordConv2d(11, 2, 3, path="concat"))
+    return nn.Sequential(
+        CoordConv2d(4, 8, 3, stride=2), nn.ReLU(), AddCoords(with_r=True), CoordConv2d(11, 2, 3, path="concat")
+    )
 
 
 def test_a_whole_model_saves_and_loads_with_its_caches_rebuilt(tmp_path):

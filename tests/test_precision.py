@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 import torch.nn as nn
+from helpers import GOAL_PIXEL, assert_learns_goal_pixel, goal_pixel_success_rate, tiny_apex_config
 from stable_baselines3.common.env_util import make_vec_env
 
-from helpers import GOAL_PIXEL, assert_learns_goal_pixel, goal_pixel_success_rate, tiny_apex_config
 from rl_coordconv import precision
 from rl_coordconv.agents.a2c import A2CConfig, make_a2c
 from rl_coordconv.agents.apex import make_apex
@@ -64,8 +64,11 @@ def test_the_extractor_computes_in_bfloat16_and_only_the_extractor():
             module.register_forward_hook(lambda module, inputs, output, name=name: seen.__setitem__(name, output.dtype))
     model.policy.evaluate_actions(model.policy.obs_to_tensor(env.reset())[0], torch.tensor([0, 1]))
     assert {name: dtype for name, dtype in seen.items() if name.startswith("features_extractor")} == {
-        "features_extractor.cnn.0": torch.bfloat16, "features_extractor.cnn.2": torch.bfloat16,
-        "features_extractor.cnn.4": torch.bfloat16, "features_extractor.linear.0": torch.bfloat16}
+        "features_extractor.cnn.0": torch.bfloat16,
+        "features_extractor.cnn.2": torch.bfloat16,
+        "features_extractor.cnn.4": torch.bfloat16,
+        "features_extractor.linear.0": torch.bfloat16,
+    }
     assert seen["action_net"] == seen["value_net"] == torch.float32  # the heads in fp32
     use_precision(model.policy, "fp32")  # and back
     seen.clear()
@@ -92,8 +95,11 @@ def test_coordconv_under_autocast_on_every_path_and_float32_after(path):
 
 def test_bf16_is_refused_on_a_cpu_without_native_bfloat16(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"sse2", "avx2", "avx512f"})
-    with pytest.raises(ValueError, match=r"this CPU lacks avx512_bf16 \(AVX-512 BF16\) and amx_bf16 \(AMX\), so "
-                                         r"bfloat16 would be emulated there and be slower than fp32"):
+    with pytest.raises(
+        ValueError,
+        match=r"this CPU lacks avx512_bf16 \(AVX-512 BF16\) and amx_bf16 \(AMX\), so "
+        r"bfloat16 would be emulated there and be slower than fp32",
+    ):
         check_precision("bf16", "cpu")
     check_precision("fp32", "cpu")
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"sse2", "avx512f", "avx512_bf16"})
@@ -115,8 +121,19 @@ def test_the_precision_is_recorded_resumed_as_it_was_and_evaluated_in_it(tmp_pat
     calls = []
     in_bfloat16 = precision._forward_in_bfloat16
     monkeypatch.setattr(precision, "_forward_in_bfloat16", lambda *args: calls.append(1) or in_bfloat16(*args))
-    argv = ["--timesteps", "200", "--runs", str(tmp_path), "--no-progress", "--set", "a2c.n_envs=2",
-            "--set", "eval_episodes=0", "--set", "checkpoint_every=200"]
+    argv = [
+        "--timesteps",
+        "200",
+        "--runs",
+        str(tmp_path),
+        "--no-progress",
+        "--set",
+        "a2c.n_envs=2",
+        "--set",
+        "eval_episodes=0",
+        "--set",
+        "checkpoint_every=200",
+    ]
     assert train.main([*argv, "--set", "precision=bf16"]) == 0
     run_dir = tmp_path / "MsPacman" / "a2c-conv" / "seed0"
     assert len(calls) >= 200 // 2  # every rollout step and update ran the extractor in bfloat16
@@ -126,7 +143,9 @@ def test_the_precision_is_recorded_resumed_as_it_was_and_evaluated_in_it(tmp_pat
     err = capsys.readouterr().err
     assert "differ from the saved run" in err and "'precision'" in err, err
     assert train.main([*argv, "--timesteps", "400", "--resume", "--set", "precision=bf16"]) == 0
-    model = evaluate.load_model(evaluate.load_run_config(run_dir, "cpu"), run_dir / "checkpoints" / "model_400_steps.zip", "cpu")
+    model = evaluate.load_model(
+        evaluate.load_run_config(run_dir, "cpu"), run_dir / "checkpoints" / "model_400_steps.zip", "cpu"
+    )
     assert precision_of(model.policy) == "bf16"
 
 

@@ -14,13 +14,13 @@ import torch.nn as nn
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from replay_reference import EVENTS, FakeStackingEnvs, ReferenceStream, check_against_reference, feed, make_buffer
 from scipy.stats import trim_mean
 
 from rl_coordconv import AddCoords, CoordConv2d
 from rl_coordconv.agents.replay import SumTree
 from rl_coordconv.agents.replay.sampler import importance_weights, stratified_sample
 from rl_coordconv.analysis import statistics as stats
-from replay_reference import EVENTS, FakeStackingEnvs, ReferenceStream, check_against_reference, feed, make_buffer
 
 # Priorities on a grid of quarters: every sum the tree or np.cumsum forms is exact in float64, so
 # a point on a cumulative boundary is the same point for the tree and for the reference.
@@ -50,8 +50,12 @@ ZERO_FRACTIONS = st.sampled_from([0.0, 0.3, 0.9, 0.999])
 
 
 @settings(max_examples=150)
-@given(capacity=TREE_SIZES, dense_levels=st.none() | st.integers(0, 12), seed=st.integers(0, 2**32 - 1),
-       zero_fraction=ZERO_FRACTIONS)
+@given(
+    capacity=TREE_SIZES,
+    dense_levels=st.none() | st.integers(0, 12),
+    seed=st.integers(0, 2**32 - 1),
+    zero_fraction=ZERO_FRACTIONS,
+)
 @example(capacity=3000, dense_levels=None, seed=0, zero_fraction=0.3)  # 12 levels: 2 walked below the dense 10
 @example(capacity=5, dense_levels=0, seed=1, zero_fraction=0.0)  # every level walked
 def test_find_is_a_search_in_the_cumulative_sums_at_every_boundary(capacity, dense_levels, seed, zero_fraction):
@@ -68,8 +72,12 @@ def test_find_is_a_search_in_the_cumulative_sums_at_every_boundary(capacity, den
 
 
 @settings(max_examples=40)
-@given(capacity=TREE_SIZES, dense_levels=st.none() | st.integers(0, 12), seed=st.integers(0, 2**32 - 1),
-       batches=st.lists(st.integers(1, 300), min_size=1, max_size=6))
+@given(
+    capacity=TREE_SIZES,
+    dense_levels=st.none() | st.integers(0, 12),
+    seed=st.integers(0, 2**32 - 1),
+    batches=st.lists(st.integers(1, 300), min_size=1, max_size=6),
+)
 @example(capacity=2500, dense_levels=None, seed=0, batches=[300, 300])
 def test_batch_updates_keep_the_leaves_and_every_sum_of_the_tree(capacity, dense_levels, seed, batches):
     rng = np.random.default_rng(seed)
@@ -91,12 +99,18 @@ def test_batch_updates_keep_the_leaves_and_every_sum_of_the_tree(capacity, dense
 
 
 @settings(max_examples=60)
-@given(capacities=st.lists(st.integers(1, 1500), min_size=1, max_size=4), seed=st.integers(0, 2**32 - 1),
-       zero_fractions=st.lists(ZERO_FRACTIONS | st.just(1.0), min_size=4, max_size=4), batch_size=st.integers(1, 64))
+@given(
+    capacities=st.lists(st.integers(1, 1500), min_size=1, max_size=4),
+    seed=st.integers(0, 2**32 - 1),
+    zero_fractions=st.lists(ZERO_FRACTIONS | st.just(1.0), min_size=4, max_size=4),
+    batch_size=st.integers(1, 64),
+)
 def test_stratified_draws_are_one_per_segment_of_all_the_trees_leaves(capacities, seed, zero_fractions, batch_size):
     """Over several trees (a shard's actors' buffers, some of them empty) as over one."""
-    values = [priorities_of(capacity, seed + index, zero_fraction, allow_empty=True)
-              for index, (capacity, zero_fraction) in enumerate(zip(capacities, zero_fractions))]
+    values = [
+        priorities_of(capacity, seed + index, zero_fraction, allow_empty=True)
+        for index, (capacity, zero_fraction) in enumerate(zip(capacities, zero_fractions))
+    ]
     assume(any(v.any() for v in values))
     owners, leaves = stratified_sample([tree_of(v) for v in values], batch_size, np.random.default_rng(seed))
     # The formula: draw k lands uniformly in the k-th of batch_size equal segments of the total,
@@ -110,8 +124,12 @@ def test_stratified_draws_are_one_per_segment_of_all_the_trees_leaves(capacities
 
 
 @settings(max_examples=100)
-@given(priorities=arrays(np.float64, st.integers(1, 64), elements=st.floats(1e-6, 1e3)),
-       slack=st.floats(1.0, 10.0), size=st.integers(1, 10**6), beta=st.floats(0.0, 1.0))
+@given(
+    priorities=arrays(np.float64, st.integers(1, 64), elements=st.floats(1e-6, 1e3)),
+    slack=st.floats(1.0, 10.0),
+    size=st.integers(1, 10**6),
+    beta=st.floats(0.0, 1.0),
+)
 def test_importance_weights_are_the_formula_over_the_largest(priorities, slack, size, beta):
     total = priorities.sum() * slack  # the sampled leaves are a part of the tree's total
     weights = importance_weights(priorities, total, size, beta)
@@ -126,10 +144,18 @@ RUN_EVENTS = st.one_of(st.just("step"), st.sampled_from(EVENTS))  # about half p
 
 
 @settings(max_examples=150)
-@given(n_envs=st.integers(1, 3), stack=st.integers(1, 4), n_steps=st.integers(1, 4), per_env=st.integers(4, 30),
-       gamma=st.sampled_from([1.0, 0.9, 0.5]), handle_timeout_termination=st.booleans(), data=st.data())
-def test_every_sampleable_window_matches_the_list_of_transitions(n_envs, stack, n_steps, per_env, gamma,
-                                                                 handle_timeout_termination, data):
+@given(
+    n_envs=st.integers(1, 3),
+    stack=st.integers(1, 4),
+    n_steps=st.integers(1, 4),
+    per_env=st.integers(4, 30),
+    gamma=st.sampled_from([1.0, 0.9, 0.5]),
+    handle_timeout_termination=st.booleans(),
+    data=st.data(),
+)
+def test_every_sampleable_window_matches_the_list_of_transitions(
+    n_envs, stack, n_steps, per_env, gamma, handle_timeout_termination, data
+):
     """For any interleaving of the envs' steps, game ends, life losses, time limits and outside
     resets, after every step: the sampleable transitions are exactly the reference's (complete
     windows, not overwritten), and each one's stacks, action, n-step return, discount and done
@@ -137,8 +163,14 @@ def test_every_sampleable_window_matches_the_list_of_transitions(n_envs, stack, 
     assume(n_steps <= per_env)
     steps = data.draw(st.integers(1, 3 * per_env), label="steps")
     events = data.draw(st.lists(RUN_EVENTS, min_size=steps * n_envs, max_size=steps * n_envs), label="events")
-    buffer = make_buffer((stack, 3, 3), per_env * n_envs, n_envs=n_envs, n_steps=n_steps, gamma=gamma,
-                         handle_timeout_termination=handle_timeout_termination)
+    buffer = make_buffer(
+        (stack, 3, 3),
+        per_env * n_envs,
+        n_envs=n_envs,
+        n_steps=n_steps,
+        gamma=gamma,
+        handle_timeout_termination=handle_timeout_termination,
+    )
     envs = FakeStackingEnvs(n_envs, stack, size=3, events=iter(events))
     streams = [ReferenceStream(stack) for _ in range(n_envs)]
     for _ in range(steps):
@@ -179,7 +211,9 @@ def test_a_bootstrap_interval_holds_its_point_estimate(values, baseline, seed):
     assert low - tolerance <= values.mean() - baseline.mean() <= high + tolerance
 
 
-INTERVALS = st.tuples(st.floats(-10, 10), st.floats(0, 10)).map(lambda pair: (pair[0], pair[0] + pair[1])) | st.just(stats.NO_INTERVAL)
+INTERVALS = st.tuples(st.floats(-10, 10), st.floats(0, 10)).map(lambda pair: (pair[0], pair[0] + pair[1])) | st.just(
+    stats.NO_INTERVAL
+)
 MIRROR = {"better": "worse", "worse": "better", "similar": "similar"}
 
 
@@ -196,14 +230,21 @@ def test_swapping_the_archs_swaps_better_and_worse(final, auc):
 
 @settings(max_examples=200)
 @given(
-    channels=st.tuples(st.integers(1, 3), st.integers(1, 3)), kernel=st.integers(1, 3), stride=st.integers(1, 3),
+    channels=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 3),
     padding=st.integers(0, 2) | st.just("valid") | st.just("same"),
-    padding_mode=st.sampled_from(["zeros", "reflect", "replicate", "circular"]), dilation=st.integers(1, 2),
-    with_r=st.booleans(), bias=st.booleans(), path=st.sampled_from(CoordConv2d.PATHS),
-    size=st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9)), seed=st.integers(0, 2**31 - 1),
+    padding_mode=st.sampled_from(["zeros", "reflect", "replicate", "circular"]),
+    dilation=st.integers(1, 2),
+    with_r=st.booleans(),
+    bias=st.booleans(),
+    path=st.sampled_from(CoordConv2d.PATHS),
+    size=st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9)),
+    seed=st.integers(0, 2**31 - 1),
 )
 def test_every_path_equals_add_coords_then_conv2d_in_values_and_gradients(
-        channels, kernel, stride, padding, padding_mode, dilation, with_r, bias, path, size, seed):
+    channels, kernel, stride, padding, padding_mode, dilation, with_r, bias, path, size, seed
+):
     (in_channels, out_channels), (batch, height, width) = channels, size
     assume(not (padding == "same" and stride > 1))  # torch refuses it
     pad = (dilation * (kernel - 1)) // 2 + 1 if padding == "same" else (0 if padding == "valid" else padding)
@@ -212,7 +253,9 @@ def test_every_path_equals_add_coords_then_conv2d_in_values_and_gradients(
     reach = dilation * (kernel - 1) + 1
     assume(padding == "same" or min(height, width) + 2 * pad >= reach)
     torch.manual_seed(seed)
-    settings_ = dict(stride=stride, padding=padding, dilation=dilation, bias=bias, padding_mode=padding_mode, dtype=torch.float64)
+    settings_ = dict(
+        stride=stride, padding=padding, dilation=dilation, bias=bias, padding_mode=padding_mode, dtype=torch.float64
+    )
     layer = CoordConv2d(in_channels, out_channels, kernel, with_r=with_r, path=path, **settings_)
     naive = nn.Conv2d(in_channels + (3 if with_r else 2), out_channels, kernel, **settings_)
     naive.load_state_dict(layer.state_dict())

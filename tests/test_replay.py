@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from replay_reference import EVENTS, FakeStackingEnvs, ReferenceStream, check_against_reference, feed, make_buffer
 
 import rl_coordconv.agents.replay.buffer as replay_buffer
 from rl_coordconv.agents.replay import PrioritizedReplayBuffer, SumTree
 from rl_coordconv.agents.replay.frames import frame_capacity_for
 from rl_coordconv.agents.replay.sampler import stratified_sample
-from replay_reference import EVENTS, FakeStackingEnvs, ReferenceStream, check_against_reference, feed, make_buffer
 
 
 def fill(buffer, steps, seed=0, probabilities=(0.82, 0.06, 0.05, 0.04, 0.03)):
@@ -34,7 +34,9 @@ def test_sum_tree_sums_stay_exact_after_batch_updates_with_repeated_indices(capa
             expected[leaf] = value  # the last value of a repeated leaf wins
         np.testing.assert_array_equal(tree.leaf_values(), expected)
         nodes = tree.nodes
-        np.testing.assert_array_equal(nodes[1 : tree.n_leaves], nodes[2 : 2 * tree.n_leaves : 2] + nodes[3 : 2 * tree.n_leaves : 2])
+        np.testing.assert_array_equal(
+            nodes[1 : tree.n_leaves], nodes[2 : 2 * tree.n_leaves : 2] + nodes[3 : 2 * tree.n_leaves : 2]
+        )
         assert tree.total == pytest.approx(expected.sum(), rel=1e-12)
 
 
@@ -140,8 +142,12 @@ def test_importance_weights_match_a_hand_computation():
         ((2, 5, 5), 5, 90, (0.8, 0.05, 0.05, 0.05, 0.05), False),  # time limits count as terminals
     ],
 )
-def test_every_sampleable_transition_matches_a_naive_reference_at_every_step(obs_shape, n_steps, buffer_size, probabilities, handle_timeout_termination):
-    buffer = make_buffer(obs_shape, buffer_size, n_envs=3, n_steps=n_steps, gamma=0.9, handle_timeout_termination=handle_timeout_termination)
+def test_every_sampleable_transition_matches_a_naive_reference_at_every_step(
+    obs_shape, n_steps, buffer_size, probabilities, handle_timeout_termination
+):
+    buffer = make_buffer(
+        obs_shape, buffer_size, n_envs=3, n_steps=n_steps, gamma=0.9, handle_timeout_termination=handle_timeout_termination
+    )
     envs = FakeStackingEnvs(3, obs_shape[0], obs_shape[-1], probabilities, seed=3)
     streams = [ReferenceStream(obs_shape[0]) for _ in range(3)]
     frame_evictions = 0
@@ -225,8 +231,15 @@ def test_sb3_dqn_learns_with_the_buffer():
 
     env = make_vec_env("GoalPixel-v0", n_envs=2, seed=0)
     model = DQN(
-        "CnnPolicy", env, replay_buffer_class=PrioritizedReplayBuffer, replay_buffer_kwargs=dict(n_steps=3),
-        buffer_size=500, learning_starts=50, batch_size=16, seed=0, device="cpu",
+        "CnnPolicy",
+        env,
+        replay_buffer_class=PrioritizedReplayBuffer,
+        replay_buffer_kwargs=dict(n_steps=3),
+        buffer_size=500,
+        learning_starts=50,
+        batch_size=16,
+        seed=0,
+        device="cpu",
     )
     model.learn(total_timesteps=400)
     buffer = model.replay_buffer
@@ -346,7 +359,7 @@ def test_save_and_load_round_trip_exactly(tmp_path):
     buffer.save(path)
     restored = make_buffer(buffer_size=45, n_steps=3, seed=123)
     restored.load(path)
-    for step in range(3):
+    for _step in range(3):
         first, second = buffer.sample(16), restored.sample(16)
         for name, value in first._asdict().items():
             np.testing.assert_array_equal(np.asarray(value), np.asarray(getattr(second, name)), err_msg=name)
@@ -354,7 +367,12 @@ def test_save_and_load_round_trip_exactly(tmp_path):
         buffer.add(*transition)
         restored.add(*transition)
     np.testing.assert_array_equal(buffer.tree.nodes, restored.tree.nodes)
-    assert (buffer.size(), buffer.pos, buffer.full, buffer.max_priority) == (restored.size(), restored.pos, restored.full, restored.max_priority)
+    assert (buffer.size(), buffer.pos, buffer.full, buffer.max_priority) == (
+        restored.size(),
+        restored.pos,
+        restored.full,
+        restored.max_priority,
+    )
 
 
 def test_save_and_load_keep_the_acting_values_of_actor_side_priorities(tmp_path):
@@ -427,8 +445,14 @@ ATARI = spaces.Box(0, 255, (4, 84, 84), np.uint8)
         ({"priority_eps": 0.0}, "priority_eps must be > 0"),
         ({"initial_priority": "min"}, r"unknown initial_priority 'min'; choose one of \('actor', 'max'\)"),
         ({"optimize_memory_usage": True}, "does not take optimize_memory_usage=True"),
-        ({"observation_space": spaces.Box(0, 1, (4, 84, 84), np.float32)}, r"accepts a Box observation space of shape \(C, H, W\) and dtype uint8.*got Box\(0.0, 1.0, \(4, 84, 84\), float32\)"),
-        ({"observation_space": spaces.Box(0, 255, (84, 84), np.uint8)}, r"shape \(C, H, W\) and dtype uint8.*got Box\(0, 255, \(84, 84\), uint8\)"),
+        (
+            {"observation_space": spaces.Box(0, 1, (4, 84, 84), np.float32)},
+            r"accepts a Box observation space of shape \(C, H, W\) and dtype uint8.*got Box\(0.0, 1.0, \(4, 84, 84\), float32\)",
+        ),
+        (
+            {"observation_space": spaces.Box(0, 255, (84, 84), np.uint8)},
+            r"shape \(C, H, W\) and dtype uint8.*got Box\(0, 255, \(84, 84\), uint8\)",
+        ),
         ({"observation_space": spaces.Discrete(4)}, r"shape \(C, H, W\).*got Discrete\(4\)"),
         ({"action_space": spaces.Box(-1, 1, (2,))}, "accepts a Discrete action space, got Box"),
     ],
@@ -461,7 +485,11 @@ def test_observations_that_are_not_shifting_frame_stacks_are_refused():
 
 def test_a_buffer_larger_than_the_available_memory_is_refused_before_allocating(monkeypatch):
     monkeypatch.setattr(replay_buffer, "available_memory_bytes", lambda: 2 * 2**30)
-    with pytest.raises(MemoryError, match=r"buffer_size=1000000\) needs \d+ bytes \(6\.\d\d GiB\) but only 2147483648 bytes \(2\.00 GiB\) are available; lower buffer_size \(e\.g\. --set apex\.buffer_size=2\d{5}\)"):
+    with pytest.raises(
+        MemoryError,
+        match=r"buffer_size=1000000\) needs \d+ bytes \(6\.\d\d GiB\) but only 2147483648 bytes \(2\.00 GiB\) are "
+        r"available; lower buffer_size \(e\.g\. --set apex\.buffer_size=2\d{5}\)",
+    ):
         PrioritizedReplayBuffer(1_000_000, ATARI, spaces.Discrete(4), n_envs=4)
 
 

@@ -24,8 +24,12 @@ def test_every_committed_record_is_a_finished_run_the_report_reads():
 
 def test_the_quoted_tables_are_what_the_records_give(tmp_path):
     stale = stale_blocks(PAGE, ROOT, REFERENCES)
-    assert not stale, ("docs/results.md differs from its records; run python scripts/refresh_results.py. "
-                       f"First stale block ({stale[0][0].records}) should read:\n{stale[0][1]}" if stale else "")
+    assert not stale, (
+        "docs/results.md differs from its records; run python scripts/refresh_results.py. "
+        f"First stale block ({stale[0][0].records}) should read:\n{stale[0][1]}"
+        if stale
+        else ""
+    )
     for quoted in quoted_reports(PAGE):
         if quoted.figure is not None:
             assert (PAGE.parent / quoted.figure).stat().st_size > 10_000

@@ -84,7 +84,10 @@ def test_evaluations_oldest_checkpoint_first_and_more_games_last(tmp_path):
     with pytest.warns(UserWarning, match="unreadable evaluation evaluation_700.json"):
         found = rundir.evaluations(tmp_path)
     assert [(item.path.name, item.timesteps, item.episodes) for item in found] == [
-        ("evaluation_500.json", 500, 100), ("evaluation.json", 1000, 10), ("evaluation_1000.json", 1000, 30)]
+        ("evaluation_500.json", 500, 100),
+        ("evaluation.json", 1000, 10),
+        ("evaluation_1000.json", 1000, 30),
+    ]
 
 
 def test_an_atomic_save_that_fails_leaves_the_old_file_and_no_partial_one(tmp_path):
@@ -125,6 +128,7 @@ def test_a_ctrl_c_or_kill_during_an_atomic_save_lands_after_the_write(tmp_path, 
 
 def test_a_command_started_with_ctrl_c_ignored_still_stops_on_it_and_puts_the_handlers_back():
     """A script's ``nohup ... &`` starts its job with SIGINT ignored; a command must stop on it anyway."""
+
     @rundir.stops_on_signals
     def main() -> int:
         os.kill(os.getpid(), signal.SIGINT)
@@ -145,8 +149,10 @@ def test_a_command_started_with_ctrl_c_ignored_still_stops_on_it_and_puts_the_ha
 def recorded_stop_signals():
     """Handlers for SIGINT and SIGTERM that only record, in order, the signals they get."""
     delivered: list[int] = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: delivered.append(signum))
-                for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: delivered.append(signum))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     yield delivered
     for signum, handler in previous.items():
         signal.signal(signum, handler)
@@ -205,19 +211,23 @@ def test_copy_records_takes_finished_runs_without_their_checkpoints(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "copied 1 finished runs" in done.stdout and "1 not finished, left out" in done.stdout
     copied = sorted(str(path.relative_to(destination)) for path in destination.rglob("*") if path.is_file())
-    assert copied == [f"MsPacman/a2c-conv/seed0/{name}" for name in
-                      ("config.json", "evaluation.json", "evaluation_1000.json", "tb/events.out.tfevents.1.host",
-                       "train.log")]
+    assert copied == [
+        f"MsPacman/a2c-conv/seed0/{name}"
+        for name in ("config.json", "evaluation.json", "evaluation_1000.json", "tb/events.out.tfevents.1.host", "train.log")
+    ]
     assert run_state(destination / "MsPacman" / "a2c-conv" / "seed0", TIMESTEPS, eval_episodes=10) == RunState.FINISHED
 
 
-@pytest.mark.parametrize("destination, message", [
-    ("sweep", r"sweep is .*sweep or inside it; give a folder outside it"),
-    ("sweep/MsPacman", r"sweep/MsPacman is .*sweep or inside it"),
-    ("sweep/x", r"sweep/x is .*sweep or inside it"),
-    ("notes.txt", r"notes.txt is not a directory"),
-    ("results", r"sweep/MsPacman/a2c-conv/seed1/config.json is not a readable run config \(JSONDecodeError"),
-])
+@pytest.mark.parametrize(
+    "destination, message",
+    [
+        ("sweep", r"sweep is .*sweep or inside it; give a folder outside it"),
+        ("sweep/MsPacman", r"sweep/MsPacman is .*sweep or inside it"),
+        ("sweep/x", r"sweep/x is .*sweep or inside it"),
+        ("notes.txt", r"notes.txt is not a directory"),
+        ("results", r"sweep/MsPacman/a2c-conv/seed1/config.json is not a readable run config \(JSONDecodeError"),
+    ],
+)
 def test_records_refuses_what_it_cannot_copy_in_one_line(tmp_path, capsys, monkeypatch, destination, message):
     for seed, text in ((0, json.dumps({"config": run_settings(0)})), (1, "{'config': ")):
         run_dir = tmp_path / "sweep" / "MsPacman" / "a2c-conv" / f"seed{seed}"
@@ -236,14 +246,23 @@ def test_pruning_keeps_the_latest_replays_given_relative_or_absolute(tmp_path, m
     run_dir = Path("runs") / "MsPacman" / "apex-conv" / "seed0"  # relative, as --runs runs gives it
     folder = run_dir / "checkpoints"
     folder.mkdir(parents=True)
-    names = ["replay_100_steps.npz", "replay_200_steps.npz", "replay_100_steps.shard0.actor0.npz",
-             "replay_200_steps.shard0.actor0.npz", "model_200_steps.zip"]
+    names = [
+        "replay_100_steps.npz",
+        "replay_200_steps.npz",
+        "replay_100_steps.shard0.actor0.npz",
+        "replay_200_steps.shard0.actor0.npz",
+        "model_200_steps.zip",
+    ]
     for name in names:
         (folder / name).write_bytes(b"x")
-    rundir.prune_replays(run_dir, keep=[folder / "replay_200_steps.npz",
-                                        (folder / "replay_200_steps.shard0.actor0.npz").resolve()])
+    rundir.prune_replays(
+        run_dir, keep=[folder / "replay_200_steps.npz", (folder / "replay_200_steps.shard0.actor0.npz").resolve()]
+    )
     assert sorted(path.name for path in folder.iterdir()) == [
-        "model_200_steps.zip", "replay_200_steps.npz", "replay_200_steps.shard0.actor0.npz"]
+        "model_200_steps.zip",
+        "replay_200_steps.npz",
+        "replay_200_steps.shard0.actor0.npz",
+    ]
 
 
 @pytest.mark.parametrize("evaluated", [False, True])
@@ -285,8 +304,14 @@ def test_the_run_directory_names_its_files_in_one_place(tmp_path):
     with pytest.raises(FileExistsError, match="already holds a run; pass --resume"):
         rundir.check_new_run_dir(run_dir)
     config = rundir.read_config(run_dir)
-    assert (config.game, config.agent, config.arch, config.seed, config.timesteps, config.eval_episodes) == \
-        ("MsPacman", "a2c", "conv", 0, TIMESTEPS, 0)
+    assert (config.game, config.agent, config.arch, config.seed, config.timesteps, config.eval_episodes) == (
+        "MsPacman",
+        "a2c",
+        "conv",
+        0,
+        TIMESTEPS,
+        0,
+    )
     (run_dir / "config.json").write_text('{"config": {"game": "MsPacman"}}')
     with pytest.raises(ValueError, match="config.json without config.game, .agent, .arch and .seed"):
         rundir.read_config(run_dir)

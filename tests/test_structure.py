@@ -36,9 +36,16 @@ def runtime_imports(path: Path, *, type_only: bool = False) -> list[tuple[str, s
     """(module, imported name or None) for every import that runs, at any depth: imports inside
     functions make cycles too; with ``type_only``, also those of ``if TYPE_CHECKING:`` blocks."""
     tree = ast.parse(path.read_text())
-    skipped = set() if type_only else {
-        id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
-        and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING" for node in ast.walk(block)}
+    skipped = (
+        set()
+        if type_only
+        else {
+            id(node)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+            for node in ast.walk(block)
+        }
+    )
     found = []
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -76,26 +83,46 @@ def test_no_code_imports_a_top_level_agents_or_envs():
 
 
 def test_test_modules_share_helpers_not_each_other():
-    offenders = [f"{path.name}: {module}" for path in sorted((ROOT / "tests").glob("test_*.py"))
-                 for module, _ in runtime_imports(path) if module.startswith("test_")]
+    offenders = [
+        f"{path.name}: {module}"
+        for path in sorted((ROOT / "tests").glob("test_*.py"))
+        for module, _ in runtime_imports(path)
+        if module.startswith("test_")
+    ]
     assert offenders == []  # shared code lives in tests/helpers.py and tests/conftest.py
 
 
-@pytest.mark.parametrize("layer, forbidden", [
-    (CORE, ("rl_coordconv.agents", "rl_coordconv.envs", "rl_coordconv.analysis", "rl_coordconv.supervised",
-            "rl_coordconv.commands")),
-    (("rl_coordconv.envs",), ("rl_coordconv.agents", "rl_coordconv.commands")),
-    (("rl_coordconv.agents",), ("rl_coordconv.commands",)),
-    (("rl_coordconv.analysis",), ("rl_coordconv.agents", "rl_coordconv.envs", "rl_coordconv.commands")),
-    (("rl_coordconv.supervised",), ("rl_coordconv.agents", "rl_coordconv.envs", "rl_coordconv.commands")),
-])
+@pytest.mark.parametrize(
+    "layer, forbidden",
+    [
+        (
+            CORE,
+            (
+                "rl_coordconv.agents",
+                "rl_coordconv.envs",
+                "rl_coordconv.analysis",
+                "rl_coordconv.supervised",
+                "rl_coordconv.commands",
+            ),
+        ),
+        (("rl_coordconv.envs",), ("rl_coordconv.agents", "rl_coordconv.commands")),
+        (("rl_coordconv.agents",), ("rl_coordconv.commands",)),
+        (("rl_coordconv.analysis",), ("rl_coordconv.agents", "rl_coordconv.envs", "rl_coordconv.commands")),
+        (("rl_coordconv.supervised",), ("rl_coordconv.agents", "rl_coordconv.envs", "rl_coordconv.commands")),
+    ],
+)
 def test_imports_point_down_only(layer, forbidden):
     graph = import_graph()
-    members = [name for name in graph if any(name == top or (top != "rl_coordconv" and name.startswith(top + "."))
-                                             for top in layer)]
+    members = [
+        name for name in graph if any(name == top or (top != "rl_coordconv" and name.startswith(top + ".")) for top in layer)
+    ]
     assert members
-    wrong = sorted(f"{name} -> {target}" for name in members for target in graph[name]
-                   if any(target == bad or target.startswith(bad + ".") for bad in forbidden))
+    wrong = sorted(
+        f"{name} -> {target}"
+        for name in members
+        for target in graph[name]
+        if any(target == bad or target.startswith(bad + ".") for bad in forbidden)
+    )
     assert wrong == []
 
 
@@ -137,8 +164,12 @@ def test_only_the_trainer_choice_and_the_settings_check_tell_local_from_ray_trai
     readers = set()
     for name, path in package_modules().items():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr == "enabled" and isinstance(node.value, ast.Attribute) \
-                    and node.value.attr == "distributed":
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "enabled"
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "distributed"
+            ):
                 readers.add(name)
     assert readers == {"rl_coordconv.agents.trainers", "rl_coordconv.agents.run_config", "rl_coordconv.commands.train"}
     settings = ast.parse((ROOT / "agents" / "run_config.py").read_text())
@@ -149,15 +180,33 @@ def test_only_the_trainer_choice_and_the_settings_check_tell_local_from_ray_trai
 
 
 def test_the_wheel_installs_one_top_level_name(tmp_path):
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                            "--wheel-dir", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert built.returncode == 0, built.stderr
     (wheel,) = tmp_path.glob("rl_coordconv-*.whl")
     assert wheel.name.startswith(f"rl_coordconv-{rl_coordconv.__version__}-py3"), wheel.name
     names = zipfile.ZipFile(wheel).namelist()
     assert {name.split("/")[0] for name in names} == {"rl_coordconv", wheel.name.split("-py")[0] + ".dist-info"}
-    for module in ("rl_coordconv/agents/apex.py", "rl_coordconv/agents/distributed/learner.py",
-                   "rl_coordconv/envs/atari.py", "rl_coordconv/analysis/report.py"):
+    for module in (
+        "rl_coordconv/agents/apex.py",
+        "rl_coordconv/agents/distributed/learner.py",
+        "rl_coordconv/envs/atari.py",
+        "rl_coordconv/analysis/report.py",
+    ):
         assert module in names
 
 
@@ -195,8 +244,9 @@ def rl_coordconv_command() -> str:
 def test_the_command_lists_its_subcommands_and_refuses_others():
     listed = subprocess.run([rl_coordconv_command(), "--help"], capture_output=True, text=True)
     assert listed.returncode == 0
-    assert [line.split()[0] for line in listed.stdout.split("commands:\n")[1].splitlines() if line.startswith("  ")] \
-        == list(COMMAND_NAMES)
+    assert [line.split()[0] for line in listed.stdout.split("commands:\n")[1].splitlines() if line.startswith("  ")] == list(
+        COMMAND_NAMES
+    )
     unknown = subprocess.run([rl_coordconv_command(), "trian"], capture_output=True, text=True)
     assert unknown.returncode == 2 and "unknown command 'trian'; choose one of: train, sweep" in unknown.stderr
 
@@ -208,10 +258,18 @@ def test_each_subcommand_has_its_script_wrapper_of_the_same_name():
         assert f"from rl_coordconv.commands.{name} import main" in wrapper.read_text()
 
 
-@pytest.mark.parametrize("name, option, default", [
-    ("train", "--timesteps", "10000000"), ("train", "--seed", "0"), ("sweep", "--seeds", "0-2"), ("compare", "--baseline", "conv"),
-    ("evaluate", "--episodes", "30"), ("supervised", "--checks-per-epoch", "4"), ("demo", "--timesteps", "100k"),
-])
+@pytest.mark.parametrize(
+    "name, option, default",
+    [
+        ("train", "--timesteps", "10000000"),
+        ("train", "--seed", "0"),
+        ("sweep", "--seeds", "0-2"),
+        ("compare", "--baseline", "conv"),
+        ("evaluate", "--episodes", "30"),
+        ("supervised", "--checks-per-epoch", "4"),
+        ("demo", "--timesteps", "100k"),
+    ],
+)
 def test_each_subcommand_lists_its_options_with_defaults(name, option, default):
     launchers = [[rl_coordconv_command(), name]]
     if name == "train":  # the same command three ways: python -m, and the script wrappers of the checkout

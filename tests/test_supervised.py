@@ -18,7 +18,12 @@ from rl_coordconv.supervised import TrainConfig, train
 from rl_coordconv.supervised.archs import ARCHS, conv_layer
 from rl_coordconv.supervised.classification import ClassificationConfig
 from rl_coordconv.supervised.data import (
-    centres, normalized_coordinates, one_hot_images, split_indices, square_images, unit_coordinates,
+    centres,
+    normalized_coordinates,
+    one_hot_images,
+    split_indices,
+    square_images,
+    unit_coordinates,
 )
 from rl_coordconv.supervised.metrics import accuracy, iou, pixel_accuracy, squared_error_pixels
 from rl_coordconv.supervised.models import Rendering, build_model, count_parameters
@@ -94,11 +99,17 @@ def test_regression_metrics_of_known_predictions():
     assert squared_error_pixels(off, points) == pytest.approx((0.16 + 0.16 + 0.36 + 0.0) / 4, rel=1e-4)
 
 
-@pytest.mark.parametrize("task, model, parameters", [
-    ("classification", "coordconv", 7553), ("classification", "conv", 103_585),
-    ("rendering", "coordconv", 11_850), ("rendering", "conv", 103_585),
-    ("regression", "coordconv", 906), ("regression", "conv", 72_850),
-])
+@pytest.mark.parametrize(
+    "task, model, parameters",
+    [
+        ("classification", "coordconv", 7553),
+        ("classification", "conv", 103_585),
+        ("rendering", "coordconv", 11_850),
+        ("rendering", "conv", 103_585),
+        ("regression", "coordconv", 906),
+        ("regression", "conv", 72_850),
+    ],
+)
 def test_models_match_the_official_parameter_counts_and_shapes(task, model, parameters):
     network = build_model(task, model)
     assert count_parameters(network) == parameters
@@ -147,14 +158,16 @@ def test_bad_names_get_clear_errors():
         build_model("detection", "coordconv")
 
 
-
-@pytest.mark.parametrize("settings, message", [
-    ({"split": "diagonal"}, "unknown split 'diagonal'; choose one of"),
-    ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
-    ({"epochs": 0}, "epochs must be >= 1, got 0"),
-    ({"learning_rate": 0.0}, "learning_rate must be > 0, got 0.0"),
-    ({"checks_per_epoch": 0}, "checks_per_epoch must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"split": "diagonal"}, "unknown split 'diagonal'; choose one of"),
+        ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
+        ({"epochs": 0}, "epochs must be >= 1, got 0"),
+        ({"learning_rate": 0.0}, "learning_rate must be > 0, got 0.0"),
+        ({"checks_per_epoch": 0}, "checks_per_epoch must be >= 1, got 0"),
+    ],
+)
 def test_bad_training_settings_are_refused_before_training(settings, message):
     with pytest.raises(ValueError, match=message):
         train(TrainConfig("regression", **{"split": "quadrant", **settings}), progress=False)
@@ -181,7 +194,11 @@ def record_what_training_sees(monkeypatch, task_name):
 
 
 def as_set(points) -> set:
-    return {tuple(point) for point in torch.cat(points).tolist()} if isinstance(points, list) else {tuple(p) for p in points.tolist()}
+    return (
+        {tuple(point) for point in torch.cat(points).tolist()}
+        if isinstance(points, list)
+        else {tuple(p) for p in points.tolist()}
+    )
 
 
 def test_training_never_sees_the_held_out_quadrant(monkeypatch):
@@ -208,7 +225,9 @@ def test_uniform_split_trains_and_tests_on_disjoint_centres(monkeypatch):
 
 def test_same_seed_same_model_other_seed_other_model():
     def trained_weights(seed):
-        config = TrainConfig("regression", "uniform", "coordconv", epochs=1, seed=seed, stop_when_solved=False, checks_per_epoch=1)
+        config = TrainConfig(
+            "regression", "uniform", "coordconv", epochs=1, seed=seed, stop_when_solved=False, checks_per_epoch=1
+        )
         return train(config, progress=False).model.state_dict()
 
     first = trained_weights(0)
@@ -256,12 +275,19 @@ def test_report_and_figures_cover_every_task(tmp_path):
     for task in TASKS:
         for model in ("conv", "coordconv"):
             solved = model == "coordconv"
-            results.append(TrainResult(
-                config=TrainConfig(task, "quadrant", model, epochs=3, learning_rate=0.01), parameters=count_parameters(build_model(task, model)),
-                epochs_run=1.5 if solved else 3.0, seconds=10.0 if solved else 30.0,
-                train={TASKS[task].metric: 1.0}, test={TASKS[task].metric: 1.0 if solved else 0.2},
-                epochs_to_threshold=1.5 if solved else None, seconds_to_threshold=10.0 if solved else None,
-                model=build_model(task, model)))
+            results.append(
+                TrainResult(
+                    config=TrainConfig(task, "quadrant", model, epochs=3, learning_rate=0.01),
+                    parameters=count_parameters(build_model(task, model)),
+                    epochs_run=1.5 if solved else 3.0,
+                    seconds=10.0 if solved else 30.0,
+                    train={TASKS[task].metric: 1.0},
+                    test={TASKS[task].metric: 1.0 if solved else 0.2},
+                    epochs_to_threshold=1.5 if solved else None,
+                    seconds_to_threshold=10.0 if solved else None,
+                    model=build_model(task, model),
+                )
+            )
     report = markdown(results, machine="test")
     assert report.count("> 3x (conv unsolved after 30 s)") == 3
     paths = save_figures(results, tmp_path)
@@ -285,8 +311,12 @@ def test_script_writes_the_report_and_refuses_to_overwrite_it(tmp_path, capsys):
     argv = ["--task", "regression", "--split", "quadrant", "--model", "coordconv", "--epochs", "1", "--out", str(out)]
     assert script.main(argv) == 0
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert [(row["task"], row["split"], row["model"], row["parameters"]) for row in rows] == [("regression", "quadrant", "coordconv", "906")]
-    assert (out / "regression_quadrant.png").stat().st_size > 0 and "| regression | quadrant | coordconv | 906 |" in (out / "results.md").read_text()
+    assert [(row["task"], row["split"], row["model"], row["parameters"]) for row in rows] == [
+        ("regression", "quadrant", "coordconv", "906")
+    ]
+    assert (out / "regression_quadrant.png").stat().st_size > 0 and "| regression | quadrant | coordconv | 906 |" in (
+        out / "results.md"
+    ).read_text()
     assert any((out / "tb" / "regression-quadrant-coordconv").iterdir())
     assert script.main(argv) == 2
     assert "is not empty" in capsys.readouterr().err
@@ -380,8 +410,20 @@ def least_squares_fit(monkeypatch, **options):
         return {"test/steps": float(len(seen["batches"]))}
 
     writer = RecordingWriter()
-    result = fitting.fit(model, step, 10, epochs=3, batch_size=4, generator=torch.Generator().manual_seed(7),
-                         schedule=schedule, check=check, checks_per_epoch=2, description="toy", writer=writer, **options)
+    result = fitting.fit(
+        model,
+        step,
+        10,
+        epochs=3,
+        batch_size=4,
+        generator=torch.Generator().manual_seed(7),
+        schedule=schedule,
+        check=check,
+        checks_per_epoch=2,
+        description="toy",
+        writer=writer,
+        **options,
+    )
     return result, seen, bars[0], writer, model, optimizer
 
 
@@ -397,7 +439,7 @@ def test_fit_trains_as_the_loop_written_out(monkeypatch):
     reference_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(reference_optimizer, T_max=9)
     generator = torch.Generator().manual_seed(7)
     batches, losses = [], []
-    for epoch in range(3):
+    for _epoch in range(3):
         order = torch.randperm(10, generator=generator)
         for indices in (order[0:4], order[4:8], order[8:10]):
             loss = torch.nn.functional.mse_loss(reference(inputs[indices]), targets[indices])
@@ -426,7 +468,9 @@ def test_fit_trains_as_the_loop_written_out(monkeypatch):
     # TensorBoard: each step's loss at its step, and each check's values and seconds at its step.
     train = [(step, value) for tag, value, step in writer.scalars if tag == "train/loss"]
     assert [step for step, _ in train] == list(range(1, 10)) and [value for _, value in train] == pytest.approx(losses)
-    assert [(value, step) for tag, value, step in writer.scalars if tag == "test/steps"] == [(s, s) for s in (2, 3, 5, 6, 8, 9)]
+    assert [(value, step) for tag, value, step in writer.scalars if tag == "test/steps"] == [
+        (s, s) for s in (2, 3, 5, 6, 8, 9)
+    ]
     assert [step for tag, _, step in writer.scalars if tag == "seconds"] == [2, 3, 5, 6, 8, 9]
     assert {tag for tag, _, _ in writer.scalars} == {"train/loss", "test/steps", "seconds"}
 
@@ -459,9 +503,24 @@ def test_the_layer_factory_and_the_configs_refuse_other_archs():
 
 def test_model_baseline_still_runs_the_conv_model_and_says_the_new_name_once(tmp_path):
     out = tmp_path / "old-name"
-    command = [str(Path(sys.executable).with_name("rl-coordconv")), "supervised", "--task", "regression", "--split",
-               "quadrant", "--model", "baseline", "--epochs", "1", "--batch-size", "64", "--checks-per-epoch", "1",
-               "--out", str(out)]
+    command = [
+        str(Path(sys.executable).with_name("rl-coordconv")),
+        "supervised",
+        "--task",
+        "regression",
+        "--split",
+        "quadrant",
+        "--model",
+        "baseline",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--checks-per-epoch",
+        "1",
+        "--out",
+        str(out),
+    ]
     ran = subprocess.run(command, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     warned = [line for line in ran.stderr.splitlines() if "warning" in line.lower()]

@@ -11,9 +11,22 @@ import torch
 from rl_coordconv.analysis.statistics import mean_interval
 from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.supervised import shapes
-from rl_coordconv.supervised.generative import (VAE, Decoder, Encoder, GenerativeConfig, interpolate,
-                                                spectrally_normalized, train_generative)
-from rl_coordconv.supervised.objects import FoundObject, centre_histogram, find_objects, interpolation_measures, position_coverage
+from rl_coordconv.supervised.generative import (
+    VAE,
+    Decoder,
+    Encoder,
+    GenerativeConfig,
+    interpolate,
+    spectrally_normalized,
+    train_generative,
+)
+from rl_coordconv.supervised.objects import (
+    FoundObject,
+    centre_histogram,
+    find_objects,
+    interpolation_measures,
+    position_coverage,
+)
 
 
 def blank() -> np.ndarray:
@@ -43,7 +56,7 @@ def test_scenes_hold_one_or_two_apart_objects_drawn_at_their_recorded_centres():
     assert gaps.min() >= shapes.MIN_GAP  # never touching
     assert (both[:, 0, 1] != both[:, 1, 1]).all()  # two colours
     for image, objects in zip(scenes.images[:50].numpy(), scenes.objects[:50]):
-        for shape, colour, row, col in objects[objects[:, 0] >= 0]:
+        for _shape, colour, row, col in objects[objects[:, 0] >= 0]:
             np.testing.assert_array_equal(image[:, row, col], shapes.PALETTE[colour])
     centres = scenes.centres()
     assert centres.min() == shapes.RADIUS and centres.max() == shapes.SIZE - 1 - shapes.RADIUS  # whole shapes, edge to edge
@@ -126,8 +139,10 @@ def test_interpolation_measures_by_hand():
     assert measures["broken_steps"] == pytest.approx(4 / 8)
     assert measures["mean_jump"] == pytest.approx((3 * 2 + 3 * 0 + 5) / 7)
     # Two objects of one colour: each is matched to the nearest in the next frame (1 px), not the other (15).
-    twins = [[FoundObject(red, 5.0, 5.0, 49), FoundObject(red, 5.0, 20.0, 49)],
-             [FoundObject(red, 5.0, 6.0, 49), FoundObject(red, 5.0, 21.0, 49)]]
+    twins = [
+        [FoundObject(red, 5.0, 5.0, 49), FoundObject(red, 5.0, 20.0, 49)],
+        [FoundObject(red, 5.0, 6.0, 49), FoundObject(red, 5.0, 21.0, 49)],
+    ]
     assert interpolation_measures([twins])["mean_jump"] == pytest.approx(1.0)
 
 
@@ -207,7 +222,11 @@ def test_vae_interpolations_start_and_end_at_the_encodings_of_one_object_at_two_
 
 
 def test_the_budgets_by_default():
-    assert (GenerativeConfig("vae").epochs, GenerativeConfig("gan").epochs, GenerativeConfig("gan", epochs=3).epochs) == (30, 20, 3)
+    assert (GenerativeConfig("vae").epochs, GenerativeConfig("gan").epochs, GenerativeConfig("gan", epochs=3).epochs) == (
+        30,
+        20,
+        3,
+    )
     assert (GenerativeConfig().width, GenerativeConfig().latent) == (16, 16)
 
 
@@ -256,11 +275,19 @@ def test_the_generative_table_gives_each_measure_its_mean_and_t_interval_over_se
 
     def result(arch, seed, distance):
         seconds = (60.0 if arch == "conv" else 120.0) + seed
-        return GenerativeResult(GenerativeConfig("gan", arch, seed=seed), 10, seconds,
-                                {"samples_histogram_distance": distance}, torch.zeros(1, 3, 32, 32), torch.zeros(1, 2, 3, 32, 32))
+        return GenerativeResult(
+            GenerativeConfig("gan", arch, seed=seed),
+            10,
+            seconds,
+            {"samples_histogram_distance": distance},
+            torch.zeros(1, 3, 32, 32),
+            torch.zeros(1, 2, 3, 32, 32),
+        )
 
-    table = markdown([result("conv", seed, d) for seed, d in enumerate((0.1, 0.2, 0.3))]
-                     + [result("coordconv", seed, 0.05) for seed in range(3)])
+    table = markdown(
+        [result("conv", seed, d) for seed, d in enumerate((0.1, 0.2, 0.3))]
+        + [result("coordconv", seed, 0.05) for seed in range(3)]
+    )
     # conv: mean 0.2, standard error 0.1 / sqrt(3), t(0.975, 2 dof) = 4.303: 0.2 -+ 0.248
     assert "### GAN (mean over seeds [0, 1, 2] with its 95 % t-interval)" in table
     assert "| object-centre histogram distance to the data (0 best) | 0.200 [-0.048, 0.448] | 0.050 [0.050, 0.050] |" in table
@@ -279,8 +306,20 @@ def test_the_command_runs_the_seeds_it_is_asked_for_and_refuses_bad_counts(capsy
 
     from rl_coordconv.commands import supervised as command
 
-    args = SimpleNamespace(quick=True, seeds=None, seed=3, epochs=None, learning_rate=None, device="cpu",
-                           task="all", split="both", model="both", batch_size=None, no_early_stop=False, checks_per_epoch=4)
+    args = SimpleNamespace(
+        quick=True,
+        seeds=None,
+        seed=3,
+        epochs=None,
+        learning_rate=None,
+        device="cpu",
+        task="all",
+        split="both",
+        model="both",
+        batch_size=None,
+        no_early_stop=False,
+        checks_per_epoch=4,
+    )
     assert [(c.arch, c.seed) for c in command.plan("vae", args)] == [("conv", 3), ("coordconv", 3)]
     assert sorted({c.seed for c in command.plan("classification", args)}) == [3, 4]  # --quick: 2 seeds
     args.quick = False
@@ -288,7 +327,12 @@ def test_the_command_runs_the_seeds_it_is_asked_for_and_refuses_bad_counts(capsy
     assert [(c.arch, c.seed, c.epochs) for c in command.plan("vae", args)][-2:] == [("conv", 5, 30), ("coordconv", 5, 30)]
     assert [c.seed for c in command.plan("gan", args)] == [3, 3, 4, 4, 5, 5]
     args.seeds = 2
-    assert [(c.arch, c.seed) for c in command.plan("gan", args)] == [("conv", 3), ("coordconv", 3), ("conv", 4), ("coordconv", 4)]
+    assert [(c.arch, c.seed) for c in command.plan("gan", args)] == [
+        ("conv", 3),
+        ("coordconv", 3),
+        ("conv", 4),
+        ("coordconv", 4),
+    ]
     with pytest.raises(ValueError, match="the Not-so-Clevr report is of one seed"):
         command.plan("not-so-clevr", args)
     assert command.main(["--experiment", "vae", "--seeds", "0"]) == 2
@@ -300,8 +344,20 @@ def test_the_budget_options_reach_every_experiment_when_given_and_only_then():
 
     from rl_coordconv.commands import supervised as command
 
-    args = SimpleNamespace(quick=False, seeds=1, seed=0, epochs=None, learning_rate=None, batch_size=None, device="cpu",
-                           task="regression", split="uniform", model="coordconv", no_early_stop=False, checks_per_epoch=4)
+    args = SimpleNamespace(
+        quick=False,
+        seeds=1,
+        seed=0,
+        epochs=None,
+        learning_rate=None,
+        batch_size=None,
+        device="cpu",
+        task="regression",
+        split="uniform",
+        model="coordconv",
+        no_early_stop=False,
+        checks_per_epoch=4,
+    )
     experiments = ("not-so-clevr", "vae", "gan", "classification")
     defaults = [command.plan(experiment, args)[0] for experiment in experiments]
     assert [config.batch_size for config in defaults] == [16, 64, 64, 64]
@@ -312,18 +368,27 @@ def test_the_budget_options_reach_every_experiment_when_given_and_only_then():
         assert (config.epochs, config.learning_rate, config.batch_size) == (2, 0.01, 8), experiment
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--experiment", "classification", "--epochs", "0"], "epochs must be >= 1, got 0"),
-    (["--experiment", "classification", "--learning-rate", "0"], "learning_rate must be > 0, got 0.0"),
-    (["--experiment", "vae", "--batch-size", "-8"], "batch_size must be >= 1, got -8"),
-    (["--experiment", "classification", "--seed", "-1"], "seed must be >= 0, got -1"),
-    *[(["--experiment", experiment, *option], f"{option[0]} applies to --experiment not-so-clevr only")
-      for experiment, option in (("gan", ["--task", "rendering"]), ("vae", ["--split", "uniform"]),
-                                 ("classification", ["--model", "coordconv"]), ("vae", ["--no-early-stop"]),
-                                 ("detection", ["--checks-per-epoch", "2"]))],
-    (["--device", "gpu"], "unknown device 'gpu'; use cpu, cuda or cuda:<index>"),
-    (["--device", "auto"], "unknown device 'auto'; use cpu, cuda or cuda:<index>"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--experiment", "classification", "--epochs", "0"], "epochs must be >= 1, got 0"),
+        (["--experiment", "classification", "--learning-rate", "0"], "learning_rate must be > 0, got 0.0"),
+        (["--experiment", "vae", "--batch-size", "-8"], "batch_size must be >= 1, got -8"),
+        (["--experiment", "classification", "--seed", "-1"], "seed must be >= 0, got -1"),
+        *[
+            (["--experiment", experiment, *option], f"{option[0]} applies to --experiment not-so-clevr only")
+            for experiment, option in (
+                ("gan", ["--task", "rendering"]),
+                ("vae", ["--split", "uniform"]),
+                ("classification", ["--model", "coordconv"]),
+                ("vae", ["--no-early-stop"]),
+                ("detection", ["--checks-per-epoch", "2"]),
+            )
+        ],
+        (["--device", "gpu"], "unknown device 'gpu'; use cpu, cuda or cuda:<index>"),
+        (["--device", "auto"], "unknown device 'auto'; use cpu, cuda or cuda:<index>"),
+    ],
+)
 def test_bad_command_lines_are_refused_before_anything_is_written(argv, message, tmp_path, capsys, monkeypatch):
     from rl_coordconv.commands import supervised as command
 
@@ -354,7 +419,7 @@ def test_digit_canvases_hold_each_digit_whole_at_an_offset_and_split_the_images_
             rows, cols = np.nonzero(canvas)
             assert rows.max() - rows.min() < 8 and cols.max() - cols.min() < 8  # within one 8x8 paste
             canvases.append((round(float(canvas.sum()), 3), label))
-    assert sorted(canvases) == sorted((round(float(d.sum()) / 16, 3), int(l)) for d, l in zip(digits, labels))
+    assert sorted(canvases) == sorted((round(float(d.sum()) / 16, 3), int(label)) for d, label in zip(digits, labels))
     other = classification.digit_canvases(seed=1)
     assert not torch.equal(other[0], train_images)  # another seed: other offsets and split
 
@@ -375,8 +440,9 @@ def test_the_t_interval_and_the_verdict_by_hand():
     def result(arch, seed, accuracy):
         return classification.ClassificationResult(classification.ClassificationConfig(arch, seed), 100, 1.0, 1.0, accuracy)
 
-    same = [result("conv", s, a) for s, a in enumerate([0.90, 0.92, 0.94])] + \
-           [result("coordconv", s, a) for s, a in enumerate([0.91, 0.91, 0.95])]
+    same = [result("conv", s, a) for s, a in enumerate([0.90, 0.92, 0.94])] + [
+        result("coordconv", s, a) for s, a in enumerate([0.91, 0.91, 0.95])
+    ]
     assert classification.compare(same)["coordconv - conv"] == pytest.approx(mean_interval(np.array([0.01, -0.01, 0.01])))
     assert "no meaningful difference" in classification.markdown(same, "m")
     better = same[:3] + [result("coordconv", s, a + 0.05) for s, a in enumerate([0.90, 0.92, 0.94])]
@@ -409,8 +475,24 @@ def test_not_so_clevr_runs_in_worker_processes(tmp_path):
     from rl_coordconv.commands import supervised as command
 
     out = tmp_path / "jobs2"
-    assert command.main(["--experiment", "not-so-clevr", "--quick", "--task", "classification", "--split", "uniform",
-                         "--jobs", "2", "--out", str(out)]) == 0
+    assert (
+        command.main(
+            [
+                "--experiment",
+                "not-so-clevr",
+                "--quick",
+                "--task",
+                "classification",
+                "--split",
+                "uniform",
+                "--jobs",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = (out / "results.csv").read_text().splitlines()
     assert sorted(row.split(",")[2] for row in rows[1:]) == ["conv", "coordconv"], rows
 
@@ -430,7 +512,12 @@ def test_runs_in_parallel_give_the_results_of_runs_one_at_a_time_in_order(tmp_pa
     def rows(folder):  # every column but the seconds
         return [line.split(",")[:5] + line.split(",")[6:] for line in (folder / "results.csv").read_text().splitlines()]
 
-    assert [row[1:3] for row in rows(tmp_path / "two")[1:]] == [["conv", "0"], ["coordconv", "0"], ["conv", "1"], ["coordconv", "1"]]
+    assert [row[1:3] for row in rows(tmp_path / "two")[1:]] == [
+        ["conv", "0"],
+        ["coordconv", "0"],
+        ["conv", "1"],
+        ["coordconv", "1"],
+    ]
     assert rows(tmp_path / "two") == rows(tmp_path / "one")
     assert len(list((tmp_path / "two" / "tb").glob("classification-*/events.out.tfevents.*"))) == 4
     capsys.readouterr()

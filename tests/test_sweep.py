@@ -13,30 +13,47 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl_coordconv.rundir import latest_checkpoint
-from rl_coordconv.envs import GAMES
-
 from rl_coordconv.agents import sweep
 from rl_coordconv.commands import sweep as sweep_command
+from rl_coordconv.envs import GAMES
+from rl_coordconv.rundir import latest_checkpoint
 
 TINY = ["--set", "a2c.n_envs=2", "--set", "eval_episodes=0", "--set", "checkpoint_every=100", "--max-parallel", "2"]
 
 
 def test_dry_run_prints_one_train_command_per_run(tmp_path, capsys):
-    code = sweep_command.main(["--games", "MsPacman,Breakout", "--archs", "conv,coordconv", "--seeds", "0-1",
-                       "--timesteps", "300k", "--runs", str(tmp_path), "--dry-run", "--set", "a2c.n_envs=8"])
+    code = sweep_command.main(
+        [
+            "--games",
+            "MsPacman,Breakout",
+            "--archs",
+            "conv,coordconv",
+            "--seeds",
+            "0-1",
+            "--timesteps",
+            "300k",
+            "--runs",
+            str(tmp_path),
+            "--dry-run",
+            "--set",
+            "a2c.n_envs=8",
+        ]
+    )
     assert code == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("rl-coordconv train ")]
     expected = {(game, arch, seed) for game in ("MsPacman", "Breakout") for arch in ("conv", "coordconv") for seed in (0, 1)}
-    assert {(line.split("--game ")[1].split()[0], line.split("--arch ")[1].split()[0], int(line.split("--seed ")[1].split()[0]))
-            for line in lines} == expected
+    assert {
+        (line.split("--game ")[1].split()[0], line.split("--arch ")[1].split()[0], int(line.split("--seed ")[1].split()[0]))
+        for line in lines
+    } == expected
     assert all("--timesteps 300000" in line and "--set=a2c.n_envs=8" in line for line in lines)
     assert not any(tmp_path.iterdir())  # a dry run creates nothing
 
 
 def test_each_override_reaches_the_runs_of_its_agent_and_the_shared_ones_reach_all():
-    jobs = sweep.plan("MsPacman", "a2c,ppo", "conv", "0", "1k", "runs",
-                      overrides=["eval_episodes=0", "ppo.n_steps=64", "a2c.n_envs=8"])
+    jobs = sweep.plan(
+        "MsPacman", "a2c,ppo", "conv", "0", "1k", "runs", overrides=["eval_episodes=0", "ppo.n_steps=64", "a2c.n_envs=8"]
+    )
     a2c, ppo = jobs
     assert (a2c.config.eval_episodes, a2c.config.a2c.n_envs, a2c.config.ppo.n_steps) == (0, 8, 128)  # PPO's own n_steps
     assert (ppo.config.eval_episodes, ppo.config.ppo.n_steps, ppo.config.a2c.n_envs) == (0, 64, 16)  # A2C's own n_envs
@@ -49,25 +66,36 @@ def test_paper9_is_the_whole_suite():
     assert [job.config.game for job in jobs] == [game for game in GAMES for _ in ("conv", "coordconv")]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--games", "Pacman"], "unknown game 'Pacman'; choose from: MsPacman, .*paper9"),
-    (["--agents", "ppo2"], "unknown agent 'ppo2'; choose from: a2c, ppo, dqn, apex"),
-    (["--archs", "conv,coord"], "unknown arch 'coord'"),
-    (["--seeds", "3-1"], "bad seed range '3-1'"),
-    (["--seeds", "a"], "bad seed range 'a'"),
-    (["--set", "apex.batch_size=64"], "a setting of apex, which does not run here \\(the agents are a2c\\)"),
-    *[(["--set", f"{key}={value}"], f"'{key}={value}': use {option} for the {key}")
-      for key, value, option in (("game", "Pong", "--games"), ("agent", "ppo", "--agents"), ("arch", "conv", "--archs"),
-                                 ("seed", "3", "--seeds"), ("timesteps", "5", "--timesteps"), ("device", "cpu", "--device"))],
-    (["--set", "a2c.n_env=8"], "unknown setting 'a2c.n_env'"),
-    (["--set", "a2c.n_envs=0"], "a2c.n_envs must be in \\[1, inf\\), got 0"),
-    (["--agents", "apex", "--set", "apex.alpha=2"], "apex.alpha must be in \\[0, 1\\], got 2.0"),
-    (["--gpus-per-run", "-1"], "--gpus-per-run must be >= 0, got -1"),
-    (["--gpus-per-run", "0.5"], "--gpus-per-run needs --ray-address"),
-    (["--ray-address", "local", "--device", "cuda"], "--device cuda on Ray needs --gpus-per-run > 0"),
-    (["--ray-address", "headnode"], "--ray-address 'headnode' is not auto, local, HOST:PORT"),
-    (["--ray-address", "head:70000"], "--ray-address 'head:70000' is not auto, local, HOST:PORT \\(a port 1-65535\\)"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--games", "Pacman"], "unknown game 'Pacman'; choose from: MsPacman, .*paper9"),
+        (["--agents", "ppo2"], "unknown agent 'ppo2'; choose from: a2c, ppo, dqn, apex"),
+        (["--archs", "conv,coord"], "unknown arch 'coord'"),
+        (["--seeds", "3-1"], "bad seed range '3-1'"),
+        (["--seeds", "a"], "bad seed range 'a'"),
+        (["--set", "apex.batch_size=64"], "a setting of apex, which does not run here \\(the agents are a2c\\)"),
+        *[
+            (["--set", f"{key}={value}"], f"'{key}={value}': use {option} for the {key}")
+            for key, value, option in (
+                ("game", "Pong", "--games"),
+                ("agent", "ppo", "--agents"),
+                ("arch", "conv", "--archs"),
+                ("seed", "3", "--seeds"),
+                ("timesteps", "5", "--timesteps"),
+                ("device", "cpu", "--device"),
+            )
+        ],
+        (["--set", "a2c.n_env=8"], "unknown setting 'a2c.n_env'"),
+        (["--set", "a2c.n_envs=0"], "a2c.n_envs must be in \\[1, inf\\), got 0"),
+        (["--agents", "apex", "--set", "apex.alpha=2"], "apex.alpha must be in \\[0, 1\\], got 2.0"),
+        (["--gpus-per-run", "-1"], "--gpus-per-run must be >= 0, got -1"),
+        (["--gpus-per-run", "0.5"], "--gpus-per-run needs --ray-address"),
+        (["--ray-address", "local", "--device", "cuda"], "--device cuda on Ray needs --gpus-per-run > 0"),
+        (["--ray-address", "headnode"], "--ray-address 'headnode' is not auto, local, HOST:PORT"),
+        (["--ray-address", "head:70000"], "--ray-address 'head:70000' is not auto, local, HOST:PORT \\(a port 1-65535\\)"),
+    ],
+)
 def test_bad_grids_are_refused_before_anything_starts(argv, message, tmp_path, capsys, monkeypatch):
     def runs_started(*args):
         raise AssertionError(f"{argv} was accepted and the runs started")
@@ -157,8 +185,22 @@ def most_at_once(times_file: Path) -> int:
 
 def test_a_run_killed_by_a_signal_fails_with_its_log_tail(fake_train, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SWEEP_BEHAVIOUR", "ok,SIGKILL,SIGTERM")
-    code = sweep_command.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-2", "--timesteps", "1000",
-                       "--runs", str(tmp_path / "runs"), "--max-parallel", "3"])
+    code = sweep_command.main(
+        [
+            "--games",
+            "MsPacman",
+            "--archs",
+            "conv",
+            "--seeds",
+            "0-2",
+            "--timesteps",
+            "1000",
+            "--runs",
+            str(tmp_path / "runs"),
+            "--max-parallel",
+            "3",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     for seed, signal_name in ((1, "SIGKILL"), (2, "SIGTERM")):
@@ -174,21 +216,46 @@ def test_max_parallel_bounds_the_runs_at_once(fake_train, tmp_path, monkeypatch)
     monkeypatch.setenv("SWEEP_BEHAVIOUR", ",".join(["ok"] * 5))
     for bound in (1, 2):
         fake_train.unlink(missing_ok=True)
-        assert sweep_command.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-4", "--timesteps", "1000",
-                           "--runs", str(tmp_path / f"runs{bound}"), "--max-parallel", str(bound)]) == 0
+        assert (
+            sweep_command.main(
+                [
+                    "--games",
+                    "MsPacman",
+                    "--archs",
+                    "conv",
+                    "--seeds",
+                    "0-4",
+                    "--timesteps",
+                    "1000",
+                    "--runs",
+                    str(tmp_path / f"runs{bound}"),
+                    "--max-parallel",
+                    str(bound),
+                ]
+            )
+            == 0
+        )
         assert most_at_once(fake_train) == bound  # reached, never passed
 
 
-@pytest.mark.parametrize("cores, gpus, threads, runs_per_gpu, expected", [
-    (2, 0, 1, None, [((0,), "cpu"), ((1,), "cpu")]),  # this project's machine: two runs of one thread
-    (2, 0, 2, None, [((0, 1), "cpu")]),
-    (5, 0, 2, None, [((0, 1), "cpu"), ((2, 3), "cpu")]),  # the odd core stays free
-    (16, 1, 1, 4, [((0, 1, 2, 3), "cuda:0"), ((4, 5, 6, 7), "cuda:0"), ((8, 9, 10, 11), "cuda:0"),
-                   ((12, 13, 14, 15), "cuda:0")]),
-    (8, 2, 1, 2, [((0, 1), "cuda:0"), ((2, 3), "cuda:1"), ((4, 5), "cuda:0"), ((6, 7), "cuda:1")]),
-    (4, 1, 1, None, [((0,), "cuda:0"), ((1,), "cuda:0"), ((2,), "cuda:0"), ((3,), "cuda:0")]),  # a run per core
-    (4, 2, 1, None, [((0,), "cuda:0"), ((1,), "cuda:1"), ((2,), "cuda:0"), ((3,), "cuda:1")]),
-])
+@pytest.mark.parametrize(
+    "cores, gpus, threads, runs_per_gpu, expected",
+    [
+        (2, 0, 1, None, [((0,), "cpu"), ((1,), "cpu")]),  # this project's machine: two runs of one thread
+        (2, 0, 2, None, [((0, 1), "cpu")]),
+        (5, 0, 2, None, [((0, 1), "cpu"), ((2, 3), "cpu")]),  # the odd core stays free
+        (
+            16,
+            1,
+            1,
+            4,
+            [((0, 1, 2, 3), "cuda:0"), ((4, 5, 6, 7), "cuda:0"), ((8, 9, 10, 11), "cuda:0"), ((12, 13, 14, 15), "cuda:0")],
+        ),
+        (8, 2, 1, 2, [((0, 1), "cuda:0"), ((2, 3), "cuda:1"), ((4, 5), "cuda:0"), ((6, 7), "cuda:1")]),
+        (4, 1, 1, None, [((0,), "cuda:0"), ((1,), "cuda:0"), ((2,), "cuda:0"), ((3,), "cuda:0")]),  # a run per core
+        (4, 2, 1, None, [((0,), "cuda:0"), ((1,), "cuda:1"), ((2,), "cuda:0"), ((3,), "cuda:1")]),
+    ],
+)
 def test_placement_packs_runs_onto_the_machine(cores, gpus, threads, runs_per_gpu, expected):
     slots = sweep.placement(list(range(cores)), gpus, threads, runs_per_gpu)
     assert [(slot.cores, slot.device) for slot in slots] == expected
@@ -197,11 +264,14 @@ def test_placement_packs_runs_onto_the_machine(cores, gpus, threads, runs_per_gp
     assert sum(slot.threads for slot in slots) <= cores and all(slot.threads == len(slot.cores) for slot in slots)
 
 
-@pytest.mark.parametrize("cores, gpus, threads, runs_per_gpu, message", [
-    (4, 1, 1, 5, "5 runs per GPU x 1 GPUs = 5 runs, more than the 4 cores"),
-    (2, 0, 3, None, "--threads 3 is more than the 2 cores"),
-    (2, 0, 1, 2, "--runs-per-gpu needs a GPU"),
-])
+@pytest.mark.parametrize(
+    "cores, gpus, threads, runs_per_gpu, message",
+    [
+        (4, 1, 1, 5, "5 runs per GPU x 1 GPUs = 5 runs, more than the 4 cores"),
+        (2, 0, 3, None, "--threads 3 is more than the 2 cores"),
+        (2, 0, 1, 2, "--runs-per-gpu needs a GPU"),
+    ],
+)
 def test_placements_that_cannot_fit_are_refused(cores, gpus, threads, runs_per_gpu, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         sweep.placement(list(range(cores)), gpus, threads, runs_per_gpu)
@@ -210,8 +280,25 @@ def test_placements_that_cannot_fit_are_refused(cores, gpus, threads, runs_per_g
 def test_a_run_started_by_the_sweep_runs_in_its_slot(fake_train, tmp_path, monkeypatch, capsys):
     cores = sweep.machine_cores()
     monkeypatch.setenv("SWEEP_BEHAVIOUR", ",".join(["ok"] * 4))
-    assert sweep_command.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-3", "--timesteps", "1000",
-                               "--runs", str(tmp_path / "runs"), "--device", "cpu"]) == 0
+    assert (
+        sweep_command.main(
+            [
+                "--games",
+                "MsPacman",
+                "--archs",
+                "conv",
+                "--seeds",
+                "0-3",
+                "--timesteps",
+                "1000",
+                "--runs",
+                str(tmp_path / "runs"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     slots = sweep.placement(cores, 0, 1)
     assert f"{len(slots)} at once, each in a slot of its own: core {cores[0]}, cpu, 1 thread" in capsys.readouterr().out
     starts = [json.loads(line) for line in fake_train.read_text().splitlines() if "start" in line]
@@ -219,8 +306,10 @@ def test_a_run_started_by_the_sweep_runs_in_its_slot(fake_train, tmp_path, monke
     assert all(len(start["cores"]) == 1 and start["cores"][0] in cores and start["threads"] == "1" for start in starts)
     assert {start["cores"][0] for start in starts} == set(cores[: len(slots)])  # every slot used
     # Runs at the same time never share a core: each holds its slot from its start to its end.
-    events = sorted((json.loads(line) for line in fake_train.read_text().splitlines()),
-                    key=lambda event: event.get("start", event.get("end")))
+    events = sorted(
+        (json.loads(line) for line in fake_train.read_text().splitlines()),
+        key=lambda event: event.get("start", event.get("end")),
+    )
     holding = {}
     for event in events:
         if "start" in event:
@@ -234,8 +323,9 @@ def test_a_gpu_slot_gives_an_auto_device_run_its_gpu(fake_train, tmp_path, monke
     monkeypatch.setenv("SWEEP_BEHAVIOUR", "ok,ok")
     launcher = sweep.LocalLauncher([sweep.Slot((sweep.machine_cores()[0],), "cuda:1")])
     for seed, device in ((0, "auto"), (1, "cpu")):  # a device asked for is kept
-        job = sweep.SweepJob(None, tmp_path / f"seed{seed}", "new",
-                             [*sweep.TRAIN_COMMAND, "--seed", str(seed), "--device", device])
+        job = sweep.SweepJob(
+            None, tmp_path / f"seed{seed}", "new", [*sweep.TRAIN_COMMAND, "--seed", str(seed), "--device", device]
+        )
         launcher.start(job)
         job.process.wait()
         assert launcher.wait([job], 0) == [job] and job.returncode == 0
@@ -255,35 +345,62 @@ def two_fake_gpus(monkeypatch):
     return cores[:2]
 
 
-@pytest.mark.parametrize("device, runs_per_gpu, devices, devices_line", [
-    ("cuda", [], ["cuda:0", "cuda:1"], "--device cuda: each run on the GPU of the slot it starts in (cuda:0, cuda:1)"),
-    ("auto", [], ["cuda:0", "cuda:1"], "--device auto: each run on the GPU of the slot it starts in (cuda:0, cuda:1)"),
-    ("cuda:1", ["--runs-per-gpu", "2"], ["cuda:1", "cuda:1"], "--device cuda:1: every run on cuda:1"),
-    ("cpu", [], ["cpu", "cpu"], None),
-])
-def test_a_local_sweep_deals_each_run_its_gpu(device, runs_per_gpu, devices, devices_line, two_fake_gpus, fake_train,
-                                               tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "device, runs_per_gpu, devices, devices_line",
+    [
+        ("cuda", [], ["cuda:0", "cuda:1"], "--device cuda: each run on the GPU of the slot it starts in (cuda:0, cuda:1)"),
+        ("auto", [], ["cuda:0", "cuda:1"], "--device auto: each run on the GPU of the slot it starts in (cuda:0, cuda:1)"),
+        ("cuda:1", ["--runs-per-gpu", "2"], ["cuda:1", "cuda:1"], "--device cuda:1: every run on cuda:1"),
+        ("cpu", [], ["cpu", "cpu"], None),
+    ],
+)
+def test_a_local_sweep_deals_each_run_its_gpu(
+    device, runs_per_gpu, devices, devices_line, two_fake_gpus, fake_train, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("SWEEP_BEHAVIOUR", "ok,ok")
     first, second = two_fake_gpus
-    assert sweep_command.main(["--games", "MsPacman", "--archs", "conv", "--seeds", "0-1", "--timesteps", "1000",
-                               "--runs", str(tmp_path / "runs"), "--device", device, *runs_per_gpu]) == 0
+    assert (
+        sweep_command.main(
+            [
+                "--games",
+                "MsPacman",
+                "--archs",
+                "conv",
+                "--seeds",
+                "0-1",
+                "--timesteps",
+                "1000",
+                "--runs",
+                str(tmp_path / "runs"),
+                "--device",
+                device,
+                *runs_per_gpu,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert (f"2 at once, each in a slot of its own: core {first}, {devices[0]}, 1 thread; "
-            f"core {second}, {devices[1]}, 1 thread\n") in out
+    assert (
+        f"2 at once, each in a slot of its own: core {first}, {devices[0]}, 1 thread; core {second}, {devices[1]}, 1 thread\n"
+    ) in out
     assert (devices_line in out) if devices_line else ("--device" not in out)
-    starts = sorted((json.loads(line) for line in fake_train.read_text().splitlines() if "start" in line),
-                    key=lambda start: start["seed"])
+    starts = sorted(
+        (json.loads(line) for line in fake_train.read_text().splitlines() if "start" in line), key=lambda start: start["seed"]
+    )
     assert [start["device"] for start in starts] == devices  # seed 0 starts in the first slot, seed 1 in the second
 
 
-@pytest.mark.parametrize("device, runs_per_gpu, expected", [  # 4 cores, 2 GPUs
-    ("cuda", None, [((0,), "cuda:0"), ((1,), "cuda:1"), ((2,), "cuda:0"), ((3,), "cuda:1")]),  # a run per core
-    ("auto", 1, [((0, 1), "cuda:0"), ((2, 3), "cuda:1")]),
-    ("cuda:1", 2, [((0, 1), "cuda:1"), ((2, 3), "cuda:1")]),
-    ("cuda:0", None, [((0,), "cuda:0"), ((1,), "cuda:0"), ((2,), "cuda:0"), ((3,), "cuda:0")]),
-    ("cuda:1", 4, [((0,), "cuda:1"), ((1,), "cuda:1"), ((2,), "cuda:1"), ((3,), "cuda:1")]),
-    ("cpu", None, [((0,), "cpu"), ((1,), "cpu"), ((2,), "cpu"), ((3,), "cpu")]),
-])
+@pytest.mark.parametrize(
+    "device, runs_per_gpu, expected",
+    [  # 4 cores, 2 GPUs
+        ("cuda", None, [((0,), "cuda:0"), ((1,), "cuda:1"), ((2,), "cuda:0"), ((3,), "cuda:1")]),  # a run per core
+        ("auto", 1, [((0, 1), "cuda:0"), ((2, 3), "cuda:1")]),
+        ("cuda:1", 2, [((0, 1), "cuda:1"), ((2, 3), "cuda:1")]),
+        ("cuda:0", None, [((0,), "cuda:0"), ((1,), "cuda:0"), ((2,), "cuda:0"), ((3,), "cuda:0")]),
+        ("cuda:1", 4, [((0,), "cuda:1"), ((1,), "cuda:1"), ((2,), "cuda:1"), ((3,), "cuda:1")]),
+        ("cpu", None, [((0,), "cpu"), ((1,), "cpu"), ((2,), "cpu"), ((3,), "cpu")]),
+    ],
+)
 def test_local_slots_put_the_runs_on_the_gpus_their_device_names(device, runs_per_gpu, expected):
     slots = sweep.local_slots(device, [0, 1, 2, 3], 2, 1, runs_per_gpu)
     assert [(slot.cores, slot.device) for slot in slots] == expected
@@ -295,39 +412,87 @@ def test_an_explicit_gpu_packs_no_more_runs_than_cores():
 
 
 def test_runs_per_gpu_with_a_cpu_device_is_refused():
-    with pytest.raises(ValueError, match=re.escape("--runs-per-gpu packs runs onto GPUs, and --device cpu uses none; "
-                                                   "use --device auto, cuda or cuda:<index>")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "--runs-per-gpu packs runs onto GPUs, and --device cpu uses none; use --device auto, cuda or cuda:<index>"
+        ),
+    ):
         sweep.local_slots("cpu", [0, 1], 2, 1, 2)
 
 
 @pytest.mark.parametrize("device", ["cuda:1", "cuda:0", "cpu:0"])
-def test_a_ray_sweep_refuses_an_explicit_device_index_before_anything_starts(device, two_fake_gpus, tmp_path,
-                                                                           monkeypatch, capsys):
+def test_a_ray_sweep_refuses_an_explicit_device_index_before_anything_starts(
+    device, two_fake_gpus, tmp_path, monkeypatch, capsys
+):
     def ray_started(*args):
         raise AssertionError(f"--device {device} was accepted and Ray started")
 
     monkeypatch.setattr(sweep_command, "start_ray", ray_started)
-    code = sweep_command.main(["--games", "MsPacman", "--timesteps", "1000", "--runs", str(tmp_path / "runs"),
-                               "--ray-address", "local", "--gpus-per-run", "1", "--device", device, "--dry-run"])
+    code = sweep_command.main(
+        [
+            "--games",
+            "MsPacman",
+            "--timesteps",
+            "1000",
+            "--runs",
+            str(tmp_path / "runs"),
+            "--ray-address",
+            "local",
+            "--gpus-per-run",
+            "1",
+            "--device",
+            device,
+            "--dry-run",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
-    assert err == (f"error: --device {device!r} cannot be used with --ray-address: Ray shows each task only the GPUs it "
-                   "reserved, numbered from cuda:0; use auto, cuda, cpu\n")
+    assert err == (
+        f"error: --device {device!r} cannot be used with --ray-address: Ray shows each task only the GPUs it "
+        "reserved, numbered from cuda:0; use auto, cuda, cpu\n"
+    )
     assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("device", ["cuda", "auto", "cpu"])
 def test_a_ray_sweep_accepts_auto_cuda_and_cpu(device, two_fake_gpus, tmp_path, capsys):
-    code = sweep_command.main(["--games", "MsPacman", "--timesteps", "1000", "--runs", str(tmp_path / "runs"),
-                               "--ray-address", "local", "--gpus-per-run", "1", "--device", device, "--dry-run"])
+    code = sweep_command.main(
+        [
+            "--games",
+            "MsPacman",
+            "--timesteps",
+            "1000",
+            "--runs",
+            str(tmp_path / "runs"),
+            "--ray-address",
+            "local",
+            "--gpus-per-run",
+            "1",
+            "--device",
+            device,
+            "--dry-run",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert f"--device {device} " in capsys.readouterr().out
 
 
 def test_a_run_that_died_before_its_first_checkpoint_starts_afresh(tmp_path, capsys):
     runs = tmp_path / "runs"
-    grid = ["--games", "MsPacman", "--archs", "conv,coordconv", "--runs", str(runs), *TINY, "--seeds", "0",
-            "--timesteps", "200"]
+    grid = [
+        "--games",
+        "MsPacman",
+        "--archs",
+        "conv,coordconv",
+        "--runs",
+        str(runs),
+        *TINY,
+        "--seeds",
+        "0",
+        "--timesteps",
+        "200",
+    ]
     assert sweep_command.main(grid) == 0
     conv, coordconv = (runs / "MsPacman" / f"a2c-{arch}" / "seed0" for arch in ("conv", "coordconv"))
     # conv died before its first checkpoint; coordconv was killed while writing it.
@@ -351,9 +516,14 @@ def test_a_background_sweep_killed_interrupts_its_runs_and_resumes(tmp_path, cap
     runs = tmp_path / "runs"
     grid = ["--games", "MsPacman", "--archs", "conv", "--seeds", "0", "--timesteps", "1M", "--runs", str(runs), *TINY]
     run_dir = runs / "MsPacman" / "a2c-conv" / "seed0"
-    process = subprocess.Popen([sys.executable, "-m", "rl_coordconv", "sweep", *grid],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rl_coordconv", "sweep", *grid],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     try:
         assert wait_until(lambda: (run_dir / "checkpoints" / "model_100_steps.zip").exists(), 180)
         process.send_signal(signal.SIGTERM)
@@ -370,6 +540,7 @@ def test_a_background_sweep_killed_interrupts_its_runs_and_resumes(tmp_path, cap
 
 
 # Sweeps on a local Ray (``--ray-address local``): each run is a Ray task running the same train.py command.
+
 
 @pytest.fixture
 def ray_sweep_dir(tmp_path, monkeypatch):
@@ -395,6 +566,7 @@ def processes_started_in(directory: Path) -> dict[int, str]:
 
 def assert_ray_is_gone(directory: Path) -> None:
     import ray
+
     assert not ray.is_initialized()
     assert processes_started_in(directory) == {}
 
@@ -433,10 +605,24 @@ def test_ray_sweep_runs_skips_resumes_and_survives_a_failing_run(ray_sweep_dir, 
 
 def test_ctrl_c_on_a_ray_sweep_saves_checkpoints_and_leaves_no_process(ray_sweep_dir, capsys):
     runs = ray_sweep_dir / "runs"
-    grid = ["--games", "MsPacman", "--archs", "conv,coordconv", "--seeds", "0", "--timesteps", "1M",
-            "--runs", str(runs), *TINY, "--ray-address", "local"]
-    first_checkpoints = [runs / "MsPacman" / f"a2c-{arch}" / "seed0" / "checkpoints" / "model_100_steps.zip"
-                         for arch in ("conv", "coordconv")]
+    grid = [
+        "--games",
+        "MsPacman",
+        "--archs",
+        "conv,coordconv",
+        "--seeds",
+        "0",
+        "--timesteps",
+        "1M",
+        "--runs",
+        str(runs),
+        *TINY,
+        "--ray-address",
+        "local",
+    ]
+    first_checkpoints = [
+        runs / "MsPacman" / f"a2c-{arch}" / "seed0" / "checkpoints" / "model_100_steps.zip" for arch in ("conv", "coordconv")
+    ]
     sweep_returned = threading.Event()
 
     def press_ctrl_c_once_both_runs_learn() -> None:
@@ -475,12 +661,14 @@ def wait_until(condition, seconds: float = 60) -> bool:
 def test_a_ray_task_that_is_killed_takes_its_run_down(ray_sweep_dir):
     """Whether Ray force-cancels the task or its worker dies (SIGKILL: out of memory, ...), its run stops too."""
     import ray
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     try:
         launcher = sweep.RayLauncher(ray, threads=1, gpus=0)
         sleep = [sys.executable, "-c", "import time; time.sleep(600)"]
-        cancelled, crashed = (sweep.SweepJob(None, ray_sweep_dir / name, "new", [*sleep, name])
-                              for name in ("cancelled", "crashed"))
+        cancelled, crashed = (
+            sweep.SweepJob(None, ray_sweep_dir / name, "new", [*sleep, name]) for name in ("cancelled", "crashed")
+        )
         for run in (cancelled, crashed):
             launcher.start(run)
 
@@ -506,8 +694,22 @@ def test_a_ray_task_that_is_killed_takes_its_run_down(ray_sweep_dir):
 
 
 def test_a_ray_sweep_whose_runs_fit_no_node_is_refused(ray_sweep_dir, capsys):
-    code = sweep_command.main(["--games", "MsPacman", "--seeds", "0", "--timesteps", "200",
-                       "--runs", str(ray_sweep_dir / "runs"), "--threads", "64", "--ray-address", "local"])
+    code = sweep_command.main(
+        [
+            "--games",
+            "MsPacman",
+            "--seeds",
+            "0",
+            "--timesteps",
+            "200",
+            "--runs",
+            str(ray_sweep_dir / "runs"),
+            "--threads",
+            "64",
+            "--ray-address",
+            "local",
+        ]
+    )
     assert code == 2
     assert "each run asks for 64 CPUs (--threads) and 0 GPUs (--gpus-per-run), but no node" in capsys.readouterr().err
     assert not (ray_sweep_dir / "runs").exists()
@@ -516,9 +718,23 @@ def test_a_ray_sweep_whose_runs_fit_no_node_is_refused(ray_sweep_dir, capsys):
 
 def test_a_ray_sweep_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    code = sweep_command.main(["--games", "MsPacman", "--seeds", "0", "--timesteps", "200", "--runs", str(tmp_path / "runs"),
-                       "--ray-address", "auto"])
+    code = sweep_command.main(
+        [
+            "--games",
+            "MsPacman",
+            "--seeds",
+            "0",
+            "--timesteps",
+            "200",
+            "--runs",
+            str(tmp_path / "runs"),
+            "--ray-address",
+            "auto",
+        ]
+    )
     assert code == 2
-    assert "--ray-address needs Ray, which is not installed; install it with: pip install -e .[distributed]" \
+    assert (
+        "--ray-address needs Ray, which is not installed; install it with: pip install -e .[distributed]"
         in capsys.readouterr().err
+    )
     assert not (tmp_path / "runs").exists()

@@ -15,25 +15,23 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import A2C
-
-from rl_coordconv.agents.apex import ApeX
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureCNN
 from stable_baselines3.common.vec_env import VecEnvWrapper
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rl_coordconv.agents import checkpoints, evaluation, experiment
-from rl_coordconv.agents.scores import EpisodeScoreCallback
+from rl_coordconv.agents.apex import ApeX
 from rl_coordconv.agents.config import apply_overrides, parse_steps
 from rl_coordconv.agents.experiment import ExperimentConfig, run_experiment
 from rl_coordconv.agents.registry import AGENTS
-from rl_coordconv.rundir import latest_checkpoint
+from rl_coordconv.agents.scores import EpisodeScoreCallback
+from rl_coordconv.commands import train
 from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.layers import CoordConv2d
+from rl_coordconv.rundir import latest_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-
-from rl_coordconv.commands import train
 
 SMALL = ["--set", "a2c.n_envs=2", "--set", "checkpoint_every=1000", "--set", "eval_episodes=1", "--no-progress"]
 
@@ -56,8 +54,9 @@ def small_config(**changes) -> ExperimentConfig:
 def checkpoint_state(path: Path) -> tuple[dict, dict]:
     """The policy and optimizer state dicts inside an SB3 checkpoint, read without SB3's loader."""
     with zipfile.ZipFile(path) as archive:
-        return tuple(torch.load(io.BytesIO(archive.read(name)), map_location="cpu")
-                     for name in ("policy.pth", "policy.optimizer.pth"))
+        return tuple(
+            torch.load(io.BytesIO(archive.read(name)), map_location="cpu") for name in ("policy.pth", "policy.optimizer.pth")
+        )
 
 
 def assert_same_state(actual, expected, where="state"):
@@ -118,14 +117,19 @@ def test_every_agent_builds_the_arch_it_is_asked_for(agent, arch):
 
 
 # Coordinate weights per coordinate channel: 32 filters of 8x8, then 64 of 4x4 and 64 of 3x3.
-COORDINATE_WEIGHTS = {"conv": 0, "coordconv": 2 * 32 * 64, "coordconv_r": 3 * 32 * 64,
-                      "coordconv_all": 2 * (32 * 64 + 64 * 16 + 64 * 9)}
+COORDINATE_WEIGHTS = {
+    "conv": 0,
+    "coordconv": 2 * 32 * 64,
+    "coordconv_r": 3 * 32 * 64,
+    "coordconv_all": 2 * (32 * 64 + 64 * 16 + 64 * 9),
+}
 
 
 @pytest.mark.parametrize("agent", sorted(AGENTS))
 @pytest.mark.parametrize("arch", ["coordconv", "coordconv_r", "coordconv_all"])
 def test_archs_differ_from_conv_by_their_coordinate_weights_alone(agent, arch):
     """The heads and everything else are the same network: only the coordinate weights differ."""
+
     def policy_parameters(arch):
         config = small_config(agent=agent, arch=arch)
         env = make_atari_vec_env(config.game, config.n_envs, seed=0)
@@ -155,8 +159,15 @@ def test_ms_pacman_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
     record = json.loads((run_dir / "evaluation.json").read_text())
     assert record["episodes"] == 1 and record["scores"][0] % 10 == 0
     tags = scalars(run_dir)
-    for tag in ("train/value_loss", "train/policy_loss", "train/entropy_loss", "rollout/ep_rew_mean",
-                "episode/score", "episode/human_normalized", "eval/mean_score"):
+    for tag in (
+        "train/value_loss",
+        "train/policy_loss",
+        "train/entropy_loss",
+        "rollout/ep_rew_mean",
+        "episode/score",
+        "episode/human_normalized",
+        "eval/mean_score",
+    ):
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
     scores = tags["episode/score"]
     assert all(event.value >= 0 and event.value % 10 == 0 for event in scores)  # raw Ms. Pac-Man points
@@ -176,8 +187,21 @@ def test_existing_run_is_refused_and_resume_continues_the_step_counter(tmp_path)
     assert json.loads((run_dir / "config.json").read_text())["config"]["timesteps"] == 2000
 
 
-APEX_SMALL = ["--set", "apex.n_envs=4", "--set", "apex.buffer_size=4000", "--set", "apex.learning_starts=400",
-              "--set", "apex.batch_size=32", "--set", "checkpoint_every=2000", "--set", "eval_episodes=1", "--no-progress"]
+APEX_SMALL = [
+    "--set",
+    "apex.n_envs=4",
+    "--set",
+    "apex.buffer_size=4000",
+    "--set",
+    "apex.learning_starts=400",
+    "--set",
+    "apex.batch_size=32",
+    "--set",
+    "checkpoint_every=2000",
+    "--set",
+    "eval_episodes=1",
+    "--no-progress",
+]
 
 
 def test_ape_x_smoke_run_writes_the_expected_files_and_scalars(tmp_path, monkeypatch):
@@ -195,11 +219,25 @@ def test_ape_x_smoke_run_writes_the_expected_files_and_scalars(tmp_path, monkeyp
     record = json.loads((run_dir / "evaluation.json").read_text())
     assert record["episodes"] == 1 and record["scores"][0] % 10 == 0
     tags = scalars(run_dir)
-    for tag in ("episode/score", "train/loss", "train/mean_q", "train/mean_abs_td", "train/is_weight_min",
-                "train/learner_steps", "replay/size", "replay/fill", "replay/priority_max", "replay/priority_mean",
-                "time/fps", "time/learner_updates_per_s", "eval/mean_score"):
+    for tag in (
+        "episode/score",
+        "train/loss",
+        "train/mean_q",
+        "train/mean_abs_td",
+        "train/is_weight_min",
+        "train/learner_steps",
+        "replay/size",
+        "replay/fill",
+        "replay/priority_max",
+        "replay/priority_mean",
+        "time/fps",
+        "time/learner_updates_per_s",
+        "eval/mean_score",
+    ):
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
-    bands = {tag: tags[tag] for tag in ("episode/score_exploratory", "episode/score_middle", "episode/score_greedy") if tag in tags}
+    bands = {
+        tag: tags[tag] for tag in ("episode/score_exploratory", "episode/score_middle", "episode/score_greedy") if tag in tags
+    }
     assert bands and sum(len(events) for events in bands.values()) == len(tags["episode/score"])  # each game once
     # One batch of 32 per 32 transitions after step 416, when the replay first held learning_starts.
     assert max(event.value for event in tags["train/learner_steps"]) == (4000 - 416) // 32
@@ -243,8 +281,13 @@ def spy_on_apex(monkeypatch) -> list[dict]:
 
     def state(model):
         replay = model.replay_buffer
-        return {"steps": model.num_timesteps, "learner_steps": model.learner_steps, "replay": replay.size(),
-                "tree_total": replay.tree.total, "frames_added": replay.frame_rings.written.tolist()}
+        return {
+            "steps": model.num_timesteps,
+            "learner_steps": model.learner_steps,
+            "replay": replay.size(),
+            "tree_total": replay.tree.total,
+            "frames_added": replay.frame_rings.written.tolist(),
+        }
 
     def learn(self, *args, **kwargs):
         seen.append(state(self))
@@ -275,7 +318,9 @@ def test_ape_x_resume_continues_the_step_counters_and_the_replay(tmp_path, monke
     assert seen[3]["learner_steps"] > ended["learner_steps"] and seen[3]["steps"] == 1800
     assert [path.name for path in (run_dir / "checkpoints").glob("replay_*")] == ["replay_1800_steps.npz"]
     checkpoint_steps = sorted(int(path.stem.split("_")[1]) for path in (run_dir / "checkpoints").glob("model_*.zip"))
-    assert checkpoint_steps == [600, 1200, 1800] and sorted(set(replay_steps)) == checkpoint_steps  # each replay beside its model
+    assert (
+        checkpoint_steps == [600, 1200, 1800] and sorted(set(replay_steps)) == checkpoint_steps
+    )  # each replay beside its model
 
 
 def test_ape_x_resume_without_its_replay_says_so_and_refills_it(tmp_path, monkeypatch):
@@ -416,7 +461,9 @@ def test_a_killed_run_resumes_and_tensorboard_drops_what_it_logged_after_its_che
     overrides = ["--set", "a2c.n_envs=2", "--set", "checkpoint_every=700", "--set", "eval_episodes=0"]
     process = subprocess.Popen(
         [sys.executable, "scripts/train.py", "--timesteps", "1M", "--runs", str(tmp_path), "--no-progress", *overrides],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     run_dir = tmp_path / "MsPacman" / "a2c-conv" / "seed0"
     accumulator = EventAccumulator(str(run_dir / "tb"))
@@ -431,8 +478,12 @@ def test_a_killed_run_resumes_and_tensorboard_drops_what_it_logged_after_its_che
         except FileNotFoundError:
             return []
         accumulator.Reload()
-        return [(tag, event.step, event.wall_time) for tag in accumulator.Tags()["scalars"]
-                for event in accumulator.Scalars(tag) if event.step > step]
+        return [
+            (tag, event.step, event.wall_time)
+            for tag in accumulator.Tags()["scalars"]
+            for event in accumulator.Scalars(tag)
+            if event.step > step
+        ]
 
     deadline = time.time() + 180
     try:
@@ -485,9 +536,23 @@ def test_a_background_run_stops_on_ctrl_c_or_kill_with_a_checkpoint(tmp_path, si
     gracefully on Ctrl-C and on ``kill``: checkpoint, message, exit 130."""
     overrides = ["--set", "a2c.n_envs=2", "--set", "checkpoint_every=200", "--set", "eval_episodes=0"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "rl_coordconv", "train", "--timesteps", "1M", "--runs", str(tmp_path), "--no-progress",
-         *overrides],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ignore_ctrl_c,
+        [
+            sys.executable,
+            "-m",
+            "rl_coordconv",
+            "train",
+            "--timesteps",
+            "1M",
+            "--runs",
+            str(tmp_path),
+            "--no-progress",
+            *overrides,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=ignore_ctrl_c,
     )
     first_checkpoint = tmp_path / "MsPacman" / "a2c-conv" / "seed0" / "checkpoints" / "model_200_steps.zip"
     deadline = time.monotonic() + 180
@@ -599,9 +664,18 @@ def test_a_demo_started_in_the_background_still_stops_on_ctrl_c(tmp_path, monkey
         (["--set", "a2c.learning_rate=nan"], r"a2c.learning_rate must be in \(0, inf\), got nan"),
         (["--set", "a2c.learning_rate=inf"], r"a2c.learning_rate must be in \(0, inf\), got inf"),
         (["--agent", "ppo", "--set", "a2c.n_envs=8"], "'a2c.n_envs=8': a setting of a2c, which does not run here"),
-        *[(["--set", f"{key}={value}"], f"'{key}={value}': use --{key} for the {key}")
-          for key, value in (("game", "Pong"), ("agent", "ppo"), ("arch", "conv"), ("seed", "3"), ("timesteps", "5"),
-                             ("device", "cpu"), ("backend", "sb3"))],
+        *[
+            (["--set", f"{key}={value}"], f"'{key}={value}': use --{key} for the {key}")
+            for key, value in (
+                ("game", "Pong"),
+                ("agent", "ppo"),
+                ("arch", "conv"),
+                ("seed", "3"),
+                ("timesteps", "5"),
+                ("device", "cpu"),
+                ("backend", "sb3"),
+            )
+        ],
     ],
 )
 def test_bad_command_lines_get_clear_errors(argv, message, capsys, tmp_path, monkeypatch):
@@ -619,7 +693,13 @@ def test_bad_command_lines_get_clear_errors(argv, message, capsys, tmp_path, mon
 
 
 def test_step_counts_and_overrides():
-    assert [parse_steps(s) for s in ("10M", "250k", "1e6", "5000", "2.5M")] == [10_000_000, 250_000, 1_000_000, 5000, 2_500_000]
+    assert [parse_steps(s) for s in ("10M", "250k", "1e6", "5000", "2.5M")] == [
+        10_000_000,
+        250_000,
+        1_000_000,
+        5000,
+        2_500_000,
+    ]
     config = ExperimentConfig()
     apply_overrides(config, ["a2c.n_envs=8", "checkpoint_every=100k", "a2c.ent_coef=0.02", "backend=sb3"])
     assert (config.a2c.n_envs, config.checkpoint_every, config.a2c.ent_coef, config.backend) == (8, 100_000, 0.02, "sb3")

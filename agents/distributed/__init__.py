@@ -39,8 +39,12 @@ class DistributedConfig:
     hold_replay_ratio: bool = True
 
     RANGES: ClassVar[dict[str, Range]] = {
-        "actors": NON_NEGATIVE, "replay_shards": AT_LEAST_ONE, "block_steps": AT_LEAST_ONE,
-        "weights_interval": AT_LEAST_ONE, "prefetch": AT_LEAST_ONE, "max_actor_restarts": NON_NEGATIVE,
+        "actors": NON_NEGATIVE,
+        "replay_shards": AT_LEAST_ONE,
+        "block_steps": AT_LEAST_ONE,
+        "weights_interval": AT_LEAST_ONE,
+        "prefetch": AT_LEAST_ONE,
+        "max_actor_restarts": NON_NEGATIVE,
     }
 
     def validate(self) -> None:
@@ -87,8 +91,7 @@ def check_address_form(address: str, named: tuple[str, ...] = ("auto",)) -> None
     host, _, port = address.rpartition(":")
     if address in named or "://" in address or (host and port.isdigit() and 1 <= int(port) <= 65535):
         return
-    raise ValueError(f"--ray-address {address!r} is not {', '.join(named)}, HOST:PORT (a port 1-65535) "
-                     f"or a ray:// URL")
+    raise ValueError(f"--ray-address {address!r} is not {', '.join(named)}, HOST:PORT (a port 1-65535) or a ray:// URL")
 
 
 def check_reachable(address: str, timeout_seconds: float = 10) -> None:
@@ -100,8 +103,10 @@ def check_reachable(address: str, timeout_seconds: float = 10) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_seconds).close()
     except OSError as error:
-        raise ValueError(f"cannot reach the Ray head at --ray-address {address} ({error}); "
-                         f"start it there with `ray start --head --port {port}`") from None
+        raise ValueError(
+            f"cannot reach the Ray head at --ray-address {address} ({error}); "
+            f"start it there with `ray start --head --port {port}`"
+        ) from None
 
 
 def start_ray(address: str | None, n_actors: int) -> bool:

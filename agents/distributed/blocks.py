@@ -48,8 +48,16 @@ class StepBlock:
     @property
     def nbytes(self) -> int:
         """Bytes of array data the block carries."""
-        arrays = (self.first_observations, self.next_frames, self.actions, self.rewards, self.dones,
-                  self.truncations, self.q_taken, self.q_max)
+        arrays = (
+            self.first_observations,
+            self.next_frames,
+            self.actions,
+            self.rewards,
+            self.dones,
+            self.truncations,
+            self.q_taken,
+            self.q_max,
+        )
         return sum(array.nbytes for array in arrays) + sum(stack.nbytes + 16 for _, _, stack in self.resets)
 
 

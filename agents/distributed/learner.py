@@ -26,9 +26,10 @@ from __future__ import annotations
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,14 @@ from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
 from rl_coordconv.agents.apex import (
-    ApeX, ApeXConfig, HostCopy, epsilon_band, epsilon_ladder, learner_step, replay_kwargs, sync_target,
+    ApeX,
+    ApeXConfig,
+    HostCopy,
+    epsilon_band,
+    epsilon_ladder,
+    learner_step,
+    replay_kwargs,
+    sync_target,
 )
 from rl_coordconv.agents.distributed import DistributedConfig, ReplayShardDied, RolloutActorsDied, require_ray
 from rl_coordconv.agents.distributed.rollout import RolloutStats, RolloutWorker
@@ -113,15 +121,24 @@ class RayLearnerLoop:
         for shard in range(distributed.replay_shards):
             actors = [actor for actor in range(n_actors) if self.shard_of_actor[actor] == shard]
             capacity = config.buffer_size * len(actors) // n_actors
-            self.shards.append(shard_class.remote(
-                actors, n_envs, capacity, model.observation_space, model.action_space, replay_kwargs(config), seed + shard
-            ))
-        worker_class = self.ray.remote(
-            num_cpus=1, max_restarts=distributed.max_actor_restarts, max_task_retries=0
-        )(RolloutWorker)
+            self.shards.append(
+                shard_class.remote(
+                    actors, n_envs, capacity, model.observation_space, model.action_space, replay_kwargs(config), seed + shard
+                )
+            )
+        worker_class = self.ray.remote(num_cpus=1, max_restarts=distributed.max_actor_restarts, max_task_retries=0)(
+            RolloutWorker
+        )
         self.actors = [
-            worker_class.remote(actor, factory, arch, ladder[actor * n_envs : (actor + 1) * n_envs], actor * n_envs,
-                                seed * 1000 + actor, precision=precision_of(model.policy))
+            worker_class.remote(
+                actor,
+                factory,
+                arch,
+                ladder[actor * n_envs : (actor + 1) * n_envs],
+                actor * n_envs,
+                seed * 1000 + actor,
+                precision=precision_of(model.policy),
+            )
             for actor, factory in enumerate(env_factories)
         ]
         self.alive = set(range(n_actors))
@@ -203,8 +220,10 @@ class RayLearnerLoop:
         weights = None
         if self._sent_version[actor] != self._weights_version:
             weights, self._sent_version[actor] = self._weights_ref, self._weights_version
-        block, stats = self.actors[actor].rollout.options(num_returns=2).remote(
-            self.distributed.block_steps, weights, self._weights_version
+        block, stats = (
+            self.actors[actor]
+            .rollout.options(num_returns=2)
+            .remote(self.distributed.block_steps, weights, self._weights_version)
         )
         self._pending[stats] = _Flight("rollout", actor, block, self._lives[actor], actor in self._recovering)
 
@@ -299,8 +318,7 @@ class RayLearnerLoop:
         # rather than before it, so they reach their shard one learner step later: the shards
         # serve batches drawn with older priorities anyway (prefetch requests in flight).
         self._report_step()
-        self._unreported = (shard, batch.indices, float(batch.weights.min()),
-                            HostCopy(step.td_errors, step.loss, step.mean_q))
+        self._unreported = (shard, batch.indices, float(batch.weights.min()), HostCopy(step.td_errors, step.loss, step.mean_q))
         if not model.prefetching:
             self._report_step()
         model.learner_steps += 1
@@ -351,7 +369,9 @@ class RayLearnerLoop:
             "train/learner_steps": model.learner_steps,
         }
         for actor, transitions in meter.actor_transitions.items():
-            values[f"distributed/actor{actor}_frames_per_s"] = FRAMES_PER_STEP * transitions / max(meter.actor_seconds[actor], 1e-9)
+            values[f"distributed/actor{actor}_frames_per_s"] = (
+                FRAMES_PER_STEP * transitions / max(meter.actor_seconds[actor], 1e-9)
+            )
         if meter.weight_lags:
             values["distributed/weight_lag_mean"] = float(np.mean(meter.weight_lags))
             values["distributed/weight_lag_max"] = float(np.max(meter.weight_lags))

@@ -7,7 +7,8 @@ Plain Python, so that it runs in-process in tests and as a Ray actor in
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -62,7 +63,9 @@ class RolloutWorker:
         if self.env.num_envs != len(epsilons):
             raise ValueError(f"actor {actor}: the env has {self.env.num_envs} copies but got {len(epsilons)} epsilons")
         self.first_env = first_env
-        self.policy = DuelingCnnPolicy(self.env.observation_space, self.env.action_space, lambda _: 0.0, **policy_kwargs_for(arch))
+        self.policy = DuelingCnnPolicy(
+            self.env.observation_space, self.env.action_space, lambda _: 0.0, **policy_kwargs_for(arch)
+        )
         use_precision(self.policy, precision)
         self.policy.set_training_mode(False)
         self.acting = EpsilonGreedy(epsilons, int(self.env.action_space.n), seed)
@@ -79,7 +82,9 @@ class RolloutWorker:
         """The learner step of the weights acting now, and the acting network's ``state_dict``."""
         return self.weights_version, self.policy.q_net.state_dict()
 
-    def rollout(self, steps: int, weights: dict[str, torch.Tensor] | None = None, version: int = -1) -> tuple[StepBlock, RolloutStats]:
+    def rollout(
+        self, steps: int, weights: dict[str, torch.Tensor] | None = None, version: int = -1
+    ) -> tuple[StepBlock, RolloutStats]:
         """Play ``steps`` steps of every env copy (after loading ``weights`` when given)."""
         if weights is not None and version != self.weights_version:
             self.set_weights(weights, version)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from stable_baselines3.common.vec_env import VecEnv
 
+from rl_coordconv import rundir
 from rl_coordconv.agents.apex import ApeX, apex_kwargs
 from rl_coordconv.agents.checkpoints import save_checkpoint
 from rl_coordconv.agents.distributed import ReplayShardDied, require_ray, start_ray
@@ -24,7 +25,6 @@ from rl_coordconv.agents.distributed.learner import RayLearnerLoop
 from rl_coordconv.agents.run_config import ExperimentConfig
 from rl_coordconv.agents.scores import write_game_score
 from rl_coordconv.envs import get_game, make_atari_vec_env
-from rl_coordconv import rundir
 
 
 class RayTrainer:
@@ -39,8 +39,15 @@ class RayTrainer:
         self.model, self.config, self.run_dir = model, config, run_dir
         self.replay_lost = False  # a shard died: its transitions are gone, checkpoints hold the model only
         n_actors, n_envs = config.distributed.resolved_actors(), config.apex.n_envs
-        self.loop = RayLearnerLoop(model, config.arch, config.apex, config.distributed, rollout_env_factories(config),
-                                   seed=config.seed, on_game=_game_writer(model, config))
+        self.loop = RayLearnerLoop(
+            model,
+            config.arch,
+            config.apex,
+            config.distributed,
+            rollout_env_factories(config),
+            seed=config.seed,
+            on_game=_game_writer(model, config),
+        )
         print(f"Ray: {n_actors} rollout actors x {n_envs} envs, {config.distributed.replay_shards} replay shards")
 
     @staticmethod
@@ -64,8 +71,14 @@ class RayTrainer:
     def new_model(config: ExperimentConfig, env: VecEnv) -> ApeX:
         """The learner's :class:`ApeX` (network, optimizer, counters, logger, ``save``), built as the
         single-process agent is, without a replay of its own: the shards hold the transitions."""
-        return ApeX("CnnPolicy", env, seed=config.seed, device=config.device, local_replay=False,
-                    **apex_kwargs(config.arch, config.apex))
+        return ApeX(
+            "CnnPolicy",
+            env,
+            seed=config.seed,
+            device=config.device,
+            local_replay=False,
+            **apex_kwargs(config.arch, config.apex),
+        )
 
     def restore(self) -> None:
         prefix = self._replay_prefix()
@@ -119,16 +132,15 @@ def rollout_env_factories(config: ExperimentConfig) -> list[functools.partial]:
     n_actors, n_envs = config.distributed.resolved_actors(), config.apex.n_envs
     threads = config.distributed.emulator_threads()
     return [
-        functools.partial(make_atari_vec_env, config.game, n_envs, config.seed + actor * n_envs, config.backend,
-                          num_threads=threads)
+        functools.partial(
+            make_atari_vec_env, config.game, n_envs, config.seed + actor * n_envs, config.backend, num_threads=threads
+        )
         for actor in range(n_actors)
     ]
 
 
 def _game_writer(model: ApeX, config: ExperimentConfig):
-    writer = next(
-        (output.writer for output in model.logger.output_formats if hasattr(output, "writer")), None
-    )
+    writer = next((output.writer for output in model.logger.output_formats if hasattr(output, "writer")), None)
     game = get_game(config.game)
 
     def on_game(step: int, env: int, band: str, score: float, length: int) -> None:

@@ -56,8 +56,15 @@ class ReplayShard:
         per_actor = capacity // len(actors)
         self.actors = list(actors)
         self.buffers = [
-            PrioritizedReplayBuffer(per_actor, observation_space, action_space, device="cpu", n_envs=envs_per_actor,
-                                    seed=None if seed is None else seed + position, **replay_kwargs)
+            PrioritizedReplayBuffer(
+                per_actor,
+                observation_space,
+                action_space,
+                device="cpu",
+                n_envs=envs_per_actor,
+                seed=None if seed is None else seed + position,
+                **replay_kwargs,
+            )
             for position in range(len(actors))
         ]
         self._position = {actor: position for position, actor in enumerate(self.actors)}

@@ -189,9 +189,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             )
         per_env = int(buffer_size) // int(n_envs)
         if not isinstance(n_steps, (int, np.integer)) or not 1 <= n_steps <= per_env:
-            raise ValueError(
-                f"n_steps must be an integer in [1, buffer_size // n_envs = {per_env}], got {n_steps!r}"
-            )
+            raise ValueError(f"n_steps must be an integer in [1, buffer_size // n_envs = {per_env}], got {n_steps!r}")
         for name, value, accepted in (("gamma", gamma, DISCOUNT), ("alpha", alpha, PROBABILITY), ("beta", beta, PROBABILITY)):
             if value not in accepted:
                 raise ValueError(f"{name} must be in {accepted}, got {value!r}")
@@ -224,7 +222,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
                 f"available; lower buffer_size (e.g. --set apex.buffer_size={fits})"
             )
 
-        self.frame_rings = FrameRings(self.n_envs, frame_capacity_for(per_env, self.stack_size), self.stack_size, height, width)
+        self.frame_rings = FrameRings(
+            self.n_envs, frame_capacity_for(per_env, self.stack_size), self.stack_size, height, width
+        )
         self.obs_frames = np.zeros((per_env, self.n_envs), dtype=np.int64)  # newest frame of obs
         self.actions = np.zeros((per_env, self.n_envs), dtype=np.int64)
         self.rewards = np.zeros((per_env, self.n_envs), dtype=np.float32)
@@ -521,8 +521,18 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     # ------------------------------------------------------------ save / load
 
     # The saved names of the state arrays (format 2), and where they live.
-    _RECORD_ARRAYS = ("obs_frames", "actions", "rewards", "terminals", "truncations", "acting_q_taken", "acting_q_max",
-                      "oldest", "complete_end", "announced_end")
+    _RECORD_ARRAYS = (
+        "obs_frames",
+        "actions",
+        "rewards",
+        "terminals",
+        "truncations",
+        "acting_q_taken",
+        "acting_q_max",
+        "oldest",
+        "complete_end",
+        "announced_end",
+    )
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Every array :meth:`save` writes, by its saved name (the live arrays, not copies)."""
@@ -565,7 +575,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         with np.load(path, allow_pickle=False) as data:
             saved, mine = json.loads(str(data["settings"])), self._settings()
             if saved != mine:
-                differ = {key: (saved.get(key), mine.get(key)) for key in sorted(set(saved) | set(mine)) if saved.get(key) != mine.get(key)}
+                differ = {
+                    key: (saved.get(key), mine.get(key))
+                    for key in sorted(set(saved) | set(mine))
+                    if saved.get(key) != mine.get(key)
+                }
                 raise ValueError(
                     f"{os.fspath(path)!r} was saved by a buffer with other settings; (saved, this buffer): {differ}"
                 )
@@ -592,7 +606,9 @@ def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -
             f"(4, 84, 84)); got {observation_space}"
         )
     if not isinstance(action_space, spaces.Discrete):
-        raise ValueError(f"PrioritizedReplayBuffer is for DQN-style agents: it accepts a Discrete action space, got {action_space}")
+        raise ValueError(
+            f"PrioritizedReplayBuffer is for DQN-style agents: it accepts a Discrete action space, got {action_space}"
+        )
 
 
 def _per_env(values: Any, n_envs: int, name: str) -> np.ndarray:

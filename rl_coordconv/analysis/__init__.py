@@ -12,6 +12,16 @@ from rl_coordconv.analysis.report import Report, build_report, plot_curves, writ
 from rl_coordconv.analysis.runs import FoundRuns, NoRunsError, Run, Series, find_runs, load_run, read_scalars
 
 __all__ = [
-    "FoundRuns", "NoRunsError", "Report", "Run", "Series", "build_report", "find_runs", "load_run",
-    "plot_curves", "read_scalars", "write_report", "write_tensorboard",
+    "FoundRuns",
+    "NoRunsError",
+    "Report",
+    "Run",
+    "Series",
+    "build_report",
+    "find_runs",
+    "load_run",
+    "plot_curves",
+    "read_scalars",
+    "write_report",
+    "write_tensorboard",
 ]

@@ -43,8 +43,7 @@ def _quoted(match: re.Match) -> QuotedReport:
     records, *options = match.group("spec").split()
     settings = dict(option.split("=", 1) for option in options)
     figure = settings.get("figure")
-    return QuotedReport(Path(records), settings.get("agent", "a2c"), Path(figure) if figure else None,
-                        match.group("body"))
+    return QuotedReport(Path(records), settings.get("agent", "a2c"), Path(figure) if figure else None, match.group("body"))
 
 
 def render(report: Report, agent: str, figure: Path | None) -> str:
@@ -58,8 +57,9 @@ def report_for(root: Path, quoted: QuotedReport, reference_scores: Mapping[str, 
     return build_report(find_runs(root / quoted.records), reference_scores=reference_scores, seed=0)
 
 
-def stale_blocks(page: Path | str, root: Path | str,
-                 reference_scores: Mapping[str, tuple[float, float]]) -> list[tuple[QuotedReport, str]]:
+def stale_blocks(
+    page: Path | str, root: Path | str, reference_scores: Mapping[str, tuple[float, float]]
+) -> list[tuple[QuotedReport, str]]:
     """The blocks of ``page`` whose text is not what their records give now, each with that text."""
     root = Path(root)
     stale = []

@@ -34,10 +34,34 @@ SMOOTHING_FRACTION = 0.05  # trailing window, as a fraction of the panel's longe
 FINAL_FRACTION = 0.10  # final score: the last 10 % of each run's steps
 FRAMES_PER_STEP = 4
 COLUMNS = [
-    "game", "agent", "arch", "seeds", "steps", "final_score", "final_low", "final_high", "auc", "auc_low", "auc_high",
-    "difference", "difference_low", "difference_high", "auc_difference", "auc_difference_low", "auc_difference_high",
-    "verdict", "seed_list", "configured_steps", "incomplete_seeds", "human_normalized_final",
-    "eval_score", "eval_low", "eval_high", "eval_seeds", "detectable_difference", "detectable_auc_difference",
+    "game",
+    "agent",
+    "arch",
+    "seeds",
+    "steps",
+    "final_score",
+    "final_low",
+    "final_high",
+    "auc",
+    "auc_low",
+    "auc_high",
+    "difference",
+    "difference_low",
+    "difference_high",
+    "auc_difference",
+    "auc_difference_low",
+    "auc_difference_high",
+    "verdict",
+    "seed_list",
+    "configured_steps",
+    "incomplete_seeds",
+    "human_normalized_final",
+    "eval_score",
+    "eval_low",
+    "eval_high",
+    "eval_seeds",
+    "detectable_difference",
+    "detectable_auc_difference",
 ]
 SINGLE_SEED_VERDICT = "similar (no CI: 1 seed)"
 NO_BASELINE_VERDICT = "no baseline"
@@ -190,10 +214,12 @@ def _mean(values: np.ndarray) -> float:
 
 
 def _curve(arch: str, runs: list[Run], metric: str, grid: np.ndarray, window: float, seed: int, resamples: int) -> ArchCurve:
-    matrix = np.stack([
-        stats.curve_on_grid(run.scalars[metric].steps, run.scalars[metric].values, grid, window, run.last_step)
-        for run in runs
-    ])
+    matrix = np.stack(
+        [
+            stats.curve_on_grid(run.scalars[metric].steps, run.scalars[metric].values, grid, window, run.last_step)
+            for run in runs
+        ]
+    )
     available = ~np.isnan(matrix)
     counts = available.sum(axis=0)
     mean = np.full(grid.shape, np.nan)
@@ -204,8 +230,7 @@ def _curve(arch: str, runs: list[Run], metric: str, grid: np.ndarray, window: fl
     for index, pattern in enumerate(patterns):
         if pattern.sum() >= 2:
             columns = np.flatnonzero(which.ravel() == index)
-            low[columns], high[columns] = stats.bootstrap_ci(
-                matrix[np.ix_(pattern, columns)], resamples=resamples, seed=seed)
+            low[columns], high[columns] = stats.bootstrap_ci(matrix[np.ix_(pattern, columns)], resamples=resamples, seed=seed)
     return ArchCurve(arch, [run.seed for run in runs], matrix, mean, low, high, counts)
 
 
@@ -224,24 +249,49 @@ def _coverage_note(panel: Panel, curve: ArchCurve) -> str | None:
         if index == len(counts) or counts[index] != counts[start]:
             segments.append(f"{counts[start]} to {int(steps[index - 1]):,}")
             start = index
-    return (f"{panel.game} {panel.agent}-{curve.arch}: seeds of unequal length; seeds with data on the grid: "
-            + ", then ".join(segments) + " steps")
+    return (
+        f"{panel.game} {panel.agent}-{curve.arch}: seeds of unequal length; seeds with data on the grid: "
+        + ", then ".join(segments)
+        + " steps"
+    )
 
 
-def _row(game: str, agent: str, arch: str, runs: list[Run], curve: ArchCurve, metric: str,
-         reference: tuple[float, float] | None, seed: int, resamples: int) -> Row:
-    finals = np.array([
-        stats.final_window_mean(run.scalars[metric].steps, run.scalars[metric].values, run.last_step, FINAL_FRACTION)
-        for run in runs
-    ])
+def _row(
+    game: str,
+    agent: str,
+    arch: str,
+    runs: list[Run],
+    curve: ArchCurve,
+    metric: str,
+    reference: tuple[float, float] | None,
+    seed: int,
+    resamples: int,
+) -> Row:
+    finals = np.array(
+        [
+            stats.final_window_mean(run.scalars[metric].steps, run.scalars[metric].values, run.last_step, FINAL_FRACTION)
+            for run in runs
+        ]
+    )
     with np.errstate(all="ignore"):
         aucs = np.array([_mean(curve_row) for curve_row in curve.runs])
     configured = [run.timesteps for run in runs if run.timesteps is not None]
     row = Row(
-        game=game, agent=agent, arch=arch, seed_list=[run.seed for run in runs],
-        steps=min(run.last_step for run in runs), configured_steps=max(configured) if configured else None,
-        incomplete_seeds=sum(run.in_progress for run in runs), final_scores=finals, aucs=aucs,
-        final_score=_mean(finals), final_low=NAN, final_high=NAN, auc=_mean(aucs), auc_low=NAN, auc_high=NAN,
+        game=game,
+        agent=agent,
+        arch=arch,
+        seed_list=[run.seed for run in runs],
+        steps=min(run.last_step for run in runs),
+        configured_steps=max(configured) if configured else None,
+        incomplete_seeds=sum(run.in_progress for run in runs),
+        final_scores=finals,
+        aucs=aucs,
+        final_score=_mean(finals),
+        final_low=NAN,
+        final_high=NAN,
+        auc=_mean(aucs),
+        auc_low=NAN,
+        auc_high=NAN,
     )
     row.final_low, row.final_high = stats.bootstrap_ci(finals, resamples=resamples, seed=seed)
     row.auc_low, row.auc_high = stats.bootstrap_ci(aucs[~np.isnan(aucs)], resamples=resamples, seed=seed)
@@ -260,21 +310,31 @@ def _compare(row: Row, baseline: Row, seed: int, resamples: int) -> None:
     row.difference = row.final_score - baseline.final_score
     row.auc_difference = row.auc - baseline.auc
     row.difference_low, row.difference_high = stats.bootstrap_difference_ci(
-        row.final_scores, baseline.final_scores, resamples=resamples, seed=seed)
+        row.final_scores, baseline.final_scores, resamples=resamples, seed=seed
+    )
     row.auc_difference_low, row.auc_difference_high = stats.bootstrap_difference_ci(
-        aucs, base_aucs, resamples=resamples, seed=seed)
+        aucs, base_aucs, resamples=resamples, seed=seed
+    )
     row.detectable_difference = stats.detectable_difference(row.final_scores, baseline.final_scores, seed=seed)
     row.detectable_auc_difference = stats.detectable_difference(aucs, base_aucs, seed=seed)
     if min(row.seeds, baseline.seeds) < 2:
         row.verdict = SINGLE_SEED_VERDICT
     else:
-        row.verdict = stats.verdict((row.difference_low, row.difference_high),
-                                    (row.auc_difference_low, row.auc_difference_high))
+        row.verdict = stats.verdict(
+            (row.difference_low, row.difference_high), (row.auc_difference_low, row.auc_difference_high)
+        )
 
 
-def _aggregates(agent: str, rows: list[Row], archs: list[str], baseline: str,
-                reference_scores: Mapping[str, tuple[float, float]] | None,
-                seed: int, resamples: int, notes: list[str]) -> list[Aggregate]:
+def _aggregates(
+    agent: str,
+    rows: list[Row],
+    archs: list[str],
+    baseline: str,
+    reference_scores: Mapping[str, tuple[float, float]] | None,
+    seed: int,
+    resamples: int,
+    notes: list[str],
+) -> list[Aggregate]:
     by_game: dict[str, dict[str, Row]] = {}
     for row in rows:
         by_game.setdefault(row.game, {})[row.arch] = row
@@ -301,12 +361,21 @@ def _aggregates(agent: str, rows: list[Row], archs: list[str], baseline: str,
     for arch in archs:
         arch_scores = scores(arch)
         iqm_low, iqm_high = stats.interquartile_mean_ci(arch_scores, resamples=resamples, seed=seed)
-        aggregate = Aggregate(agent, arch, games, sum(len(s) for s in arch_scores), normalized,
-                              stats.interquartile_mean(np.concatenate(arch_scores)), iqm_low, iqm_high)
+        aggregate = Aggregate(
+            agent,
+            arch,
+            games,
+            sum(len(s) for s in arch_scores),
+            normalized,
+            stats.interquartile_mean(np.concatenate(arch_scores)),
+            iqm_low,
+            iqm_high,
+        )
         if arch != baseline:
             aggregate.improvement = stats.probability_of_improvement(arch_scores, scores(baseline))
             aggregate.improvement_low, aggregate.improvement_high = stats.probability_of_improvement_ci(
-                arch_scores, scores(baseline), resamples=resamples, seed=seed)
+                arch_scores, scores(baseline), resamples=resamples, seed=seed
+            )
         aggregates.append(aggregate)
     return aggregates
 
@@ -317,17 +386,24 @@ def headline(rows: list[Row], arch: str, baseline: str) -> str:
     better = sum(row.verdict == "better" for row in compared)
     worse = sum(row.verdict == "worse" for row in compared)
     similar = len(compared) - better - worse
-    text = f"{arch} better on {better} of {len(compared)} game{'s' if len(compared) != 1 else ''}, " \
-           f"similar on {similar}, worse on {worse}"
+    text = (
+        f"{arch} better on {better} of {len(compared)} game{'s' if len(compared) != 1 else ''}, "
+        f"similar on {similar}, worse on {worse}"
+    )
     single = sum(row.verdict == SINGLE_SEED_VERDICT for row in compared)
     if single:
         text += f" ({single} of the similar without a CI: 1 seed)"
     baseline_seeds = {row.game: row.seeds for row in rows if row.arch == baseline}
-    chances = [stats.chance_verdict_rate(row.seeds, baseline_seeds[row.game]) for row in compared
-               if row.verdict != SINGLE_SEED_VERDICT]
+    chances = [
+        stats.chance_verdict_rate(row.seeds, baseline_seeds[row.game])
+        for row in compared
+        if row.verdict != SINGLE_SEED_VERDICT
+    ]
     if chances:
-        text += (f"; with no true difference, chance alone would make about {sum(chances):.1f} of the "
-                 f"{len(chances)} game{'s' if len(chances) != 1 else ''} with intervals other than similar")
+        text += (
+            f"; with no true difference, chance alone would make about {sum(chances):.1f} of the "
+            f"{len(chances)} game{'s' if len(chances) != 1 else ''} with intervals other than similar"
+        )
     unmatched = [row.game for row in rows if row.arch == arch and row.verdict == NO_BASELINE_VERDICT]
     if unmatched:
         text += f"; no {baseline} runs to compare with on {', '.join(unmatched)}"
@@ -361,8 +437,10 @@ def build_report(
         else:
             notes.append(f"skipped {run.name}: no {metric!r} points yet (tags: {', '.join(sorted(run.scalars)) or 'none'})")
     if not runs:
-        raise NoRunsError(f"none of the {len(found.runs)} runs under {found.root} has {metric!r} points; "
-                          "choose another --metric or wait for the runs to finish some games")
+        raise NoRunsError(
+            f"none of the {len(found.runs)} runs under {found.root} has {metric!r} points; "
+            "choose another --metric or wait for the runs to finish some games"
+        )
     archs_found = sorted({run.arch for run in runs})
     if baseline not in archs_found:
         raise ValueError(f"baseline arch {baseline!r} has no runs under {found.root}; archs found: {', '.join(archs_found)}")
@@ -373,8 +451,9 @@ def build_report(
 
     panels, rows, aggregates, headlines = [], [], [], {}
     for agent in sorted(grouped):
-        agent_archs = sorted({arch for by_arch in grouped[agent].values() for arch in by_arch},
-                             key=lambda arch: (arch != baseline, arch))
+        agent_archs = sorted(
+            {arch for by_arch in grouped[agent].values() for arch in by_arch}, key=lambda arch: (arch != baseline, arch)
+        )
         agent_rows = []
         for game in sorted(grouped[agent]):
             by_arch = grouped[agent][game]
@@ -387,8 +466,17 @@ def build_report(
                 arch_runs = sorted(by_arch[arch], key=lambda run: run.seed)
                 curve = _curve(arch, arch_runs, metric, grid, window, seed, resamples)
                 panel.curves[arch] = curve
-                game_rows[arch] = _row(game, agent, arch, arch_runs, curve, metric,
-                                       None if reference_scores is None else reference_scores.get(game), seed, resamples)
+                game_rows[arch] = _row(
+                    game,
+                    agent,
+                    arch,
+                    arch_runs,
+                    curve,
+                    metric,
+                    None if reference_scores is None else reference_scores.get(game),
+                    seed,
+                    resamples,
+                )
                 if len(arch_runs) == 1:
                     notes.append(f"{game} {agent}-{arch}: 1 seed (seed {arch_runs[0].seed}): no confidence interval")
                 coverage = _coverage_note(panel, curve)
@@ -406,8 +494,9 @@ def build_report(
                 else:
                     _compare(row, base, seed, resamples)
             if base is None and len(game_rows):
-                notes.append(f"{game} {agent}: no {baseline} (baseline) runs: no difference for "
-                             f"{', '.join(game_rows)} on this game")
+                notes.append(
+                    f"{game} {agent}: no {baseline} (baseline) runs: no difference for {', '.join(game_rows)} on this game"
+                )
             panels.append(panel)
             agent_rows.extend(game_rows.values())
         rows.extend(agent_rows)
@@ -424,51 +513,54 @@ def method_text(report: Report) -> str:
     """The rules behind every number of the report, as summary.md states them."""
     smoothing, final = round(100 * SMOOTHING_FRACTION), round(100 * FINAL_FRACTION)
     confidence = round(100 * stats.CONFIDENCE)
-    return "\n".join([
-        f"- **Data**: the scalar `{report.metric}` of each run, every point, read from the TensorBoard event files "
-        "of the run directories (found by their config.json), against agent steps (1 agent step = 4 frames).",
-        f"- **Curves**: per game and agent, a grid of {GRID_POINTS} evenly spaced agent steps up to the longest run. "
-        f"A run's value at grid step g is the mean of the scores of the games that ended in (g - w, g], with "
-        f"w = {smoothing} % of the longest run's steps (a trailing window), from the run's first finished game "
-        "to the last step it logged; grid steps inside that range whose window holds no game are interpolated "
-        "linearly. Nothing is extrapolated: a run that stopped early contributes only up to its last step, and "
-        "curves.csv gives the number of seeds at each grid step.",
-        f"- **Final score**: per run, the mean score of the games that ended in the last {final} % of its steps "
-        "(end x 0.9, end] (its last game if none did), then the mean over seeds. A run in progress enters with "
-        "the score it has reached (listed in the notes; the steps column gives the fewest steps of any seed).",
-        "- **AUC**: per run, the mean of its smoothed curve over the grid steps inside its range (area under the "
-        "curve divided by its length: higher when it learned faster or scored higher), then the mean over seeds.",
-        f"- **Confidence intervals**: {confidence} % percentile bootstrap over seeds, {report.resamples:,} "
-        f"resamples, seeded (seed {report.seed}): seeds are resampled with replacement and the 2.5th and "
-        "97.5th percentiles of the resampled means are the interval. Differences are this arch minus "
-        f"`{report.baseline}`, each group's seeds resampled independently. The curves' bands use the same "
-        "bootstrap at each grid step over the seeds with data there. One seed: no interval. With few seeds "
-        "the percentile bootstrap is too narrow by construction (no resample reaches beyond the observed "
-        "values; 3 seeds give 10 distinct resamples): below 5 seeds read the intervals and verdicts as "
-        "indications, not tests.",
-        f"- **Verdict**: `better` when the {confidence} % CI of the final-score difference or of the AUC "
-        "difference lies above zero and neither lies below zero; `worse` in the mirror case; `similar` "
-        f"otherwise. With a single seed on either side there is no CI: `{SINGLE_SEED_VERDICT}`. "
-        f"`{NO_BASELINE_VERDICT}`: the game has no `{report.baseline}` runs. The headline's chance count sums, "
-        "over the games with intervals, how often this rule calls a difference where there is none, simulated "
-        "with normal seeds (`statistics.chance_verdict_rate`): "
-        + ", ".join(f"{stats.chance_verdict_rate(n, n):.2f} of games at {n} seeds a side" for n in (2, 3, 5))
-        + ".",
-        f"- **Detectable difference**: the smallest true difference (final score / AUC) whose {confidence} % CI "
-        f"lies above zero in at least {round(100 * stats.POWER)} % of repeated experiments with these seed "
-        "counts, if both archs' runs spread like the runs here (normal scores with the pooled standard deviation "
-        "of the two archs' seeds; `statistics.detectable_difference`, 2,000 simulated experiments of 1,000 "
-        "resamples each, seeded). A `similar` then reads: no difference larger than this (in either "
-        "direction, by symmetry). In standard deviations of one run: "
-        + ", ".join(f"{stats.detectable_effect(n, n):.2f} at {n} seeds a side" for n in (2, 3, 5)) + ".",
-        "- **Aggregate over games** (Agarwal et al. 2021, as rliable computes them), over the games where every "
-        "arch of the agent ran: human-normalized final scores (score - random) / (human - random); "
-        "interquartile mean (IQM) = the mean of the middle 50 % of the pooled run scores "
-        "(scipy.stats.trim_mean(x, 0.25)), its CI a stratified bootstrap (seeds resampled within each game, "
-        f"{report.resamples:,} resamples, percentile); probability of improvement P(X > Y) = the mean over "
-        "games of the Mann-Whitney statistic P(x > y) + 0.5 P(x = y) over all pairs of a seed of X and a seed "
-        "of Y, its CI a stratified bootstrap resampling X's and Y's seeds independently.",
-    ])
+    return "\n".join(
+        [
+            f"- **Data**: the scalar `{report.metric}` of each run, every point, read from the TensorBoard event files "
+            "of the run directories (found by their config.json), against agent steps (1 agent step = 4 frames).",
+            f"- **Curves**: per game and agent, a grid of {GRID_POINTS} evenly spaced agent steps up to the longest run. "
+            f"A run's value at grid step g is the mean of the scores of the games that ended in (g - w, g], with "
+            f"w = {smoothing} % of the longest run's steps (a trailing window), from the run's first finished game "
+            "to the last step it logged; grid steps inside that range whose window holds no game are interpolated "
+            "linearly. Nothing is extrapolated: a run that stopped early contributes only up to its last step, and "
+            "curves.csv gives the number of seeds at each grid step.",
+            f"- **Final score**: per run, the mean score of the games that ended in the last {final} % of its steps "
+            "(end x 0.9, end] (its last game if none did), then the mean over seeds. A run in progress enters with "
+            "the score it has reached (listed in the notes; the steps column gives the fewest steps of any seed).",
+            "- **AUC**: per run, the mean of its smoothed curve over the grid steps inside its range (area under the "
+            "curve divided by its length: higher when it learned faster or scored higher), then the mean over seeds.",
+            f"- **Confidence intervals**: {confidence} % percentile bootstrap over seeds, {report.resamples:,} "
+            f"resamples, seeded (seed {report.seed}): seeds are resampled with replacement and the 2.5th and "
+            "97.5th percentiles of the resampled means are the interval. Differences are this arch minus "
+            f"`{report.baseline}`, each group's seeds resampled independently. The curves' bands use the same "
+            "bootstrap at each grid step over the seeds with data there. One seed: no interval. With few seeds "
+            "the percentile bootstrap is too narrow by construction (no resample reaches beyond the observed "
+            "values; 3 seeds give 10 distinct resamples): below 5 seeds read the intervals and verdicts as "
+            "indications, not tests.",
+            f"- **Verdict**: `better` when the {confidence} % CI of the final-score difference or of the AUC "
+            "difference lies above zero and neither lies below zero; `worse` in the mirror case; `similar` "
+            f"otherwise. With a single seed on either side there is no CI: `{SINGLE_SEED_VERDICT}`. "
+            f"`{NO_BASELINE_VERDICT}`: the game has no `{report.baseline}` runs. The headline's chance count sums, "
+            "over the games with intervals, how often this rule calls a difference where there is none, simulated "
+            "with normal seeds (`statistics.chance_verdict_rate`): "
+            + ", ".join(f"{stats.chance_verdict_rate(n, n):.2f} of games at {n} seeds a side" for n in (2, 3, 5))
+            + ".",
+            f"- **Detectable difference**: the smallest true difference (final score / AUC) whose {confidence} % CI "
+            f"lies above zero in at least {round(100 * stats.POWER)} % of repeated experiments with these seed "
+            "counts, if both archs' runs spread like the runs here (normal scores with the pooled standard deviation "
+            "of the two archs' seeds; `statistics.detectable_difference`, 2,000 simulated experiments of 1,000 "
+            "resamples each, seeded). A `similar` then reads: no difference larger than this (in either "
+            "direction, by symmetry). In standard deviations of one run: "
+            + ", ".join(f"{stats.detectable_effect(n, n):.2f} at {n} seeds a side" for n in (2, 3, 5))
+            + ".",
+            "- **Aggregate over games** (Agarwal et al. 2021, as rliable computes them), over the games where every "
+            "arch of the agent ran: human-normalized final scores (score - random) / (human - random); "
+            "interquartile mean (IQM) = the mean of the middle 50 % of the pooled run scores "
+            "(scipy.stats.trim_mean(x, 0.25)), its CI a stratified bootstrap (seeds resampled within each game, "
+            f"{report.resamples:,} resamples, percentile); probability of improvement P(X > Y) = the mean over "
+            "games of the Mann-Whitney statistic P(x > y) + 0.5 P(x = y) over all pairs of a seed of X and a seed "
+            "of Y, its CI a stratified bootstrap resampling X's and Y's seeds independently.",
+        ]
+    )
 
 
 def _number(value: float) -> str:
@@ -505,7 +597,8 @@ def agent_section(report: Report, agent: str) -> list[str]:
     arch) and the aggregate over games, as summary.md shows them (and docs/results.md quotes them)."""
     lines: list[str] = []
     lines += [f"**{line}** (vs {report.baseline})." for line in report.headlines[agent]] or [
-        f"Only `{report.baseline}` ran: nothing to compare."]
+        f"Only `{report.baseline}` ran: nothing to compare."
+    ]
     lines += [
         "",
         f"| game | arch | seeds | steps | final score [95 % CI] | AUC [95 % CI] | final - {report.baseline} "
@@ -540,10 +633,15 @@ def agent_section(report: Report, agent: str) -> list[str]:
             "|---|---:|---|---|",
         ]
         for aggregate in aggregates:
-            improvement = ("-" if aggregate.arch == report.baseline else
-                           _with_ci(aggregate.improvement, aggregate.improvement_low, aggregate.improvement_high))
-            lines.append(f"| {aggregate.arch} | {aggregate.runs} | "
-                         f"{_with_ci(aggregate.iqm, aggregate.iqm_low, aggregate.iqm_high)} | {improvement} |")
+            improvement = (
+                "-"
+                if aggregate.arch == report.baseline
+                else _with_ci(aggregate.improvement, aggregate.improvement_low, aggregate.improvement_high)
+            )
+            lines.append(
+                f"| {aggregate.arch} | {aggregate.runs} | "
+                f"{_with_ci(aggregate.iqm, aggregate.iqm_low, aggregate.iqm_high)} | {improvement} |"
+            )
     else:
         lines += ["", "No aggregate over games: no game where every arch ran (with reference scores)."]
     return lines
@@ -604,9 +702,19 @@ def write_curves_csv(report: Report, path: Path | str) -> Path:
                 for index in np.flatnonzero(curve.seeds_per_step > 0):
                     step = int(panel.steps[index])
                     low, high = curve.low[index], curve.high[index]
-                    writer.writerow([panel.game, panel.agent, curve.arch, step, FRAMES_PER_STEP * step,
-                                     int(curve.seeds_per_step[index]), float(curve.mean[index]),
-                                     "" if np.isnan(low) else float(low), "" if np.isnan(high) else float(high)])
+                    writer.writerow(
+                        [
+                            panel.game,
+                            panel.agent,
+                            curve.arch,
+                            step,
+                            FRAMES_PER_STEP * step,
+                            int(curve.seeds_per_step[index]),
+                            float(curve.mean[index]),
+                            "" if np.isnan(low) else float(low),
+                            "" if np.isnan(high) else float(high),
+                        ]
+                    )
     return path
 
 
@@ -624,8 +732,9 @@ def _steps_label(value: float, _position: object = None) -> str:
 def plot_curves(report: Report) -> Figure:
     """One panel per game and agent: each arch's mean across seeds (line) and its 95 % CI (band,
     where at least two seeds have data), x in agent steps."""
-    archs = sorted({arch for panel in report.panels for arch in panel.curves},
-                   key=lambda arch: (arch != report.baseline, arch))
+    archs = sorted(
+        {arch for panel in report.panels for arch in panel.curves}, key=lambda arch: (arch != report.baseline, arch)
+    )
     colors = {arch: f"C{index}" for index, arch in enumerate(archs)}
     columns = min(3, len(report.panels))
     lines = math.ceil(len(report.panels) / columns)
@@ -642,19 +751,29 @@ def plot_curves(report: Report) -> Figure:
             axis.plot(panel.steps[shown], curve.mean[shown], color=colors[arch], label=label + ")")
             band = ~np.isnan(curve.low)
             if band.any():
-                axis.fill_between(panel.steps, np.where(band, curve.low, curve.mean), np.where(band, curve.high, curve.mean),
-                                  where=band, color=colors[arch], alpha=0.25, linewidth=0)
+                axis.fill_between(
+                    panel.steps,
+                    np.where(band, curve.low, curve.mean),
+                    np.where(band, curve.high, curve.mean),
+                    where=band,
+                    color=colors[arch],
+                    alpha=0.25,
+                    linewidth=0,
+                )
         axis.set_title(f"{panel.game} ({panel.agent})")
         axis.set_xlabel("agent steps (frames = 4 x steps)")
         axis.set_ylabel(report.metric)
         axis.xaxis.set_major_formatter(FuncFormatter(_steps_label))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="best")
-    for axis in axes[len(report.panels):]:
+    for axis in axes[len(report.panels) :]:
         axis.remove()
     # Two lines, so that a single 5.2-inch panel holds the title too.
-    figure.suptitle(f"{report.metric}: mean across seeds, 95 % bootstrap CI\ntrailing window of "
-                    f"{round(100 * SMOOTHING_FRACTION)} % of the steps", fontsize=10)
+    figure.suptitle(
+        f"{report.metric}: mean across seeds, 95 % bootstrap CI\ntrailing window of "
+        f"{round(100 * SMOOTHING_FRACTION)} % of the steps",
+        fontsize=10,
+    )
     return figure
 
 
@@ -700,8 +819,9 @@ def check_output_folder(folder: Path | str, *, overwrite: bool = False) -> Path:
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(f"--out {folder} is a file, not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-        raise FileExistsError(f"--out {folder} is not empty; choose an empty or new folder, or pass --overwrite "
-                              "to replace the report there")
+        raise FileExistsError(
+            f"--out {folder} is not empty; choose an empty or new folder, or pass --overwrite to replace the report there"
+        )
     return folder
 
 
@@ -724,8 +844,14 @@ def write_report(report: Report, folder: Path | str, *, overwrite: bool = False)
     (refused when it is not empty, unless ``overwrite``)."""
     folder = prepare_output_folder(folder, overwrite=overwrite)
     figure = plot_curves(report)
-    files = ReportFiles(folder / "summary.csv", folder / "summary.md", folder / "curves.csv",
-                        folder / "curves.png", folder / "curves.pdf", folder / "tensorboard")
+    files = ReportFiles(
+        folder / "summary.csv",
+        folder / "summary.md",
+        folder / "curves.csv",
+        folder / "curves.png",
+        folder / "curves.pdf",
+        folder / "tensorboard",
+    )
     figure.savefig(files.curves_png, dpi=120)
     figure.savefig(files.curves_pdf)
     write_summary_csv(report, files.summary_csv)

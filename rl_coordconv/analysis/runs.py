@@ -181,8 +181,10 @@ def find_runs(root: Path | str, *, progress: bool = False) -> FoundRuns:
         key = (run.game, run.agent, run.arch, run.seed)
         if key in runs:
             kept, dropped = sorted([runs[key], run], key=lambda r: r.last_step, reverse=True)
-            notes.append(f"{run.name} appears twice: kept {kept.path.relative_to(root)} ({kept.last_step:,} steps), "
-                         f"ignored {dropped.path.relative_to(root)} ({dropped.last_step:,} steps)")
+            notes.append(
+                f"{run.name} appears twice: kept {kept.path.relative_to(root)} ({kept.last_step:,} steps), "
+                f"ignored {dropped.path.relative_to(root)} ({dropped.last_step:,} steps)"
+            )
             runs[key] = kept
         else:
             runs[key] = run
@@ -192,14 +194,22 @@ def find_runs(root: Path | str, *, progress: bool = False) -> FoundRuns:
         raise NoRunsError(f"no runs under {root}{detail}; {RUN_LAYOUT}")
     for run in found:
         if run.in_progress:
-            notes.append(f"{run.name}: in progress or stopped early, at {run.trained_steps:,} of {run.timesteps:,} "
-                         f"steps ({100 * run.trained_steps / run.timesteps:.0f} %)")
+            notes.append(
+                f"{run.name}: in progress or stopped early, at {run.trained_steps:,} of {run.timesteps:,} "
+                f"steps ({100 * run.trained_steps / run.timesteps:.0f} %)"
+            )
         elif not run.finished:
-            notes.append(f"{run.name}: trained to {run.trained_steps:,} steps, but its final evaluation is missing "
-                         "(the sweep resumes it to evaluate it)")
+            notes.append(
+                f"{run.name}: trained to {run.trained_steps:,} steps, but its final evaluation is missing "
+                "(the sweep resumes it to evaluate it)"
+            )
         if len(run.evaluations) > 1:
-            listed = ", ".join(f"{evaluation.path.name} ({evaluation.timesteps:,} steps, {evaluation.episodes} games)"
-                               for evaluation in run.evaluations)
-            notes.append(f"{run.name}: evaluated {len(run.evaluations)} times ({listed}); the report uses "
-                         f"{run.evaluation.path.name}, the latest checkpoint's")
+            listed = ", ".join(
+                f"{evaluation.path.name} ({evaluation.timesteps:,} steps, {evaluation.episodes} games)"
+                for evaluation in run.evaluations
+            )
+            notes.append(
+                f"{run.name}: evaluated {len(run.evaluations)} times ({listed}); the report uses "
+                f"{run.evaluation.path.name}, the latest checkpoint's"
+            )
     return FoundRuns(root, found, notes)

@@ -127,9 +127,10 @@ def verdict(final_difference: Interval, auc_difference: Interval) -> str:
     return "similar"
 
 
-@functools.lru_cache(maxsize=None)
-def chance_verdict_rate(seeds: int, baseline_seeds: int, *, games: int = 2_000, resamples: int = 1_000,
-                        seed: int = 0) -> float:
+@functools.cache
+def chance_verdict_rate(
+    seeds: int, baseline_seeds: int, *, games: int = 2_000, resamples: int = 1_000, seed: int = 0
+) -> float:
     """The fraction of games with NO true difference that :func:`verdict` still calls better or
     worse, with ``seeds`` and ``baseline_seeds`` seeds a side: the false-alarm rate of a verdict.
 
@@ -144,8 +145,9 @@ def chance_verdict_rate(seeds: int, baseline_seeds: int, *, games: int = 2_000, 
     alarms = 0
     for game in range(games):
         values, baseline = rng.standard_normal((2, seeds)), rng.standard_normal((2, baseline_seeds))
-        final, auc = (bootstrap_difference_ci(values[i], baseline[i], resamples=resamples, seed=2 * game + i)
-                      for i in range(2))
+        final, auc = (
+            bootstrap_difference_ci(values[i], baseline[i], resamples=resamples, seed=2 * game + i) for i in range(2)
+        )
         alarms += verdict(final, auc) != "similar"
     return alarms / games
 
@@ -153,9 +155,10 @@ def chance_verdict_rate(seeds: int, baseline_seeds: int, *, games: int = 2_000, 
 POWER = 0.8
 
 
-@functools.lru_cache(maxsize=None)
-def detectable_effect(seeds: int, baseline_seeds: int, *, power: float = POWER, games: int = 2_000,
-                      resamples: int = 1_000, seed: int = 0) -> float:
+@functools.cache
+def detectable_effect(
+    seeds: int, baseline_seeds: int, *, power: float = POWER, games: int = 2_000, resamples: int = 1_000, seed: int = 0
+) -> float:
     """The smallest true difference, in standard deviations of one run's score, whose
     :func:`bootstrap_difference_ci` lies above zero in at least ``power`` of games, with ``seeds``
     and ``baseline_seeds`` seeds a side: the size of difference a verdict sees, and below which a
@@ -192,8 +195,9 @@ def pooled_standard_deviation(values: Sequence[float] | np.ndarray, baseline: Se
     return float(np.sqrt(squares / (len(values) + len(baseline) - 2)))
 
 
-def detectable_difference(values: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray, *,
-                          power: float = POWER, seed: int = 0) -> float:
+def detectable_difference(
+    values: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray, *, power: float = POWER, seed: int = 0
+) -> float:
     """The smallest difference of means, in the units of the values, that the interval of
     ``mean(values) - mean(baseline)`` would show (lie above zero) in at least ``power`` of
     repeated experiments with these seed counts, if both groups spread as these runs do:

@@ -52,12 +52,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {summary}" for name, summary in COMMANDS.items()]
-    return "usage: rl-coordconv <command> [options]\n\ncommands:\n" + "\n".join(lines) + \
-        "\n\nrl-coordconv <command> --help lists a command's options with their defaults."
+    return (
+        "usage: rl-coordconv <command> [options]\n\ncommands:\n"
+        + "\n".join(lines)
+        + "\n\nrl-coordconv <command> --help lists a command's options with their defaults."
+    )
 
 
-def one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                     line: str | None = None) -> str:
+def one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
     """A warning as the commands print it: ``warning: <message>``, without the file, line number and
     source line of the call, which tell a user of the command nothing."""
     return f"warning: {message}\n"

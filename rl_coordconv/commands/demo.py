@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from rl_coordconv.agents.config import parse_steps
-from rl_coordconv.commands import HelpFormatter, compare
-from rl_coordconv.agents.experiment import ExperimentConfig, run_experiment
 from rl_coordconv import rundir
+from rl_coordconv.agents.config import parse_steps
+from rl_coordconv.agents.experiment import ExperimentConfig, run_experiment
+from rl_coordconv.commands import HelpFormatter, compare
 from rl_coordconv.rundir import stops_on_signals
 
 ARCHS = ("conv", "coordconv")
@@ -25,8 +25,7 @@ ARCHS = ("conv", "coordconv")
 
 @stops_on_signals
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rl-coordconv demo",
-                                     description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="rl-coordconv demo", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--timesteps", default="100k", help="agent steps per run")
     parser.add_argument("--game", default="MsPacman")
     parser.add_argument("--device", default="auto")
@@ -35,8 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.runs) / time.strftime("%Y%m%d-%H%M%S")
     try:
         configs = [
-            ExperimentConfig(game=args.game, arch=arch, timesteps=parse_steps(args.timesteps), device=args.device,
-                             checkpoint_every=50_000, eval_episodes=4)
+            ExperimentConfig(
+                game=args.game,
+                arch=arch,
+                timesteps=parse_steps(args.timesteps),
+                device=args.device,
+                checkpoint_every=50_000,
+                eval_episodes=4,
+            )
             for arch in ARCHS
         ]
         for config in configs:

@@ -23,8 +23,9 @@ import argparse
 import functools
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -32,7 +33,7 @@ from stable_baselines3.common.utils import set_random_seed
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from rl_coordconv.commands import HelpFormatter
+from rl_coordconv import rundir
 from rl_coordconv.agents.checkpoints import load_checkpoint
 from rl_coordconv.agents.evaluation import (
     EVAL_SEED_OFFSET,
@@ -46,10 +47,10 @@ from rl_coordconv.agents.evaluation import (
 )
 from rl_coordconv.agents.experiment import ExperimentConfig, config_from_dict
 from rl_coordconv.agents.registry import AGENTS
+from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.devices import resolve_device
 from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.precision import check_precision, use_precision
-from rl_coordconv import rundir
 
 VIDEO_GAMES = 2  # games recorded with --video when --video-games is not given
 VIDEO_BACKEND = "sb3"
@@ -84,16 +85,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = _Parser(prog="rl-coordconv evaluate", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory: <runs>/<game>/<agent>-<arch>/seed<k>")
     parser.add_argument("--episodes", type=_positive_int("--episodes"), default=30, help="full games to score")
-    parser.add_argument("--checkpoint", default="last",
-                        help="'last' (the latest complete checkpoint of the run) or the path of a checkpoint .zip")
+    parser.add_argument(
+        "--checkpoint",
+        default="last",
+        help="'last' (the latest complete checkpoint of the run) or the path of a checkpoint .zip",
+    )
     parser.add_argument("--video", action="store_true", help="record mp4 videos of separate games in RUN_DIR/videos/")
-    parser.add_argument("--video-games", type=_positive_int("--video-games"), default=None,
-                        help=f"games to record with --video (default {VIDEO_GAMES})")
-    parser.add_argument("--saliency", action="store_true",
-                        help="beside the game, the gradient of the chosen action's logit or Q value (implies --video)")
+    parser.add_argument(
+        "--video-games",
+        type=_positive_int("--video-games"),
+        default=None,
+        help=f"games to record with --video (default {VIDEO_GAMES})",
+    )
+    parser.add_argument(
+        "--saliency",
+        action="store_true",
+        help="beside the game, the gradient of the chosen action's logit or Q value (implies --video)",
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="greedy actions: A2C's argmax, the Q agents without exploration")
+    parser.add_argument(
+        "--deterministic", action="store_true", help="greedy actions: A2C's argmax, the Q agents without exploration"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an evaluation of the same checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args(argv)
@@ -134,7 +146,9 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
         try:
             return rundir.latest_checkpoint(run_dir)
         except FileNotFoundError:
-            raise UsageError(f"no checkpoint to evaluate in {run_dir / rundir.CHECKPOINT_DIR} (model_<steps>_steps.zip)") from None
+            raise UsageError(
+                f"no checkpoint to evaluate in {run_dir / rundir.CHECKPOINT_DIR} (model_<steps>_steps.zip)"
+            ) from None
     path = Path(checkpoint)
     if not path.exists() and (run_dir / rundir.CHECKPOINT_DIR / checkpoint).exists():
         path = run_dir / rundir.CHECKPOINT_DIR / checkpoint
@@ -150,8 +164,9 @@ def load_model(config: ExperimentConfig, path: Path, device: str) -> BaseAlgorit
     try:
         model = load_checkpoint(algorithm, path, device=device)
     except Exception as error:  # a damaged file, or another agent's checkpoint
-        raise UsageError(f"cannot load {path} as a {config.agent} ({algorithm.__name__}) model: "
-                         f"{type(error).__name__}: {error}") from None
+        raise UsageError(
+            f"cannot load {path} as a {config.agent} ({algorithm.__name__}) model: {type(error).__name__}: {error}"
+        ) from None
     use_precision(model.policy, config.precision)
     return model
 
@@ -170,8 +185,15 @@ def write_videos(
     (``_saliency`` before ``.mp4`` with saliency). :return: per video its path, score, agent steps, frames."""
     import imageio.v2 as imageio
 
-    env = make_atari_vec_env(config.game, 1, seed=config.seed + EVAL_SEED_OFFSET, backend=VIDEO_BACKEND,
-                             terminal_on_life_loss=False, clip_rewards=False, render_mode="rgb_array")
+    env = make_atari_vec_env(
+        config.game,
+        1,
+        seed=config.seed + EVAL_SEED_OFFSET,
+        backend=VIDEO_BACKEND,
+        terminal_on_life_loss=False,
+        clip_rewards=False,
+        render_mode="rgb_array",
+    )
     saliency = functools.partial(action_saliency, policy_action_scores(model.policy)) if with_saliency else None
     label = config.arch if with_saliency else None
     folder.mkdir(parents=True, exist_ok=True)
@@ -182,16 +204,25 @@ def write_videos(
         for frame in render_games(predict, env, n_games, saliency):
             if writer is None:
                 path = folder / f"{stem}_game{frame.game + 1}{'_saliency' if with_saliency else ''}.mp4"
-                writer = imageio.get_writer(path, format="FFMPEG", fps=VIDEO_FPS, codec="libx264", quality=6,
-                                            pixelformat="yuv420p", macro_block_size=2)
+                writer = imageio.get_writer(
+                    path, format="FFMPEG", fps=VIDEO_FPS, codec="libx264", quality=6, pixelformat="yuv420p", macro_block_size=2
+                )
                 frames = 0
             writer.append_data(video_frame(frame, label))
             frames += 1
             if frame.last:
                 writer.close()
                 writer = None
-                videos.append({"path": str(path), "backend": VIDEO_BACKEND, "score": frame.score,
-                               "agent_steps": frame.step, "frames": frames, "saliency": with_saliency})
+                videos.append(
+                    {
+                        "path": str(path),
+                        "backend": VIDEO_BACKEND,
+                        "score": frame.score,
+                        "agent_steps": frame.step,
+                        "frames": frames,
+                        "saliency": with_saliency,
+                    }
+                )
                 bar.update(1)
     finally:
         bar.close()
@@ -225,8 +256,10 @@ def log_to_tensorboard(run_dir: Path, step: int, result: dict[str, Any]) -> None
         writer.add_scalar("eval/human_normalized", result["human_normalized_mean"], step)
         as_video = _moviepy_video_support()
         if result["videos"] and not as_video:
-            print(f"TensorBoard: {TENSORBOARD_STILLS} stills per video (SummaryWriter.add_video needs moviepy 1.x); "
-                  f"the mp4 files are in {run_dir / 'videos'}")
+            print(
+                f"TensorBoard: {TENSORBOARD_STILLS} stills per video (SummaryWriter.add_video needs moviepy 1.x); "
+                f"the mp4 files are in {run_dir / 'videos'}"
+            )
         for index, video in enumerate(result["videos"], start=1):
             count = video["frames"]
             if as_video:
@@ -254,9 +287,11 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
     if out.exists() and not args.overwrite:
         raise UsageError(f"{out} exists (an evaluation of this checkpoint); pass --overwrite to replace it")
 
-    print(f"Evaluating {config.agent}-{config.arch} on {config.game} at {steps:,} steps ({checkpoint.name}): "
-          f"{args.episodes} games on the {config.backend} backend, "
-          f"{evaluation_policy(model, args.deterministic)[1]['description']}")
+    print(
+        f"Evaluating {config.agent}-{config.arch} on {config.game} at {steps:,} steps ({checkpoint.name}): "
+        f"{args.episodes} games on the {config.backend} backend, "
+        f"{evaluation_policy(model, args.deterministic)[1]['description']}"
+    )
     bar = tqdm(total=args.episodes, unit="game", desc="games", disable=args.no_progress)
 
     def advance(game: PlayedGame) -> None:
@@ -264,22 +299,27 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
         bar.set_postfix(score=f"{game.score:.0f}")
 
     try:
-        record = evaluate_model(model, config.game, config.seed, config.backend, args.episodes,
-                                deterministic=args.deterministic, on_game=advance)
+        record = evaluate_model(
+            model, config.game, config.seed, config.backend, args.episodes, deterministic=args.deterministic, on_game=advance
+        )
     finally:
         bar.close()
     result = {"checkpoint": str(checkpoint), "agent": config.agent, "arch": config.arch, **record, "videos": []}
     if args.video:
         set_random_seed(result["seed"])
         predict, _ = evaluation_policy(model, args.deterministic)
-        result["videos"] = write_videos(model, config, predict, run_dir / "videos", checkpoint.stem,
-                                        args.video_games, args.saliency, not args.no_progress)
-        result["videos_note"] = (f"separate games on the {VIDEO_BACKEND!r} backend (full-colour screens), "
-                                 "not among the scores above")
+        result["videos"] = write_videos(
+            model, config, predict, run_dir / "videos", checkpoint.stem, args.video_games, args.saliency, not args.no_progress
+        )
+        result["videos_note"] = (
+            f"separate games on the {VIDEO_BACKEND!r} backend (full-colour screens), not among the scores above"
+        )
     rundir.write_evaluation(run_dir, result, steps)
     log_to_tensorboard(run_dir, steps, result)
-    print(f"Mean score {result['mean_score']:.1f} +- {result['std_score']:.1f} (min {result['min_score']:.0f}, "
-          f"max {result['max_score']:.0f}), human-normalized {result['human_normalized_mean']:.3f} -> {out}")
+    print(
+        f"Mean score {result['mean_score']:.1f} +- {result['std_score']:.1f} (min {result['min_score']:.0f}, "
+        f"max {result['max_score']:.0f}), human-normalized {result['human_normalized_mean']:.3f} -> {out}"
+    )
     for video in result["videos"]:
         print(f"Video: {video['path']} (score {video['score']:.0f}, {video['agent_steps']} agent steps)")
     return result

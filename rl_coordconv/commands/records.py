@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from rl_coordconv.commands import HelpFormatter
 from rl_coordconv import rundir
+from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.rundir import RunState
 
 
@@ -37,8 +37,7 @@ def copy_finished_records(source: Path, destination: Path) -> tuple[list[Path], 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rl-coordconv records",
-                                     description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="rl-coordconv records", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("source", type=Path, metavar="SOURCE", help="folder of run directories (a sweep's --runs)")
     parser.add_argument("destination", type=Path, metavar="DEST", help="where the records go")
     args = parser.parse_args(argv)
@@ -55,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     size = sum(path.stat().st_size for path in args.destination.rglob("*") if path.is_file()) if copied else 0
-    print(f"copied {len(copied)} finished runs to {args.destination} ({size / 1e6:.1f} MB in all); "
-          f"{len(unfinished)} not finished, left out")
+    print(
+        f"copied {len(copied)} finished runs to {args.destination} ({size / 1e6:.1f} MB in all); "
+        f"{len(unfinished)} not finished, left out"
+    )
     return 0
 
 

@@ -26,9 +26,10 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -36,13 +37,21 @@ from tqdm.auto import tqdm
 
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.devices import check_device
-from rl_coordconv.supervised import MODELS, SPLITS, TASKS, TrainConfig, train
-from rl_coordconv.supervised import classification, detection, detection_report, generative_report
+from rl_coordconv.supervised import (
+    MODELS,
+    SPLITS,
+    TASKS,
+    TrainConfig,
+    classification,
+    detection,
+    detection_report,
+    generative_report,
+    train,
+)
 from rl_coordconv.supervised.archs import ARCHS
 from rl_coordconv.supervised.generative import EXPERIMENTS, GenerativeConfig, train_generative
 from rl_coordconv.supervised.models import build_model, count_parameters
 from rl_coordconv.supervised.report import markdown, save_figures, write_csv
-
 
 NOT_SO_CLEVR = "not-so-clevr"
 CLASSIFICATION = "classification"
@@ -70,14 +79,16 @@ def expand(choice: str, every: tuple[str, ...], word: str) -> list[str]:
 def model_name(name: str) -> str:
     """``--model``'s value under its current name, with a ``FutureWarning`` for a renamed one."""
     if name in RENAMED_MODELS:
-        warnings.warn(f"--model {name} is now --model {RENAMED_MODELS[name]}; the old name will go in a later version",
-                      FutureWarning, stacklevel=2)
+        warnings.warn(
+            f"--model {name} is now --model {RENAMED_MODELS[name]}; the old name will go in a later version",
+            FutureWarning,
+            stacklevel=2,
+        )
     return RENAMED_MODELS.get(name, name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rl-coordconv supervised",
-                                     description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="rl-coordconv supervised", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--experiment", default=NOT_SO_CLEVR, choices=[*EXPERIMENT_NAMES, "all"])
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks that everything runs and writes its files")
     parser.add_argument("--task", default="all", choices=[*TASKS, "all"], help="Not-so-Clevr task")
@@ -85,15 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="both", type=model_name, choices=[*MODELS, "both"], help="Not-so-Clevr model")
     parser.add_argument("--epochs", type=int, default=None, help="epoch budget per run (default: per experiment and model)")
     parser.add_argument("--learning-rate", type=float, default=None, help="(default: per experiment)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="(default: 16 for not-so-clevr and detection, 64 for the others)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="(default: 16 for not-so-clevr and detection, 64 for the others)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
-    parser.add_argument("--seeds", type=int, default=None,
-                        help="seeds per model, from --seed on (default: 5 for classification, 3 for vae and gan, "
-                             "3 for detection, 1 for not-so-clevr)")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="runs at once, each in its own process with cpu_count / jobs threads (default: 2 for "
-                             "detection, 1 for the others)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds per model, from --seed on (default: 5 for classification, 3 for vae and gan, "
+        "3 for detection, 1 for not-so-clevr)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="runs at once, each in its own process with cpu_count / jobs threads (default: 2 for "
+        "detection, 1 for the others)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1")
     parser.add_argument("--checks-per-epoch", type=int, default=4, help="test evaluations per epoch (timing resolution)")
     parser.add_argument("--no-early-stop", action="store_true", help="train the whole budget even when solved")
@@ -118,13 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {out} is not empty; choose another --out", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}"
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}"
+    )
     reports = []
     for experiment, configs in plans.items():
         folder = out / experiment if len(plans) > 1 else out
         folder.mkdir(exist_ok=True)
-        run = {NOT_SO_CLEVR: run_not_so_clevr, CLASSIFICATION: run_classification,
-               DETECTION: run_detection}.get(experiment, run_generative)
+        run = {NOT_SO_CLEVR: run_not_so_clevr, CLASSIFICATION: run_classification, DETECTION: run_detection}.get(
+            experiment, run_generative
+        )
         reports.append(run(configs, folder, machine, jobs(experiment, args)))
     if len(plans) > 1:
         (out / "results.md").write_text("\n\n".join(reports))
@@ -159,25 +182,34 @@ def plan(experiment: str, args: argparse.Namespace) -> list:
     if experiment == NOT_SO_CLEVR:
         budget = {**({"epochs": 1} if args.quick else {}), **given}
         configs = [
-            TrainConfig(task, split, model, seed=args.seed, device=args.device, stop_when_solved=not args.no_early_stop,
-                        checks_per_epoch=args.checks_per_epoch, **budget)
+            TrainConfig(
+                task,
+                split,
+                model,
+                seed=args.seed,
+                device=args.device,
+                stop_when_solved=not args.no_early_stop,
+                checks_per_epoch=args.checks_per_epoch,
+                **budget,
+            )
             for task in expand(args.task, tuple(TASKS), "all")
             for split in expand(args.split, SPLITS, "both")
             for model in expand(args.model, MODELS, "both")
         ]
     elif experiment == CLASSIFICATION:
         budget = {**({"epochs": 1} if args.quick else {}), **given}
-        configs = [classification.ClassificationConfig(arch, seed, device=args.device, **budget)
-                   for seed in seeds for arch in ARCHS]
+        configs = [
+            classification.ClassificationConfig(arch, seed, device=args.device, **budget) for seed in seeds for arch in ARCHS
+        ]
     elif experiment == DETECTION:
         detection.require_torchvision()
         budget = {**(QUICK_DETECTION if args.quick else {}), **given}
-        configs = [detection.DetectionConfig(arch, seed, device=args.device, **budget)
-                   for seed in seeds for arch in ARCHS]
+        configs = [detection.DetectionConfig(arch, seed, device=args.device, **budget) for seed in seeds for arch in ARCHS]
     else:
         budget = {**(QUICK_GENERATIVE if args.quick else {}), **given}
-        configs = [GenerativeConfig(experiment, arch, seed=seed, device=args.device, **budget)
-                   for seed in seeds for arch in ARCHS]
+        configs = [
+            GenerativeConfig(experiment, arch, seed=seed, device=args.device, **budget) for seed in seeds for arch in ARCHS
+        ]
     for config in configs:
         config.validate()
     return configs
@@ -196,10 +228,13 @@ def train_runs(train: Callable, configs: list, tb_dirs: list[Path], jobs: int, r
         return results
     threads = max(1, (os.cpu_count() or 1) // jobs)
     results = [None] * len(configs)
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-        futures = {pool.submit(_train_logged, train, config, tb_dir, False): index
-                   for index, (config, tb_dir) in enumerate(zip(configs, tb_dirs, strict=True))}
+    with ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads, initargs=(threads,)
+    ) as pool:
+        futures = {
+            pool.submit(_train_logged, train, config, tb_dir, False): index
+            for index, (config, tb_dir) in enumerate(zip(configs, tb_dirs, strict=True))
+        }
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"runs, {jobs} at a time", leave=False):
             results[futures[future]] = future.result()
             report(results[futures[future]])
@@ -214,11 +249,16 @@ def _train_logged(train: Callable, config, tb_dir: Path, progress: bool):
 def run_not_so_clevr(configs: list[TrainConfig], out: Path, machine: str, jobs: int) -> str:
     def report(result) -> None:
         config, metric = result.config, TASKS[result.config.task].metric
-        solved = f"solved after {result.epochs_to_threshold:.2f} epochs, {result.seconds_to_threshold:.1f} s" \
-            if result.epochs_to_threshold is not None else "not solved"
-        tqdm.write(f"{config.task:14s} {config.split:8s} {config.model:9s} ({count_parameters(build_model(config.task, config.model)):,} "
-              f"parameters): train {metric} {result.train[metric]:.4f}, test {metric} {result.test[metric]:.4f}, "
-              f"{result.epochs_run:.2f} epochs in {result.seconds:.1f} s: {solved}")
+        solved = (
+            f"solved after {result.epochs_to_threshold:.2f} epochs, {result.seconds_to_threshold:.1f} s"
+            if result.epochs_to_threshold is not None
+            else "not solved"
+        )
+        tqdm.write(
+            f"{config.task:14s} {config.split:8s} {config.model:9s} ({count_parameters(build_model(config.task, config.model)):,} "
+            f"parameters): train {metric} {result.train[metric]:.4f}, test {metric} {result.test[metric]:.4f}, "
+            f"{result.epochs_run:.2f} epochs in {result.seconds:.1f} s: {solved}"
+        )
 
     tb_dirs = [out / "tb" / f"{c.task}-{c.split}-{c.model}" for c in configs]
     results = train_runs(train, configs, tb_dirs, jobs, report)
@@ -231,16 +271,20 @@ def run_not_so_clevr(configs: list[TrainConfig], out: Path, machine: str, jobs: 
 
 def run_classification(configs: list[classification.ClassificationConfig], out: Path, machine: str, jobs: int) -> str:
     def report(result) -> None:
-        tqdm.write(f"classification {result.config.arch} seed {result.config.seed}: test accuracy {result.test_accuracy:.4f} "
-              f"(train {result.train_accuracy:.4f}) in {result.seconds:.1f} s")
+        tqdm.write(
+            f"classification {result.config.arch} seed {result.config.seed}: test accuracy {result.test_accuracy:.4f} "
+            f"(train {result.train_accuracy:.4f}) in {result.seconds:.1f} s"
+        )
 
     tb_dirs = [out / "tb" / f"classification-{c.arch}-seed{c.seed}" for c in configs]
     results = train_runs(classification.train_classifier, configs, tb_dirs, jobs, report)
     with (out / "results.csv").open("w") as file:
         file.write("experiment,arch,seed,parameters,epochs,seconds,train_accuracy,test_accuracy\n")
         for r in results:
-            file.write(f"classification,{r.config.arch},{r.config.seed},{r.parameters},{r.config.epochs},{r.seconds:.1f},"
-                       f"{r.train_accuracy:.4f},{r.test_accuracy:.4f}\n")
+            file.write(
+                f"classification,{r.config.arch},{r.config.seed},{r.parameters},{r.config.epochs},{r.seconds:.1f},"
+                f"{r.train_accuracy:.4f},{r.test_accuracy:.4f}\n"
+            )
     report_text = classification.markdown(results, machine)
     (out / "results.md").write_text(report_text)
     return report_text
@@ -248,8 +292,11 @@ def run_classification(configs: list[classification.ClassificationConfig], out: 
 
 def run_detection(configs: list[detection.DetectionConfig], out: Path, machine: str, jobs: int) -> str:
     def report(result) -> None:
-        tqdm.write(f"detection {result.config.arch} seed {result.config.seed}: "
-              + ", ".join(f"{name} {value:.3f}" for name, value in result.metrics.items()) + f" in {result.seconds:.0f} s")
+        tqdm.write(
+            f"detection {result.config.arch} seed {result.config.seed}: "
+            + ", ".join(f"{name} {value:.3f}" for name, value in result.metrics.items())
+            + f" in {result.seconds:.0f} s"
+        )
 
     tb_dirs = [out / "tb" / f"detection-{c.arch}-seed{c.seed}" for c in configs]
     results = train_runs(detection.train_detector, configs, tb_dirs, jobs, report)
@@ -263,13 +310,17 @@ def run_detection(configs: list[detection.DetectionConfig], out: Path, machine: 
 def run_generative(configs: list[GenerativeConfig], out: Path, machine: str, jobs: int) -> str:
     def report(result) -> None:
         config = result.config
-        tqdm.write(f"{config.experiment} {config.arch} seed {config.seed} ({config.epochs} epochs of {config.train_scenes:,} scenes): "
-              + ", ".join(f"{name} {value:.3f}" for name, value in result.metrics.items()))
+        tqdm.write(
+            f"{config.experiment} {config.arch} seed {config.seed} ({config.epochs} epochs of {config.train_scenes:,} scenes): "
+            + ", ".join(f"{name} {value:.3f}" for name, value in result.metrics.items())
+        )
 
     tb_dirs = [out / "tb" / f"{c.experiment}-{c.arch}-seed{c.seed}" for c in configs]
     results = train_runs(train_generative, configs, tb_dirs, jobs, report)
     generative_report.write_csv(results, out / "results.csv")
-    report = f"## {configs[0].experiment.upper()} on Sort-of-CLEVR scenes ({machine})\n\n" + generative_report.markdown(results)
+    report = f"## {configs[0].experiment.upper()} on Sort-of-CLEVR scenes ({machine})\n\n" + generative_report.markdown(
+        results
+    )
     (out / "results.md").write_text(report)
     generative_report.save_figures(results, out)
     return report

@@ -33,13 +33,23 @@ import sys
 
 import torch
 
-from rl_coordconv.commands import HelpFormatter
-from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.agents.distributed import check_address_form
+from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.agents.sweep import (
-    RAY_INSTALL, TRAIN_COMMAND, LocalLauncher, RayLauncher, Slot, execute, failure, local_slots, log_tail, machine_cores,
-    plan, start_ray,
+    RAY_INSTALL,
+    TRAIN_COMMAND,
+    LocalLauncher,
+    RayLauncher,
+    Slot,
+    execute,
+    failure,
+    local_slots,
+    log_tail,
+    machine_cores,
+    plan,
+    start_ray,
 )
+from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.envs import GAMES
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.rundir import RunState, stops_on_signals
@@ -50,33 +60,59 @@ RAY_DEVICES = ("auto", "cuda", "cpu")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="rl-coordconv sweep", description=__doc__,
-                                     formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="rl-coordconv sweep", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--games", required=True, help=f"comma-separated games, or paper9 ({', '.join(GAMES)})")
     parser.add_argument("--agents", default="a2c", help=f"comma-separated: {', '.join(AGENTS)}")
     parser.add_argument("--archs", default="conv,coordconv", help=f"comma-separated: {', '.join(sorted(ARCHS))}")
     parser.add_argument("--seeds", default="0-2", help="e.g. 0-4 or 0,3,7")
     parser.add_argument("--timesteps", required=True, help="agent steps per run, e.g. 10M, 300k")
     parser.add_argument("--runs", default="runs", help="root folder of run directories")
-    parser.add_argument("--device", default="auto",
-                        help="auto or cuda: each run on the GPU of its slot, the GPUs dealt round-robin (auto without "
-                             "a GPU: CPU); cuda:<index>: every run on that GPU; cpu. On Ray: auto, cuda or cpu only")
-    parser.add_argument("--max-parallel", type=int, default=None,
-                        help="at most this many runs at once (default: every slot of the machine, see --dry-run; "
-                             "on Ray: all, queued by Ray)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="cores (torch and emulator threads) per run on a machine without GPU, and per Ray task")
-    parser.add_argument("--runs-per-gpu", type=int, default=None,
-                        help="runs packed onto each GPU the sweep uses (with --device cuda:<index>, onto that one), "
-                             "the cores split among them (default: one run per core)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="a setting for every run, as train.py --set")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto or cuda: each run on the GPU of its slot, the GPUs dealt round-robin (auto without "
+        "a GPU: CPU); cuda:<index>: every run on that GPU; cpu. On Ray: auto, cuda or cpu only",
+    )
+    parser.add_argument(
+        "--max-parallel",
+        type=int,
+        default=None,
+        help="at most this many runs at once (default: every slot of the machine, see --dry-run; on Ray: all, queued by Ray)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="cores (torch and emulator threads) per run on a machine without GPU, and per Ray task",
+    )
+    parser.add_argument(
+        "--runs-per-gpu",
+        type=int,
+        default=None,
+        help="runs packed onto each GPU the sweep uses (with --device cuda:<index>, onto that one), "
+        "the cores split among them (default: one run per core)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for every run, as train.py --set",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print one rl-coordconv train command line per run and stop")
-    parser.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT|local",
-                        help=f"run each run as a task on a Ray cluster (auto: the running one; local: start one here); "
-                             f"needs {RAY_INSTALL}")
-    parser.add_argument("--gpus-per-run", type=float, default=0.0,
-                        help="GPUs each Ray task asks for, e.g. 0.5 for two runs per GPU (default 0: CPU only)")
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="auto|HOST:PORT|local",
+        help=f"run each run as a task on a Ray cluster (auto: the running one; local: start one here); needs {RAY_INSTALL}",
+    )
+    parser.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=0.0,
+        help="GPUs each Ray task asks for, e.g. 0.5 for two runs per GPU (default 0: CPU only)",
+    )
     return parser.parse_args(argv)
 
 
@@ -93,11 +129,12 @@ def check_resources(args: argparse.Namespace) -> None:
     if args.runs_per_gpu is not None and args.ray_address:
         raise ValueError("--runs-per-gpu is for the local sweep; on Ray, --gpus-per-run shares the GPUs")
     if args.ray_address and args.device not in RAY_DEVICES:
-        raise ValueError(f"--device {args.device!r} cannot be used with --ray-address: Ray shows each task only the "
-                         f"GPUs it reserved, numbered from cuda:0; use {', '.join(RAY_DEVICES)}")
+        raise ValueError(
+            f"--device {args.device!r} cannot be used with --ray-address: Ray shows each task only the "
+            f"GPUs it reserved, numbered from cuda:0; use {', '.join(RAY_DEVICES)}"
+        )
     if args.ray_address and args.gpus_per_run == 0 and args.device == "cuda":
-        raise ValueError(f"--device {args.device} on Ray needs --gpus-per-run > 0: "
-                         "a run sees only the GPUs it asks for")
+        raise ValueError(f"--device {args.device} on Ray needs --gpus-per-run > 0: a run sees only the GPUs it asks for")
 
 
 def machine_slots(args: argparse.Namespace) -> list[Slot]:
@@ -123,15 +160,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         check_resources(args)
-        runs = plan(args.games, args.agents, args.archs, args.seeds, args.timesteps, args.runs, device=args.device,
-                    overrides=args.overrides)
+        runs = plan(
+            args.games,
+            args.agents,
+            args.archs,
+            args.seeds,
+            args.timesteps,
+            args.runs,
+            device=args.device,
+            overrides=args.overrides,
+        )
         slots = None if args.ray_address else machine_slots(args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     counts = {state: sum(run.state == state for run in runs) for state in RunState}
-    print(f"{len(runs)} runs: {counts[RunState.NEW]} new, {counts[RunState.RESUMABLE]} to resume, "
-          f"{counts[RunState.STARTED]} to restart (no checkpoint), {counts[RunState.FINISHED]} finished")
+    print(
+        f"{len(runs)} runs: {counts[RunState.NEW]} new, {counts[RunState.RESUMABLE]} to resume, "
+        f"{counts[RunState.STARTED]} to restart (no checkpoint), {counts[RunState.FINISHED]} finished"
+    )
     if slots is not None:
         print(f"{len(slots)} at once, each in a slot of its own: " + "; ".join(slot.describe() for slot in slots))
         devices = describe_devices(args.device, slots)
@@ -139,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             print(devices)
     if args.dry_run:
         for run in runs:
-            command = ["rl-coordconv", "train", *run.argv[len(TRAIN_COMMAND):]]
+            command = ["rl-coordconv", "train", *run.argv[len(TRAIN_COMMAND) :]]
             print(("# finished: " if run.state == RunState.FINISHED else "") + shlex.join(command))
         return 0
     ray = None
@@ -163,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             ray.shutdown()
     for run in failed:
         print(f"\nFAILED ({failure(run)}): {run.run_dir}\n{log_tail(run)}")
-    print(f"\n{len(runs) - len(failed)} of {len(runs)} runs finished, {len(failed)} failed. Compare them with:\n"
-          f"  rl-coordconv compare {args.runs} --out <report dir>")
+    print(
+        f"\n{len(runs) - len(failed)} of {len(runs)} runs finished, {len(failed)} failed. Compare them with:\n"
+        f"  rl-coordconv compare {args.runs} --out <report dir>"
+    )
     return 1 if failed else 0
 
 

@@ -65,8 +65,11 @@ class ResidualBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        self.shortcut = nn.Identity() if stride == 1 and in_channels == out_channels else nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and in_channels == out_channels
+            else nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -80,8 +83,9 @@ class SmallResNet(nn.Module):
     def __init__(self, arch: str, width: int = 16, classes: int = 10) -> None:
         super().__init__()
         self.stem = nn.Sequential(conv_layer(arch, 1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
-        self.blocks = nn.Sequential(ResidualBlock(width, width), ResidualBlock(width, 2 * width, stride=2),
-                                    ResidualBlock(2 * width, 2 * width))
+        self.blocks = nn.Sequential(
+            ResidualBlock(width, width), ResidualBlock(width, 2 * width, stride=2), ResidualBlock(2 * width, 2 * width)
+        )
         self.head = nn.Linear(2 * width, classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -134,12 +138,27 @@ def train_classifier(config: ClassificationConfig, progress: bool = True, writer
         minimize(optimizer, loss)
         return {"loss": loss}
 
-    fitted = fit(model, step, len(train_images), epochs=config.epochs, batch_size=config.batch_size,
-                 generator=torch.Generator().manual_seed(config.seed), schedule=schedule,
-                 check=lambda: {"test/accuracy": accuracy(model, test_images, test_labels)}, device=device,
-                 progress=progress, description=f"classification/{config.arch}/seed{config.seed}", writer=writer)
-    return ClassificationResult(config, count_parameters(model), fitted.seconds,
-                                accuracy(model, train_images, train_labels), accuracy(model, test_images, test_labels))
+    fitted = fit(
+        model,
+        step,
+        len(train_images),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        generator=torch.Generator().manual_seed(config.seed),
+        schedule=schedule,
+        check=lambda: {"test/accuracy": accuracy(model, test_images, test_labels)},
+        device=device,
+        progress=progress,
+        description=f"classification/{config.arch}/seed{config.seed}",
+        writer=writer,
+    )
+    return ClassificationResult(
+        config,
+        count_parameters(model),
+        fitted.seconds,
+        accuracy(model, train_images, train_labels),
+        accuracy(model, test_images, test_labels),
+    )
 
 
 def compare(results: list[ClassificationResult]) -> dict[str, tuple[float, float, float]]:
@@ -156,15 +175,22 @@ def compare(results: list[ClassificationResult]) -> dict[str, tuple[float, float
 def markdown(results: list[ClassificationResult], machine: str) -> str:
     summary = compare(results)
     seeds = sorted({r.config.seed for r in results})
-    lines = [f"## Classification control: digits at random positions ({machine})", "",
-             f"Test accuracy, mean over seeds {seeds} with its 95 % t-interval.", "",
-             "| model | test accuracy | parameters | seconds per run |", "|---|---|---:|---:|"]
+    lines = [
+        f"## Classification control: digits at random positions ({machine})",
+        "",
+        f"Test accuracy, mean over seeds {seeds} with its 95 % t-interval.",
+        "",
+        "| model | test accuracy | parameters | seconds per run |",
+        "|---|---|---:|---:|",
+    ]
     for arch in ARCHS:
         mine = [r for r in results if r.config.arch == arch]
         if mine:
             mean, low, high = summary[arch]
-            lines.append(f"| {arch} | {mean:.4f} [{low:.4f}, {high:.4f}] | {mine[0].parameters:,} | "
-                         f"{np.mean([r.seconds for r in mine]):.0f} |")
+            lines.append(
+                f"| {arch} | {mean:.4f} [{low:.4f}, {high:.4f}] | {mine[0].parameters:,} | "
+                f"{np.mean([r.seconds for r in mine]):.0f} |"
+            )
     if "coordconv - conv" in summary:
         mean, low, high = summary["coordconv - conv"]
         if len(seeds) < 2:

@@ -75,7 +75,7 @@ class NotSoClevr:
     test_points: torch.Tensor  # (N_test, 2) int64
 
     @classmethod
-    def build(cls, split: str, seed: int = 0, device: torch.device | str = "cpu") -> "NotSoClevr":
+    def build(cls, split: str, seed: int = 0, device: torch.device | str = "cpu") -> NotSoClevr:
         train, test = split_indices(split, seed)
         points = torch.as_tensor(centres())
         return cls(split, points[train].to(device), points[test].to(device))

@@ -47,7 +47,8 @@ def require_torchvision() -> None:
         raise ImportError(
             f"the detection experiment needs torchvision with its compiled ops ({error}); torchvision's wheels are built "
             "against PyPI's torch, which a local CPU-only torch cannot stand in for: run `make detection-venv` and use "
-            "`.venv-detection/bin/rl-coordconv supervised --experiment detection`") from error
+            "`.venv-detection/bin/rl-coordconv supervised --experiment detection`"
+        ) from error
 
 
 def available() -> bool:
@@ -127,8 +128,9 @@ def _draw(rng: np.random.Generator, count: int, pool: np.ndarray, avoid: set) ->
     return DigitCanvases(torch.from_numpy(images), boxes, labels, indices, layouts)
 
 
-def digit_canvases(seed: int, train_canvases: int = 2000, test_canvases: int = 500,
-                   test_fraction: float = 0.2) -> tuple[DigitCanvases, DigitCanvases]:
+def digit_canvases(
+    seed: int, train_canvases: int = 2000, test_canvases: int = 500, test_fraction: float = 0.2
+) -> tuple[DigitCanvases, DigitCanvases]:
     """``(train, test)`` canvases of ``seed``: the test canvases use only the held-out
     ``test_fraction`` of the digit images, and none repeats a train layout."""
     rng = np.random.default_rng(seed)
@@ -148,11 +150,16 @@ class Backbone(nn.Sequential):
 
     def __init__(self, arch: str, width: int = 16) -> None:
         super().__init__(
-            conv_layer(arch, 1, width, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(inplace=True),  # 32 x 32
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1), nn.ReLU(inplace=True),  # 16 x 16
-            nn.Conv2d(4 * width, 4 * width, 3, padding=1), nn.ReLU(inplace=True),
+            conv_layer(arch, 1, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),  # 32 x 32
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),  # 16 x 16
+            nn.Conv2d(4 * width, 4 * width, 3, padding=1),
+            nn.ReLU(inplace=True),
         )
         self.out_channels = 4 * width  # what FasterRCNN reads
 
@@ -180,15 +187,24 @@ def build_detector(arch: str, width: int = 16, representation: int = 128) -> nn.
         channels = backbone.out_channels
         rpn_head.conv[0][0] = conv_layer(arch, channels, channels, 3, padding=1)
     return FasterRCNN(
-        backbone, rpn_anchor_generator=anchors, rpn_head=rpn_head,
+        backbone,
+        rpn_anchor_generator=anchors,
+        rpn_head=rpn_head,
         box_roi_pool=MultiScaleRoIAlign(featmap_names=["0"], output_size=ROI_SIZE, sampling_ratio=1),
         box_head=TwoMLPHead(backbone.out_channels * ROI_SIZE**2, representation),
         box_predictor=FastRCNNPredictor(representation, CLASSES),
         # The canvases as they are: no resizing, one grey channel in [0, 1].
-        min_size=CANVAS, max_size=CANVAS, image_mean=[0.0], image_std=[1.0],
+        min_size=CANVAS,
+        max_size=CANVAS,
+        image_mean=[0.0],
+        image_std=[1.0],
         # Budgets for at most four objects per image (torchvision's defaults are for COCO).
-        rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=100, rpn_pre_nms_top_n_test=150,
-        rpn_post_nms_top_n_test=50, rpn_batch_size_per_image=64, box_batch_size_per_image=32,
+        rpn_pre_nms_top_n_train=300,
+        rpn_post_nms_top_n_train=100,
+        rpn_pre_nms_top_n_test=150,
+        rpn_post_nms_top_n_test=50,
+        rpn_batch_size_per_image=64,
+        box_batch_size_per_image=32,
         box_detections_per_img=20,
     )
 
@@ -207,8 +223,11 @@ def best_ious(predicted_boxes: torch.Tensor, true_boxes: torch.Tensor) -> torch.
     return box_iou(true_boxes, predicted_boxes).max(dim=1).values
 
 
-def detection_metrics(predictions: list[dict[str, torch.Tensor]], targets: list[dict[str, torch.Tensor]],
-                      score_threshold: float = SCORE_THRESHOLD) -> dict[str, float]:
+def detection_metrics(
+    predictions: list[dict[str, torch.Tensor]],
+    targets: list[dict[str, torch.Tensor]],
+    score_threshold: float = SCORE_THRESHOLD,
+) -> dict[str, float]:
     """The test measures over a set of images, each a torchvision ``boxes``/``labels`` (/``scores``) dict:
 
     - ``mean_iou``: each true box's IoU with its best prediction scoring at least ``score_threshold``,
@@ -232,8 +251,11 @@ def detection_metrics(predictions: list[dict[str, torch.Tensor]], targets: list[
             hits.append(torch.zeros(len(target["boxes"]), dtype=torch.bool))
     average_precision = MeanAveragePrecision(iou_type="bbox", iou_thresholds=[0.5])
     average_precision.update(predictions, targets)
-    return {"mean_iou": float(torch.cat(ious).mean()), "recall_50": float(torch.cat(hits).float().mean()),
-            "map_50": float(average_precision.compute()["map"])}
+    return {
+        "mean_iou": float(torch.cat(ious).mean()),
+        "recall_50": float(torch.cat(hits).float().mean()),
+        "map_50": float(average_precision.compute()["map"]),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -304,10 +326,26 @@ def train_detector(config: DetectionConfig, progress: bool = True, writer=None, 
         monitored = detection_metrics(predict(model, test_set.images[:MONITORED]), test_targets[:MONITORED])
         return {f"test/{name}": value for name, value in monitored.items()}
 
-    fitted = fit(model, step, len(train_set), epochs=config.epochs, batch_size=config.batch_size,
-                 generator=torch.Generator().manual_seed(config.seed), schedule=schedule, check=check,
-                 progress=progress, description=f"detection/{config.arch}/seed{config.seed}", writer=writer)
+    fitted = fit(
+        model,
+        step,
+        len(train_set),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        generator=torch.Generator().manual_seed(config.seed),
+        schedule=schedule,
+        check=check,
+        progress=progress,
+        description=f"detection/{config.arch}/seed{config.seed}",
+        writer=writer,
+    )
     predictions = predict(model, test_set.images)
-    return DetectionResult(config, count_parameters(model), fitted.seconds,
-                           detection_metrics(predictions, test_targets), test_set.images[:examples],
-                           test_targets[:examples], predictions[:examples])
+    return DetectionResult(
+        config,
+        count_parameters(model),
+        fitted.seconds,
+        detection_metrics(predictions, test_targets),
+        test_set.images[:examples],
+        test_targets[:examples],
+        predictions[:examples],
+    )

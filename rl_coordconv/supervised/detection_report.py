@@ -26,8 +26,17 @@ def write_csv(results: list[DetectionResult], path: Path) -> None:
         writer = csv.writer(file)
         writer.writerow(["experiment", "arch", "seed", "parameters", "epochs", "seconds", *METRICS])
         for r in results:
-            writer.writerow(["detection", r.config.arch, r.config.seed, r.parameters, r.config.epochs, f"{r.seconds:.1f}",
-                             *(f"{r.metrics[name]:.4f}" for name in METRICS)])
+            writer.writerow(
+                [
+                    "detection",
+                    r.config.arch,
+                    r.config.seed,
+                    r.parameters,
+                    r.config.epochs,
+                    f"{r.seconds:.1f}",
+                    *(f"{r.metrics[name]:.4f}" for name in METRICS),
+                ]
+            )
 
 
 def _cell(values: list[float], signed: bool = False, digits: int = 3) -> str:
@@ -52,24 +61,37 @@ def markdown(results: list[DetectionResult], machine: str) -> str:
     what = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean over seeds {seeds} with its 95 % t-interval"
     archs = [arch for arch in ARCHS if any(r.config.arch == arch for r in results)]
     both = len(archs) == 2
-    lines = [f"## Detection: Faster R-CNN on scattered digits ({machine})", "",
-             f"Test canvases, {what}; mean IoU and recall count detections scoring at least {SCORE_THRESHOLD}.", "",
-             "| measure | " + " | ".join(archs) + (" | CoordConv - conv |" if both else " |"),
-             "|---|" + "---:|" * (len(archs) + both)]
+    lines = [
+        f"## Detection: Faster R-CNN on scattered digits ({machine})",
+        "",
+        f"Test canvases, {what}; mean IoU and recall count detections scoring at least {SCORE_THRESHOLD}.",
+        "",
+        "| measure | " + " | ".join(archs) + (" | CoordConv - conv |" if both else " |"),
+        "|---|" + "---:|" * (len(archs) + both),
+    ]
     for name, meaning in METRICS.items():
         cells = [_cell([r.metrics[name] for r in results if r.config.arch == arch]) for arch in archs]
         if both:
             cells.append(_cell(paired(results, name)[0], signed=True))
         lines.append(f"| {meaning} | " + " | ".join(cells) + " |")
-    lines.append("| parameters | " + " | ".join(
-        f"{next(r.parameters for r in results if r.config.arch == arch):,}" for arch in archs) + (" | |" if both else " |"))
-    lines.append("| training seconds per run | " + " | ".join(
-        f"{np.mean([r.seconds for r in results if r.config.arch == arch]):.0f}" for arch in archs) + (" | |" if both else " |"))
+    lines.append(
+        "| parameters | "
+        + " | ".join(f"{next(r.parameters for r in results if r.config.arch == arch):,}" for arch in archs)
+        + (" | |" if both else " |")
+    )
+    lines.append(
+        "| training seconds per run | "
+        + " | ".join(f"{np.mean([r.seconds for r in results if r.config.arch == arch]):.0f}" for arch in archs)
+        + (" | |" if both else " |")
+    )
     if both:
         relative = [100 * value for value in paired(results, "mean_iou")[1] if np.isfinite(value)]
         change = f"{_cell(relative, signed=True, digits=1)} %" if relative else "undefined (the conv detector's mean IoU is 0)"
-        lines += ["", f"Relative change of the mean IoU, CoordConv over conv, paired by seed: {change} "
-                      f"(the paper: about +{100 * PAPER_RELATIVE_IOU:.0f} %)."]
+        lines += [
+            "",
+            f"Relative change of the mean IoU, CoordConv over conv, paired by seed: {change} "
+            f"(the paper: about +{100 * PAPER_RELATIVE_IOU:.0f} %).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -89,7 +111,9 @@ def save_figure(results: list[DetectionResult], path: Path, score_threshold: flo
             for x1, y1, x2, y2 in result.example_targets[column]["boxes"].tolist():
                 axis.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, color="lime", lw=1))
             prediction = result.example_predictions[column]
-            for box, label, score in zip(prediction["boxes"].tolist(), prediction["labels"].tolist(), prediction["scores"].tolist()):
+            for box, label, score in zip(
+                prediction["boxes"].tolist(), prediction["labels"].tolist(), prediction["scores"].tolist()
+            ):
                 if score >= score_threshold:
                     x1, y1, x2, y2 = box
                     axis.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, color="red", lw=1))

@@ -8,8 +8,8 @@ learning-rate schedule, and the check it runs on held-out data."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import torch
 import torch.nn as nn
@@ -116,8 +116,12 @@ def fit(
                 checked = check() if check is not None else {}
                 model.train()
                 checking_seconds += time.perf_counter() - check_start
-                record = {"epoch": epoch + epoch_step / steps_per_epoch, "seconds": training_seconds(),
-                          **{f"train/{name}": _number(value) for name, value in losses.items()}, **checked}
+                record = {
+                    "epoch": epoch + epoch_step / steps_per_epoch,
+                    "seconds": training_seconds(),
+                    **{f"train/{name}": _number(value) for name, value in losses.items()},
+                    **checked,
+                }
                 history.append(record)
                 if writer is not None:
                     for tag, value in {"seconds": record["seconds"], **checked}.items():

@@ -40,10 +40,14 @@ class Encoder(nn.Module):
     def __init__(self, arch: str, outputs: int, width: int = 16) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            conv_layer(arch, 3, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 16 x 16
-            conv_layer(arch, width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 8 x 8
-            conv_layer(arch, 2 * width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 4 x 4
-            nn.Flatten(), nn.Linear(2 * width * 16, outputs),
+            conv_layer(arch, 3, width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),  # 16 x 16
+            conv_layer(arch, width, 2 * width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),  # 8 x 8
+            conv_layer(arch, 2 * width, 2 * width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),  # 4 x 4
+            nn.Flatten(),
+            nn.Linear(2 * width * 16, outputs),
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -63,7 +67,9 @@ class Decoder(nn.Module):
             return [nn.Upsample(scale_factor=2), conv_layer(arch, in_channels, out_channels, 3, padding=1), *norm, nn.ReLU()]
 
         self.net = nn.Sequential(
-            *block(2 * width, 2 * width), *block(2 * width, width), *block(width, width),  # 8, 16, 32 pixels
+            *block(2 * width, 2 * width),
+            *block(2 * width, width),
+            *block(width, width),  # 8, 16, 32 pixels
             conv_layer(arch, width, 3, 3, padding=1),
         )
 
@@ -117,8 +123,11 @@ class GenerativeConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and what is accepted."""
-        validate_settings(self, {"experiment": EXPERIMENTS, "arch": ARCHS},
-                          ("train_scenes", "test_scenes", "epochs", "batch_size", "latent", "width", "samples", "interpolations"))
+        validate_settings(
+            self,
+            {"experiment": EXPERIMENTS, "arch": ARCHS},
+            ("train_scenes", "test_scenes", "epochs", "batch_size", "latent", "width", "samples", "interpolations"),
+        )
         if self.steps < 2:
             raise ValueError(f"steps must be >= 2 frames per interpolation, got {self.steps!r}")
 
@@ -173,8 +182,18 @@ def train_generative(config: GenerativeConfig, progress: bool = True, writer=Non
         discriminator = spectrally_normalized(Encoder(config.arch, 1, config.width)).to(device)
         model = nn.ModuleDict({"generator": decoder, "discriminator": discriminator})
         step = _gan_step(decoder, discriminator, images, config.latent, config.learning_rate or 2e-4)
-    fitted = fit(model, step, len(images), epochs=config.epochs, batch_size=config.batch_size, generator=generator,
-                 device=device, progress=progress, description=f"{config.experiment}/{config.arch}", writer=writer)
+    fitted = fit(
+        model,
+        step,
+        len(images),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        generator=generator,
+        device=device,
+        progress=progress,
+        description=f"{config.experiment}/{config.arch}",
+        writer=writer,
+    )
     model.eval()
 
     codes = torch.randn(config.samples, config.latent, generator=generator).to(device)
@@ -187,9 +206,15 @@ def train_generative(config: GenerativeConfig, progress: bool = True, writer=Non
         metrics.update(_vae_test_metrics(model, test_set, device))
     else:
         ends = tuple(torch.randn(config.interpolations, config.latent, generator=generator).to(device) for _ in range(2))
-    frames = _decode(decoder, interpolate(*ends, config.steps).flatten(0, 1)).view(config.interpolations, config.steps, 3, SIZE, SIZE)
-    metrics.update({f"interpolation_{name}": value for name, value in
-                    interpolation_measures([[find_objects(frame) for frame in path] for path in frames]).items()})
+    frames = _decode(decoder, interpolate(*ends, config.steps).flatten(0, 1)).view(
+        config.interpolations, config.steps, 3, SIZE, SIZE
+    )
+    metrics.update(
+        {
+            f"interpolation_{name}": value
+            for name, value in interpolation_measures([[find_objects(frame) for frame in path] for path in frames]).items()
+        }
+    )
     if writer is not None:
         for name, value in metrics.items():
             writer.add_scalar(f"test/{name}", value, fitted.steps)
@@ -210,14 +235,16 @@ def _vae_step(model: VAE, images: torch.Tensor, learning_rate: float):
 def _gan_step(generator: Decoder, discriminator: Encoder, images: torch.Tensor, latent: int, learning_rate: float):
     """DCGAN's alternating updates with the non-saturating generator loss."""
     generator_optimizer, discriminator_optimizer = (
-        torch.optim.Adam(net.parameters(), lr=learning_rate, betas=(0.5, 0.999)) for net in (generator, discriminator))
+        torch.optim.Adam(net.parameters(), lr=learning_rate, betas=(0.5, 0.999)) for net in (generator, discriminator)
+    )
 
     def step(indices: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = images[indices]
         fake = torch.sigmoid(generator(torch.randn(len(batch), latent, device=batch.device)))
         real_logits, fake_logits = discriminator(batch), discriminator(fake.detach())
-        d_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-                  + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+        d_loss = F.binary_cross_entropy_with_logits(
+            real_logits, torch.ones_like(real_logits)
+        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
         minimize(discriminator_optimizer, d_loss)
         fooled = discriminator(fake)
         g_loss = F.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled))

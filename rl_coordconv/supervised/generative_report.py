@@ -29,9 +29,15 @@ STRIP_ROWS = 6  # interpolations shown in a strip and in the animation
 
 def _row(result: GenerativeResult) -> dict[str, object]:
     config = result.config
-    return {"experiment": config.experiment, "arch": config.arch, "seed": config.seed, "parameters": result.parameters,
-            "epochs": config.epochs, "seconds": round(result.seconds, 1),
-            **{name: round(result.metrics[name], 4) for name in METRICS if name in result.metrics}}
+    return {
+        "experiment": config.experiment,
+        "arch": config.arch,
+        "seed": config.seed,
+        "parameters": result.parameters,
+        "epochs": config.epochs,
+        "seconds": round(result.seconds, 1),
+        **{name: round(result.metrics[name], 4) for name in METRICS if name in result.metrics},
+    }
 
 
 def write_csv(results: list[GenerativeResult], path: Path) -> None:
@@ -53,14 +59,21 @@ def markdown(results: list[GenerativeResult]) -> str:
         by_arch = {arch: [result for result in mine if result.config.arch == arch] for arch in archs}
         seeds = sorted({result.config.seed for result in mine})
         what = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean over seeds {seeds} with its 95 % t-interval"
-        lines += [f"### {experiment.upper()} ({what})", "", "| measure | " + " | ".join(archs) + " |",
-                  "|---|" + "---:|" * len(archs)]
+        lines += [
+            f"### {experiment.upper()} ({what})",
+            "",
+            "| measure | " + " | ".join(archs) + " |",
+            "|---|" + "---:|" * len(archs),
+        ]
         for name, meaning in METRICS.items():
             if all(name in result.metrics for result in mine):
                 cells = [_cell([result.metrics[name] for result in by_arch[arch]]) for arch in archs]
                 lines.append(f"| {meaning} | " + " | ".join(cells) + " |")
-        lines.append("| training seconds per run | " + " | ".join(
-            f"{np.mean([result.seconds for result in by_arch[arch]]):.0f}" for arch in archs) + " |")
+        lines.append(
+            "| training seconds per run | "
+            + " | ".join(f"{np.mean([result.seconds for result in by_arch[arch]]):.0f}" for arch in archs)
+            + " |"
+        )
         lines.append("")
     return "\n".join(lines)
 
@@ -84,7 +97,9 @@ def _tile(images: torch.Tensor, columns: int) -> np.ndarray:
     pixels = (images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     for k in range(count):
         row, column = divmod(k, columns)
-        mosaic[row * (height + 1) : row * (height + 1) + height, column * (width + 1) : column * (width + 1) + width] = pixels[k]
+        mosaic[row * (height + 1) : row * (height + 1) + height, column * (width + 1) : column * (width + 1) + width] = pixels[
+            k
+        ]
     return mosaic
 
 

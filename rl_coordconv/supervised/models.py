@@ -46,7 +46,14 @@ class CoordConvClassifier(nn.Module):
         super().__init__()
         self.coordconv = CoordConv2d(2, 32, 1)
         self.pixel_mlp = nn.Sequential(
-            nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1)
+            nn.ReLU(),
+            nn.Linear(32, 32),
+            nn.ReLU(),
+            nn.Linear(32, 64),
+            nn.ReLU(),
+            nn.Linear(64, 64),
+            nn.ReLU(),
+            nn.Linear(64, 1),
         )
 
     def forward(self, coordinates: torch.Tensor) -> torch.Tensor:
@@ -125,11 +132,17 @@ class CoordConvRegressor(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = he_initialize(nn.Sequential(
-            CoordConv2d(1, 8, 1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 1),
-            nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 2, 3, padding=1),
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
-        ))
+        self.net = he_initialize(
+            nn.Sequential(
+                CoordConv2d(1, 8, 1),
+                nn.Conv2d(8, 8, 1),
+                nn.Conv2d(8, 8, 1),
+                nn.Conv2d(8, 8, 3, padding=1),
+                nn.Conv2d(8, 2, 3, padding=1),
+                nn.AdaptiveMaxPool2d(1),
+                nn.Flatten(),
+            )
+        )
         with torch.no_grad():
             self.net[0].weight[:, 1:] = 0.0  # input channel 0 is the image, then the coordinates
 

@@ -103,4 +103,3 @@ def object_count_error(images: torch.Tensor, true_counts: np.ndarray) -> float:
     """Mean absolute difference between the objects found in ``images`` and ``true_counts``."""
     found = np.array([len(find_objects(image)) for image in images])
     return float(np.abs(found - true_counts).mean())
-

@@ -11,20 +11,43 @@ from rl_coordconv.supervised.archs import ARCHS
 from rl_coordconv.supervised.data import CANVAS, NotSoClevr
 from rl_coordconv.supervised.train import TASKS, TrainResult
 
-COLUMNS = ["task", "split", "model", "parameters", "metric", "train", "test", "epochs_run", "seconds",
-           "epochs_to_threshold", "seconds_to_threshold", "epoch_budget", "learning_rate", "batch_size", "extra_test_metrics"]
+COLUMNS = [
+    "task",
+    "split",
+    "model",
+    "parameters",
+    "metric",
+    "train",
+    "test",
+    "epochs_run",
+    "seconds",
+    "epochs_to_threshold",
+    "seconds_to_threshold",
+    "epoch_budget",
+    "learning_rate",
+    "batch_size",
+    "extra_test_metrics",
+]
 
 
 def result_row(result: TrainResult) -> dict[str, object]:
     config, task = result.config, TASKS[result.config.task]
     extra = {k: round(v, 4) for k, v in result.test.items() if k != task.metric}
     return {
-        "task": config.task, "split": config.split, "model": config.model, "parameters": result.parameters,
-        "metric": task.metric, "train": round(result.train[task.metric], 4), "test": round(result.test[task.metric], 4),
-        "epochs_run": round(result.epochs_run, 2), "seconds": round(result.seconds, 1),
+        "task": config.task,
+        "split": config.split,
+        "model": config.model,
+        "parameters": result.parameters,
+        "metric": task.metric,
+        "train": round(result.train[task.metric], 4),
+        "test": round(result.test[task.metric], 4),
+        "epochs_run": round(result.epochs_run, 2),
+        "seconds": round(result.seconds, 1),
         "epochs_to_threshold": None if result.epochs_to_threshold is None else round(result.epochs_to_threshold, 2),
         "seconds_to_threshold": None if result.seconds_to_threshold is None else round(result.seconds_to_threshold, 1),
-        "epoch_budget": config.epochs, "learning_rate": config.learning_rate, "batch_size": config.batch_size,
+        "epoch_budget": config.epochs,
+        "learning_rate": config.learning_rate,
+        "batch_size": config.batch_size,
         "extra_test_metrics": "; ".join(f"{k}={v}" for k, v in extra.items()),
     }
 
@@ -48,15 +71,23 @@ def write_csv(results: list[TrainResult], path: Path) -> None:
 def markdown(results: list[TrainResult], machine: str) -> str:
     """A results table, then per task and split the CoordConv vs conv ratios."""
     thresholds = ", ".join(f"{task.name} {task.metric} >= {task.threshold}" for task in TASKS.values())
-    lines = [f"# Not-so-Clevr results\n\nMachine: {machine}. Solved: test {thresholds}; training stops there unless --no-early-stop.\n",
+    lines = [
+        f"# Not-so-Clevr results\n\nMachine: {machine}. Solved: test {thresholds}; training stops there unless --no-early-stop.\n",
         "| task | split | model | params | metric | train | test | budget | epochs run | seconds | solved after |",
-        "|---|---|---|---:|---|---:|---:|---|---:|---:|---|"]
+        "|---|---|---|---:|---|---:|---:|---|---:|---:|---|",
+    ]
     for result in results:
         row = result_row(result)
-        solved = "not solved" if row["epochs_to_threshold"] is None else f"{row['epochs_to_threshold']} epochs, {row['seconds_to_threshold']} s"
-        lines.append(f"| {row['task']} | {row['split']} | {row['model']} | {row['parameters']:,} | {row['metric']} | "
-                     f"{row['train']:.4f} | {row['test']:.4f} | {row['epoch_budget']} epochs, Adam lr {row['learning_rate']}, "
-                     f"batch {row['batch_size']}, cosine | {row['epochs_run']} | {row['seconds']} | {solved} |")
+        solved = (
+            "not solved"
+            if row["epochs_to_threshold"] is None
+            else f"{row['epochs_to_threshold']} epochs, {row['seconds_to_threshold']} s"
+        )
+        lines.append(
+            f"| {row['task']} | {row['split']} | {row['model']} | {row['parameters']:,} | {row['metric']} | "
+            f"{row['train']:.4f} | {row['test']:.4f} | {row['epoch_budget']} epochs, Adam lr {row['learning_rate']}, "
+            f"batch {row['batch_size']}, cosine | {row['epochs_run']} | {row['seconds']} | {solved} |"
+        )
     comparison = []
     for (task, split), models in by_task_and_split(results).items():
         if set(models) != {"coordconv", "conv"}:
@@ -71,8 +102,12 @@ def markdown(results: list[TrainResult], machine: str) -> str:
             speed = f"{conv.seconds_to_threshold / coordconv.seconds_to_threshold:.1f}x"
         comparison.append(f"| {task} | {split} | {parameter_ratio:.1f}x | {speed} |")
     if comparison:
-        lines += ["", "| task | split | conv / CoordConv parameters | time to solve, conv / CoordConv |",
-                  "|---|---|---:|---|", *comparison]
+        lines += [
+            "",
+            "| task | split | conv / CoordConv parameters | time to solve, conv / CoordConv |",
+            "|---|---|---:|---|",
+            *comparison,
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def validate_settings(config, choices: dict[str, Iterable[str]], counts: Iterable[str]) -> None:

@@ -17,9 +17,17 @@ SIZE = 32  # canvas side, pixels
 RADIUS = 3  # a square's half side and a circle's radius: squares are 7x7, circles 29 pixels
 SHAPES = ("square", "circle")
 # Saturated RGB colours in [0, 1], far apart from each other and from the black background.
-PALETTE = np.array([
-    [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 1.0],
-], dtype=np.float32)
+PALETTE = np.array(
+    [
+        [1.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0],
+        [0.0, 0.0, 1.0],
+        [1.0, 1.0, 0.0],
+        [1.0, 0.0, 1.0],
+        [0.0, 1.0, 1.0],
+    ],
+    dtype=np.float32,
+)
 # Centres at least this far apart on both axes' larger gap (Chebyshev): two shapes never touch.
 MIN_GAP = 2 * RADIUS + 2
 
@@ -77,7 +85,6 @@ def generate(n: int, seed: int, max_objects: int = 2) -> Scenes:
             draw(images[scene], shape, int(colours[k]), row, col)
             objects[scene, k] = (shape, colours[k], row, col)
     return Scenes(torch.from_numpy(images), objects)
-
 
 
 def moving_object_pairs(pairs: int, seed: int, min_distance: float = 12.0) -> tuple[Scenes, Scenes]:

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from rl_coordconv.supervised import metrics
-from rl_coordconv.supervised.data import (CANVAS, SPLITS, NotSoClevr, normalized_coordinates, one_hot_images, square_images,
-                                          unit_coordinates)
+from rl_coordconv.supervised.data import (
+    CANVAS,
+    SPLITS,
+    NotSoClevr,
+    normalized_coordinates,
+    one_hot_images,
+    square_images,
+    unit_coordinates,
+)
 from rl_coordconv.supervised.fitting import batches_per_epoch, fit, minimize
 from rl_coordconv.supervised.models import MODELS, Rendering, build_model, count_parameters
 from rl_coordconv.supervised.settings import validate_settings
@@ -45,23 +53,31 @@ def _rendering_loss(outputs: Rendering, points: torch.Tensor) -> torch.Tensor:
 
 TASKS: dict[str, Task] = {
     "classification": Task(
-        "classification", "accuracy", 1.0,
+        "classification",
+        "accuracy",
+        1.0,
         inputs=normalized_coordinates,
         loss=lambda outputs, points: F.cross_entropy(outputs, _pixel_index(points)),
         scores=lambda outputs, points: {"accuracy": metrics.accuracy(outputs, _pixel_index(points))},
     ),
     "rendering": Task(
-        "rendering", "iou", 0.99,
+        "rendering",
+        "iou",
+        0.99,
         inputs=normalized_coordinates,
         loss=_rendering_loss,
         scores=lambda outputs, points: {"iou": metrics.iou(outputs.image_logits, square_images(points).flatten(1))},
     ),
     "regression": Task(
-        "regression", "pixel_accuracy", 0.99,
+        "regression",
+        "pixel_accuracy",
+        0.99,
         inputs=one_hot_images,
         loss=lambda outputs, points: F.mse_loss(outputs, unit_coordinates(points)),
-        scores=lambda outputs, points: {"pixel_accuracy": metrics.pixel_accuracy(outputs, points),
-                                        "mse_pixels": metrics.squared_error_pixels(outputs, points)},
+        scores=lambda outputs, points: {
+            "pixel_accuracy": metrics.pixel_accuracy(outputs, points),
+            "mse_pixels": metrics.squared_error_pixels(outputs, points),
+        },
     ),
 }
 
@@ -84,7 +100,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and what is accepted."""
-        validate_settings(self, {"task": TASKS, "model": MODELS, "split": SPLITS}, ("epochs", "batch_size", "checks_per_epoch"))
+        validate_settings(
+            self, {"task": TASKS, "model": MODELS, "split": SPLITS}, ("epochs", "batch_size", "checks_per_epoch")
+        )
 
 
 class Budget(NamedTuple):
@@ -170,10 +188,22 @@ def train(config: TrainConfig, progress: bool = True, writer=None) -> TrainResul
     def solved(record: dict[str, float]) -> bool:
         return record[f"test/{task.metric}"] >= task.threshold
 
-    fitted = fit(model, step, len(data.train_points), epochs=epochs, batch_size=config.batch_size,
-                 generator=torch.Generator(device="cpu").manual_seed(config.seed), schedule=schedule, check=check,
-                 checks_per_epoch=config.checks_per_epoch, stop=solved if config.stop_when_solved else None, device=device,
-                 progress=progress, description=f"{config.task}/{config.split}/{config.model}", writer=writer)
+    fitted = fit(
+        model,
+        step,
+        len(data.train_points),
+        epochs=epochs,
+        batch_size=config.batch_size,
+        generator=torch.Generator(device="cpu").manual_seed(config.seed),
+        schedule=schedule,
+        check=check,
+        checks_per_epoch=config.checks_per_epoch,
+        stop=solved if config.stop_when_solved else None,
+        device=device,
+        progress=progress,
+        description=f"{config.task}/{config.split}/{config.model}",
+        writer=writer,
+    )
     solved_at = next((record for record in fitted.history if solved(record)), None)
     return TrainResult(
         config=config,
