@@ -72,6 +72,8 @@ class ExperimentConfig:
                 raise ValueError(f"{name} must be in {accepted}, got {getattr(self, name)}")
         check_device(self.device)
         check_precision(self.precision, resolve_device(self.device))
+        if self.distributed.enabled:
+            check_precision(self.precision, "cpu")  # the rollout actors act on CPU
 
     @property
     def agent_config(self) -> Any:

@@ -52,10 +52,16 @@ def check_precision(precision: str, device: torch.device | str) -> None:
         return
     device = torch.device(device)
     if device.type == "cuda":
-        if not torch.cuda.is_bf16_supported():
+        if not torch.cuda.is_available():
+            raise ValueError("precision bf16 on CUDA, but this torch sees no CUDA GPU; use precision=fp32")
+        # Native bfloat16 from compute capability 8.0 (Ampere) on; torch.cuda.is_bf16_supported()
+        # also counts emulation, which is slower than fp32.
+        capability = torch.cuda.get_device_capability(device)
+        if capability[0] < 8:
             raise ValueError(
-                f"precision bf16 on {torch.cuda.get_device_name(device)}: this GPU has no native "
-                "bfloat16, so bf16 would be slower than fp32 there; use precision=fp32"
+                f"precision bf16 on {torch.cuda.get_device_name(device)} (compute capability {capability[0]}."
+                f"{capability[1]}): no native bfloat16 before 8.0, so bf16 would be slower than fp32 there; "
+                "use precision=fp32"
             )
         return
     flags = cpu_flags()

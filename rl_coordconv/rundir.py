@@ -49,6 +49,10 @@ RUN_KEYS = ("game", "agent", "arch", "seed")  # what every config.json says of i
 DEFAULT_EVAL_EPISODES = 10
 
 
+class NotARunDirectory(ValueError):
+    """A config.json that is not a run's: no ``config`` section with game, agent, arch and seed."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What a run's config.json says: who the run is, its budget and its final evaluation, with
@@ -73,7 +77,8 @@ def read_config(run_dir: Path | str) -> RunConfig:
     """The run's config.json, the one reading of it for training, evaluation, the sweep and the report.
 
     :raises FileNotFoundError: no config.json (not a run directory).
-    :raises ValueError: unreadable JSON, or no ``config`` section with game, agent, arch and seed.
+    :raises NotARunDirectory: no ``config`` section with game, agent, arch and seed (another tool's file).
+    :raises ValueError: unreadable JSON.
     """
     path = config_path(run_dir)
     if not path.is_file():
@@ -86,7 +91,7 @@ def read_config(run_dir: Path | str) -> RunConfig:
         raise ValueError(f"{path} is not a readable run config ({type(error).__name__}: {error})") from None
     settings = record.get("config") if isinstance(record, dict) else None
     if not isinstance(settings, dict) or any(key not in settings for key in RUN_KEYS):
-        raise ValueError(f"{CONFIG_FILE} without config.game, .agent, .arch and .seed: not a run directory")
+        raise NotARunDirectory(f"{CONFIG_FILE} without config.game, .agent, .arch and .seed: not a run directory")
     timesteps = settings.get("timesteps")
     return RunConfig(
         game=str(settings["game"]),

@@ -108,6 +108,33 @@ def test_bf16_is_refused_on_a_cpu_without_native_bfloat16(monkeypatch):
         check_precision("fp16", "cpu")
 
 
+def test_bf16_is_refused_on_a_gpu_before_ampere_and_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="precision bf16 on CUDA, but this torch sees no CUDA GPU"):
+        check_precision("bf16", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
+    capabilities = {0: (8, 0), 1: (7, 0)}  # the device asked for is the one checked
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capabilities[torch.device(device).index or 0])
+    check_precision("bf16", "cuda:0")
+    with pytest.raises(ValueError, match=r"Tesla V100 \(compute capability 7\.0\): no native bfloat16 before 8\.0"):
+        check_precision("bf16", "cuda:1")
+
+
+def test_distributed_bf16_is_refused_where_the_rollout_actors_cpu_lacks_it(monkeypatch):
+    from rl_coordconv.agents.run_config import ExperimentConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"sse2", "avx2"})
+    config = ExperimentConfig(agent="apex", device="cuda", precision="bf16")
+    config.validate()  # the learner's GPU computes bfloat16
+    config.distributed.enabled = True
+    with pytest.raises(ValueError, match="this CPU lacks avx512_bf16"):
+        config.validate()
+
+
 def test_train_refuses_bf16_on_such_a_cpu_in_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"sse2", "avx2"})
     assert train.main(["--timesteps", "100", "--runs", str(tmp_path), "--set", "precision=bf16", "--no-progress"]) == 2
@@ -147,6 +174,10 @@ def test_the_precision_is_recorded_resumed_as_it_was_and_evaluated_in_it(tmp_pat
         evaluate.load_run_config(run_dir, "cpu"), run_dir / "checkpoints" / "model_400_steps.zip", "cpu"
     )
     assert precision_of(model.policy) == "bf16"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"sse2", "avx2"})  # evaluated where bf16 is emulated
+    capsys.readouterr()
+    config = evaluate.load_run_config(run_dir, "cpu")
+    assert config.precision == "fp32" and "Evaluating in fp32 rather than the run's bf16" in capsys.readouterr().out
 
 
 @needs_native_bfloat16

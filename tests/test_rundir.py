@@ -283,6 +283,8 @@ def test_records_and_the_report_agree_on_a_config_without_eval_episodes(tmp_path
     if evaluated:
         evaluation(run_dir, TIMESTEPS)
     assert rundir.read_config(run_dir).eval_episodes == rundir.DEFAULT_EVAL_EPISODES == 10
+    (tmp_path / "sweep" / "notes").mkdir()
+    (tmp_path / "sweep" / "notes" / "config.json").write_text('{"lr": 0.1}')  # another tool's: passed over
     copied, left_out = records.copy_finished_records(tmp_path / "sweep", tmp_path / "results")
     assert (len(copied), len(left_out)) == ((1, 0) if evaluated else (0, 1))
     assert load_run(run_dir).finished is evaluated

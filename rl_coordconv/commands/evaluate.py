@@ -48,7 +48,7 @@ from rl_coordconv.agents.evaluation import (
 from rl_coordconv.agents.experiment import ExperimentConfig, config_from_dict
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.commands import HelpFormatter
-from rl_coordconv.devices import resolve_device
+from rl_coordconv.devices import check_device, resolve_device
 from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.precision import check_precision, use_precision
 
@@ -127,6 +127,10 @@ def load_run_config(run_dir: Path, device: str) -> ExperimentConfig:
     except (ValueError, KeyError, TypeError) as error:
         raise UsageError(f"{rundir.config_path(run_dir)}: {error}") from None
     config.device = device
+    try:
+        check_device(device)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     try:
         check_precision(config.precision, resolve_device(device))
     except ValueError as error:  # trained in bf16 elsewhere: a checkpoint loads into either precision

@@ -22,13 +22,18 @@ from rl_coordconv.rundir import RunState
 def copy_finished_records(source: Path, destination: Path) -> tuple[list[Path], list[Path]]:
     """Copy every finished run's record under ``source`` to the same path under ``destination``.
 
-    :return: (the runs copied, the runs left out as not finished), as paths below ``source``.
+    :return: (the runs copied, the runs left out as not finished), as paths below ``source``; a
+        config.json of another tool (no run in it) is passed over.
     """
     copied, unfinished = [], []
     for config_file in sorted(source.rglob(rundir.CONFIG_FILE)):
         run_dir = config_file.parent
         where = run_dir.relative_to(source)
-        if rundir.state_of(rundir.read_config(run_dir), run_dir) == RunState.FINISHED:
+        try:
+            run = rundir.read_config(run_dir)
+        except rundir.NotARunDirectory:
+            continue
+        if rundir.state_of(run, run_dir) == RunState.FINISHED:
             rundir.copy_record(run_dir, destination / where)
             copied.append(where)
         else:
