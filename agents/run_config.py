@@ -63,16 +63,15 @@ class ExperimentConfig:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
         self.agent_config.validate()
-        if self.distributed.enabled:
-            if self.agent != "apex":
-                raise ValueError(f"distributed training is for the apex agent, not {self.agent!r}")
-            self.distributed.validate()
         for name, accepted in self.RANGES.items():
             if getattr(self, name) not in accepted:
                 raise ValueError(f"{name} must be in {accepted}, got {getattr(self, name)}")
         check_device(self.device)
         check_precision(self.precision, resolve_device(self.device))
         if self.distributed.enabled:
+            if self.agent != "apex":
+                raise ValueError(f"distributed training is for the apex agent, not {self.agent!r}")
+            self.distributed.validate()
             check_precision(self.precision, "cpu")  # the rollout actors act on CPU
 
     @property
