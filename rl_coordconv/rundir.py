@@ -64,6 +64,7 @@ class RunConfig:
     seed: int
     timesteps: int | None  # agent steps it is configured for; None in a record that lacks them
     eval_episodes: int  # full games of its final evaluation; 0: none
+    precision: str  # "fp32" or "bf16" (records written before the setting existed: fp32)
     settings: dict[str, Any]
     record: dict[str, Any]
 
@@ -100,6 +101,7 @@ def read_config(run_dir: Path | str) -> RunConfig:
         seed=int(settings["seed"]),
         timesteps=int(timesteps) if isinstance(timesteps, (int, float)) else None,
         eval_episodes=int(settings.get("eval_episodes", DEFAULT_EVAL_EPISODES)),
+        precision=str(settings.get("precision", "fp32")),
         settings=settings,
         record=record,
     )

@@ -54,10 +54,13 @@ def write_run(
     agent: str = "a2c",
     timesteps: int = TIMESTEPS,
     evaluation: float | None = None,
+    precision: str = "fp32",
 ) -> Path:
     """A run directory as agents/experiment.py lays it out: config.json, tb/ events, evaluation.json."""
-    config = ExperimentConfig(game=game, agent=agent, arch=arch, seed=seed, timesteps=timesteps, device="cpu")
-    run_dir = root / game / f"{agent}-{arch}" / f"seed{seed}"
+    config = ExperimentConfig(
+        game=game, agent=agent, arch=arch, seed=seed, timesteps=timesteps, device="cpu", precision=precision
+    )
+    run_dir = (root if precision == "fp32" else root / precision) / game / f"{agent}-{arch}" / f"seed{seed}"
     run_dir.mkdir(parents=True)
     record = {
         "config": dataclasses.asdict(config),
@@ -885,3 +888,16 @@ def test_table_numbers_keep_two_significant_digits_below_a_tenth():
         "0.00",
         "-",
     ]
+
+
+def test_bf16_runs_are_compared_with_their_fp32_twins_as_an_arch_of_their_own(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, "Pong", "conv", seed, EPISODE_STEPS, np.full(len(EPISODE_STEPS), 10.0 + seed))
+        write_run(tmp_path, "Pong", "conv", seed, EPISODE_STEPS, np.full(len(EPISODE_STEPS), 12.0 + seed), precision="bf16")
+    found = find_runs(tmp_path)
+    assert sorted((run.arch, run.seed) for run in found.runs) == [
+        (arch, seed) for arch in ("conv", "conv-bf16") for seed in range(3)
+    ]
+    assert not any("appears twice" in note for note in found.notes)
+    report = build_report(found, resamples=200)
+    assert report.row("Pong", "a2c", "conv-bf16").difference == pytest.approx(2.0)

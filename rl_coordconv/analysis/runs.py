@@ -3,7 +3,8 @@
 A run directory (:mod:`rl_coordconv.rundir`) is recognised by its ``config.json`` alone, not by
 where it lies, so runs copied from a cluster into any folder structure are found, and so are run
 records without checkpoints. Its state (finished or not) is the one the sweep acts on
-(:func:`rl_coordconv.rundir.run_state`).
+(:func:`rl_coordconv.rundir.run_state`). A run trained in bfloat16 is read as the arch
+``<arch>-bf16``, so a folder holding both precisions compares them as two archs would be.
 
 Scalars are read from TensorBoard's own event files with every point kept (the event
 accumulator's default keeps a sample of 10,000 per tag).
@@ -52,7 +53,7 @@ class Run:
     path: Path
     game: str
     agent: str
-    arch: str
+    arch: str  # the arch, with "-bf16" appended for a run trained in bfloat16 (compared as an arch of its own)
     seed: int
     timesteps: int | None  # configured agent steps; None when config.json does not say
     scalars: dict[str, Series] = field(default_factory=dict)
@@ -146,7 +147,7 @@ def load_run(run_dir: Path | str) -> Run:
         path=run_dir,
         game=config.game,
         agent=config.agent,
-        arch=config.arch,
+        arch=config.arch if config.precision == "fp32" else f"{config.arch}-{config.precision}",
         seed=config.seed,
         timesteps=config.timesteps,
         scalars=scalars,
