@@ -1,32 +1,46 @@
-"""Playing whole games with a trained policy, for evaluation: scores, video frames, saliency.
+"""Evaluating a trained agent over whole games: the policy it acts by, the games, the record.
 
-:func:`evaluate_model` is the one evaluation of a run: the training's final one
-(``evaluation.json``) and ``rl-coordconv evaluate``'s of any checkpoint (``evaluation_<steps>.json``)
-play the same games with the same policy and write the same record.
+:func:`evaluate_model` plays the games; :func:`evaluation_record` is the one record of an
+evaluation, the training's final one (``evaluation.json``) and ``rl-coordconv evaluate``'s of any
+checkpoint (``evaluation_<steps>.json``) alike; :func:`evaluate_checkpoint` is the whole
+``evaluate`` command: a run directory and a checkpoint in, the record (with videos) written and
+logged to TensorBoard.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
-import torch
 from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
+from rl_coordconv import rundir
 from rl_coordconv.agents.apex import ApeX
+from rl_coordconv.agents.checkpoints import load_checkpoint
+from rl_coordconv.agents.registry import AGENTS
+from rl_coordconv.agents.run_config import ExperimentConfig, config_from_dict
+from rl_coordconv.agents.videos import VIDEO_BACKEND, Policy, add_videos, moviepy_video_support, write_videos
+from rl_coordconv.devices import check_device, resolve_device
 from rl_coordconv.envs import get_game, make_atari_vec_env
+from rl_coordconv.precision import check_precision, use_precision
 
-Policy = Callable[[np.ndarray], np.ndarray]  # (n_envs, *obs_shape) observations -> (n_envs,) actions
 EVAL_SEED_OFFSET = 10_000  # evaluation envs are seeded config.seed + 10_000 (+ i for env i): other games than training's
 MAX_EVAL_ENVS = 8  # games played at once
+Announce = Callable[[str], None]  # where a line for the user goes (e.g. print)
+
+
+class EvaluationError(ValueError):
+    """A run directory or checkpoint that cannot be evaluated, or an evaluation that exists: one line for the user."""
 
 
 class PlayedGame(NamedTuple):
@@ -72,12 +86,7 @@ def play_full_games(
     return games
 
 
-# Saliency ----------------------------------------------------------------------------------------
-
-ActionScores = Callable[[torch.Tensor], torch.Tensor]  # (B, C, H, W) float -> (B, n_actions)
-
-
-def evaluation_policy(model: BaseAlgorithm, deterministic: bool) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
+def evaluation_policy(model: BaseAlgorithm, deterministic: bool) -> tuple[Policy, dict[str, Any]]:
     """The agent's evaluation policy, ``(n_envs, 4, 84, 84)`` -> ``(n_envs,)`` actions, and what it is.
 
     - A2C and PPO: actions sampled from the policy (its argmax when ``deterministic``).
@@ -168,122 +177,178 @@ def evaluate_model(
     }
 
 
-def policy_action_scores(policy: BasePolicy) -> ActionScores:
-    """The scores an SB3 policy chooses its action by, as a differentiable function of the raw
-    observations ``(B, 4, 84, 84)`` (float, 0-255, any device) -> ``(B, n_actions)``:
+def evaluation_record(
+    model: BaseAlgorithm,
+    config: ExperimentConfig,
+    checkpoint: Path,
+    n_games: int,
+    *,
+    deterministic: bool = False,
+    on_game: Callable[[PlayedGame], None] | None = None,
+) -> dict[str, Any]:
+    """The evaluation record of ``model``, loaded from ``checkpoint`` of the run ``config``:
+    ``checkpoint``, ``agent``, ``arch`` and the fields of :func:`evaluate_model` over ``n_games`` games."""
+    return {
+        "checkpoint": str(checkpoint),
+        "agent": config.agent,
+        "arch": config.arch,
+        **evaluate_model(
+            model, config.game, config.seed, config.backend, n_games, deterministic=deterministic, on_game=on_game
+        ),
+    }
 
-    - actor-critic policies (A2C): the action logits, ``action_net``'s output before the softmax;
-    - Q policies (DQN, Ape-X, anything with a ``q_net``): the Q values.
+
+# A run directory's checkpoint ---------------------------------------------------------------------
+
+
+def run_config_for_evaluation(run_dir: Path, device: str, announce: Announce = print) -> ExperimentConfig:
+    """The run's resolved config, from ``run_dir/config.json``, to be evaluated on ``device``; in
+    fp32 (announced) when the run trained in bf16 and ``device`` does not compute it natively.
+
+    :raises EvaluationError: not a run directory, an unreadable or invalid config, a bad device.
     """
-    policy.set_training_mode(False)
-    if isinstance(policy, ActorCriticPolicy):
+    if not run_dir.is_dir():
+        raise EvaluationError(f"{run_dir} is not a directory; give a run directory (<runs>/<game>/<agent>-<arch>/seed<k>)")
+    try:
+        config = config_from_dict(rundir.read_config(run_dir).settings)
+    except FileNotFoundError as error:
+        raise EvaluationError(str(error)) from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise EvaluationError(f"{rundir.config_path(run_dir)}: {error}") from None
+    config.device = device
+    try:
+        check_device(device)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+    try:
+        check_precision(config.precision, resolve_device(device))
+    except ValueError as error:  # trained in bf16 elsewhere: a checkpoint loads into either precision
+        announce(f"Evaluating in fp32 rather than the run's {config.precision}: {error}")
+        config.precision = "fp32"
+    try:
+        config.validate()
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+    return config
 
-        def logits(observations: torch.Tensor) -> torch.Tensor:
-            features = BasePolicy.extract_features(policy, observations.to(policy.device), policy.pi_features_extractor)
-            return policy.action_net(policy.mlp_extractor.forward_actor(features))
 
-        return logits
-    if isinstance(getattr(policy, "q_net", None), torch.nn.Module):
-        return lambda observations: policy.q_net(observations.to(policy.device))
-    raise TypeError(f"no action scores for a {type(policy).__name__}: expected an actor-critic or a Q policy")
+def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
+    """``"last"`` -> the run's latest complete checkpoint; otherwise the path given (or, when that
+    does not exist, the file of that name in ``run_dir/checkpoints``), which must be a zip.
 
-
-def action_saliency(scores: ActionScores, observations: np.ndarray | torch.Tensor, actions: np.ndarray) -> np.ndarray:
-    """Gradient saliency of the chosen actions: ``|d scores(obs)[b, actions[b]] / d obs[b]|``,
-    summed over the stacked frames and divided by its maximum per observation.
-
-    :param scores: ``(B, C, H, W)`` float observations -> ``(B, n_actions)``, e.g.
-        :func:`policy_action_scores`; each row must depend on its own observation only.
-    :param observations: ``(B, C, H, W)``, uint8 or float (0-255).
-    :param actions: ``(B,)`` the actions taken.
-    :return: ``(B, H, W)`` float32 in ``[0, 1]``: 1 at the most influential pixel, 0 where the
-        pixel has no influence (all zeros when nothing has any).
+    :raises EvaluationError: no checkpoint, no such file, or not a zip.
     """
-    inputs = torch.as_tensor(np.asarray(observations), dtype=torch.float32).requires_grad_(True)
-    chosen = torch.as_tensor(np.asarray(actions), dtype=torch.long).reshape(-1, 1)
-    with torch.enable_grad():
-        values = scores(inputs)
-        taken = values.gather(1, chosen.to(values.device))
-        (gradient,) = torch.autograd.grad(taken.sum(), inputs)
-    saliency = gradient.abs().sum(dim=1)
-    peak = saliency.flatten(1).max(dim=1).values.clamp_min(torch.finfo(saliency.dtype).tiny)
-    return (saliency / peak.view(-1, 1, 1)).numpy().astype(np.float32)
+    if checkpoint == "last":
+        try:
+            return rundir.latest_checkpoint(run_dir)
+        except FileNotFoundError:
+            raise EvaluationError(
+                f"no checkpoint to evaluate in {run_dir / rundir.CHECKPOINT_DIR} (model_<steps>_steps.zip)"
+            ) from None
+    path = Path(checkpoint)
+    if not path.exists() and (run_dir / rundir.CHECKPOINT_DIR / checkpoint).exists():
+        path = run_dir / rundir.CHECKPOINT_DIR / checkpoint
+    if not path.is_file():
+        raise EvaluationError(f"--checkpoint {checkpoint}: no such file (give 'last' or the path of a checkpoint .zip)")
+    if not zipfile.is_zipfile(path):
+        raise EvaluationError(f"--checkpoint {checkpoint}: not an SB3 checkpoint (a .zip saved by model.save)")
+    return path
 
 
-# Video -------------------------------------------------------------------------------------------
+def load_for_evaluation(config: ExperimentConfig, path: Path) -> BaseAlgorithm:
+    """The checkpoint at ``path`` as a ``config.agent`` model on ``config.device``, computing in ``config.precision``.
 
-
-class VideoFrame(NamedTuple):
-    game: int  # 0-based index of the game
-    step: int  # agent steps played in this game before this screen
-    score: float  # points scored in this game up to this screen
-    screen: np.ndarray  # (210, 160, 3) uint8, the full-colour screen
-    saliency: np.ndarray | None  # (84, 84) in [0, 1] for the action chosen on this screen; None on a game's last screen
-    last: bool  # the game's last screen
-
-
-def render_games(
-    policy: Policy, env: VecEnv, n_games: int, saliency: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
-) -> Iterator[VideoFrame]:
-    """Play ``n_games`` games one after the other and yield every screen: the first one after the
-    reset, then one per agent step, the game's last one read from ``info["terminal_frame"]``; a game
-    of ``T`` agent steps yields ``T + 1`` frames.
-
-    :param env: one env, with full-colour screens: ``make_atari_vec_env(..., backend="sb3",
-        render_mode="rgb_array")``, without life-loss terminals and reward clipping (scores in points).
-    :param saliency: ``(1, 4, 84, 84)`` observations, ``(1,)`` actions -> ``(1, 84, 84)``, e.g.
-        :func:`action_saliency` with the policy's scores; ``None`` for no saliency.
+    :raises EvaluationError: a damaged file, or another agent's checkpoint.
     """
-    if env.num_envs != 1:
-        raise ValueError(f"render_games plays one env, got {env.num_envs}")
-    if getattr(env, "render_mode", None) != "rgb_array":
-        raise ValueError(
-            f"render_games needs full-colour screens: build the env with backend='sb3', render_mode='rgb_array' "
-            f"(its render_mode is {getattr(env, 'render_mode', None)!r})"
+    algorithm = AGENTS[config.agent].algorithm
+    try:
+        model = load_checkpoint(algorithm, path, device=config.device)
+    except Exception as error:
+        raise EvaluationError(
+            f"cannot load {path} as a {config.agent} ({algorithm.__name__}) model: {type(error).__name__}: {error}"
+        ) from None
+    use_precision(model.policy, config.precision)
+    return model
+
+
+def log_evaluation(run_dir: Path, record: dict[str, Any], announce: Announce = print) -> None:
+    """``eval/mean_score``, ``eval/std_score``, ``eval/min_score``, ``eval/max_score`` and
+    ``eval/human_normalized`` at the checkpoint's step, in ``run_dir/tb``, and the record's videos
+    (:func:`~rl_coordconv.agents.videos.add_videos`)."""
+    writer = SummaryWriter(log_dir=str(rundir.tensorboard_dir(run_dir)))
+    step = record["timesteps"]
+    try:
+        for name in ("mean_score", "std_score", "min_score", "max_score"):
+            writer.add_scalar(f"eval/{name}", record[name], step)
+        writer.add_scalar("eval/human_normalized", record["human_normalized_mean"], step)
+        if record["videos"] and not moviepy_video_support():
+            announce(
+                "TensorBoard: 8 stills per video (SummaryWriter.add_video needs moviepy 1.x); "
+                f"the mp4 files are in {run_dir / 'videos'}"
+            )
+        add_videos(writer, record["videos"], step)
+    finally:
+        writer.close()
+
+
+def evaluate_checkpoint(
+    run_dir: Path | str,
+    checkpoint: str = "last",
+    *,
+    episodes: int = 30,
+    device: str = "auto",
+    deterministic: bool = False,
+    video_games: int = 0,
+    saliency: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    announce: Announce = print,
+) -> dict[str, Any]:
+    """Evaluate a run's checkpoint over ``episodes`` full games with its :func:`evaluation_policy`,
+    write the record to ``run_dir/evaluation_<steps>.json`` and log it to TensorBoard.
+
+    :param checkpoint: ``"last"`` or a checkpoint's path (see :func:`resolve_checkpoint`).
+    :param video_games: games to record as mp4 in ``run_dir/videos/`` (0: none), separate from the
+        scored ones; ``saliency`` adds the saliency panel.
+    :param announce: gets a line before the games start and one for each thing the user should know.
+    :return: the record, with ``videos`` (a list, empty without them).
+    :raises EvaluationError: a bad run directory or checkpoint, or an evaluation of this checkpoint
+        exists and ``overwrite`` is not set.
+    """
+    run_dir = Path(run_dir)
+    config = run_config_for_evaluation(run_dir, device, announce)
+    path = resolve_checkpoint(run_dir, checkpoint)
+    model = load_for_evaluation(config, path)
+    steps = int(model.num_timesteps)
+    out = rundir.evaluation_path(run_dir, steps)
+    if out.exists() and not overwrite:
+        raise EvaluationError(f"{out} exists (an evaluation of this checkpoint); pass --overwrite to replace it")
+
+    announce(
+        f"Evaluating {config.agent}-{config.arch} on {config.game} at {steps:,} steps ({path.name}): "
+        f"{episodes} games on the {config.backend} backend, {evaluation_policy(model, deterministic)[1]['description']}"
+    )
+    bar = tqdm(total=episodes, unit="game", desc="games", disable=not progress)
+
+    def advance(game: PlayedGame) -> None:
+        bar.update(1)
+        bar.set_postfix(score=f"{game.score:.0f}")
+
+    try:
+        record = evaluation_record(model, config, path, episodes, deterministic=deterministic, on_game=advance)
+    finally:
+        bar.close()
+    record["videos"] = []
+    if video_games:
+        set_random_seed(record["seed"])
+        predict, _ = evaluation_policy(model, deterministic)
+        label = config.arch if saliency else None
+        record["videos"] = write_videos(
+            model, predict, config.game, record["seed"], run_dir / "videos", path.stem, video_games, label, progress
         )
-    observations = env.reset()
-    for game in range(n_games):
-        step, score = 0, 0.0
-        while True:
-            actions = policy(observations)
-            (screen,) = env.get_images()
-            frame_saliency = saliency(observations, actions)[0] if saliency is not None else None
-            yield VideoFrame(game, step, score, screen, frame_saliency, False)
-            observations, rewards, _, infos = env.step(actions)
-            step, score = step + 1, score + float(rewards[0])
-            if "episode" in infos[0]:
-                yield VideoFrame(game, step, score, infos[0]["terminal_frame"], None, True)
-                break
-
-
-BANNER_HEIGHT = 16  # pixels above the screen, for the score
-_TEXT = {"fontFace": cv2.FONT_HERSHEY_SIMPLEX, "fontScale": 0.35, "thickness": 1, "lineType": cv2.LINE_AA}
-
-
-def saliency_heat_map(saliency: np.ndarray, screen: np.ndarray) -> np.ndarray:
-    """``(h, w)`` saliency in ``[0, 1]`` upsampled (bilinear) to the ``(H, W, 3)`` uint8 screen,
-    coloured (inferno: black at 0, yellow at 1) over the screen's dimmed grayscale: ``(H, W, 3)`` uint8."""
-    height, width = screen.shape[:2]
-    upsampled = cv2.resize(saliency.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    heat = cv2.applyColorMap(np.clip(upsampled * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
-    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).astype(np.float32)
-    gray = cv2.cvtColor(screen, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
-    return np.clip(0.3 * gray + 0.7 * heat, 0, 255).astype(np.uint8)
-
-
-def video_frame(frame: VideoFrame, saliency_label: str | None = None) -> np.ndarray:
-    """One frame of the video: a black banner with the running score and the step over the screen,
-    ``(16 + 210, 160, 3)`` uint8; with ``saliency_label`` (e.g. the arch), the saliency heat map
-    beside the screen, titled with the label: ``(16 + 210, 320, 3)`` (black on a game's last screen)."""
-    panels = [frame.screen]
-    if saliency_label is not None:
-        saliency = frame.saliency if frame.saliency is not None else np.zeros((84, 84), np.float32)
-        panels.append(saliency_heat_map(saliency, frame.screen))
-    image = np.concatenate(panels, axis=1)
-    banner = np.zeros((BANNER_HEIGHT, image.shape[1], 3), dtype=np.uint8)
-    white = (255, 255, 255)
-    cv2.putText(banner, f"score {frame.score:,.0f}", (3, 11), color=white, **_TEXT)
-    cv2.putText(banner, f"step {frame.step}", (frame.screen.shape[1] - 62, 11), color=white, **_TEXT)
-    if saliency_label is not None:
-        cv2.putText(banner, f"saliency: {saliency_label}", (frame.screen.shape[1] + 3, 11), color=white, **_TEXT)
-    return np.ascontiguousarray(np.concatenate([banner, image], axis=0))
+        record["videos_note"] = (
+            f"separate games on the {VIDEO_BACKEND!r} backend (full-colour screens), not among the scores above"
+        )
+    rundir.write_evaluation(run_dir, record, steps)
+    log_evaluation(run_dir, record, announce)
+    return record

@@ -35,7 +35,7 @@ from rl_coordconv import rundir
 from rl_coordconv.agents.allocator import keep_freed_memory
 from rl_coordconv.agents.checkpoints import load_checkpoint
 from rl_coordconv.agents.distributed import DistributedTrainingStopped
-from rl_coordconv.agents.evaluation import evaluate_model
+from rl_coordconv.agents.evaluation import evaluation_record
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.agents.run_config import ExperimentConfig, config_from_dict
 from rl_coordconv.agents.trainers import Trainer, trainer_for
@@ -176,15 +176,10 @@ def tensorboard_logger(folder: Path, purge_step: int | None = None) -> Logger:
 
 
 def evaluate(model: BaseAlgorithm, config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
-    """The run's final evaluation: :func:`~rl_coordconv.agents.evaluation.evaluate_model` over
+    """The run's final evaluation: :func:`~rl_coordconv.agents.evaluation.evaluation_record` over
     ``config.eval_episodes`` full games, written to ``evaluation.json`` (the record
     ``rl-coordconv evaluate`` writes for any checkpoint) and ``eval/mean_score`` to TensorBoard."""
-    record = {
-        "checkpoint": str(rundir.checkpoint_path(run_dir, model.num_timesteps)),
-        "agent": config.agent,
-        "arch": config.arch,
-        **evaluate_model(model, config.game, config.seed, config.backend, config.eval_episodes),
-    }
+    record = evaluation_record(model, config, rundir.checkpoint_path(run_dir, model.num_timesteps), config.eval_episodes)
     rundir.write_evaluation(run_dir, record)
     model.logger.record("eval/mean_score", record["mean_score"])
     model.logger.dump(model.num_timesteps)

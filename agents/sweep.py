@@ -24,7 +24,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rl_coordconv.agents.config import apply_overrides, parse_steps
-from rl_coordconv.agents.distributed import check_reachable
+from rl_coordconv.agents.distributed import require_ray, start_ray
 from rl_coordconv.agents.experiment import ExperimentConfig, agent_of, check_overrides, run_directory
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.envs import GAMES
@@ -45,7 +45,6 @@ SWEEP_OPTIONS = {
     "device": "--device",
 }
 LOG_TAIL_LINES = 15
-RAY_INSTALL = "pip install -e .[distributed]"
 INTERRUPT_GRACE_SECONDS = 120  # how long an interrupted run may take to save its checkpoint
 
 
@@ -392,26 +391,23 @@ class RayLauncher:
             self.ray.cancel(task, force=True)
 
 
-def start_ray(address: str, threads: int, gpus: float) -> Any:
-    """Import Ray and join the cluster at ``address`` (``auto`` or ``HOST:PORT``), or start one on
-    this machine (``local``); check that some node can hold a run. Returns the ``ray`` module."""
+def ray_for_runs(address: str, threads: int, gpus: float) -> Any:
+    """Join the Ray cluster at ``address`` (``auto`` or ``HOST:PORT``), or start one on this
+    machine (``local``), and check that some node can hold a run of ``threads`` CPUs and ``gpus``
+    GPUs. Returns the ``ray`` module.
+
+    :raises ValueError: Ray is not installed, cannot be joined, or no node can hold a run.
+    """
     try:
-        import ray
-    except ImportError:
-        raise ValueError(f"--ray-address needs Ray, which is not installed; install it with: {RAY_INSTALL}") from None
-    check_reachable(address)
-    quiet = {"log_to_driver": False, "logging_level": "WARNING"}  # the runs' output is in their train.log
+        ray = require_ray("--ray-address")
+    except ImportError as error:
+        raise ValueError(str(error)) from None
+    started = start_ray(address, quiet=True)
     try:
-        if address == "local":
-            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-            ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
-        else:
-            ray.init(address=address, **quiet)
         check_cluster_fits(ray, threads, gpus)
-    except BaseException as error:
-        ray.shutdown()  # a half-started local Ray, or a cluster too small for a run
-        if isinstance(error, (ConnectionError, RuntimeError)) or str(error).startswith("Invalid address"):
-            raise ValueError(f"cannot join the Ray cluster at --ray-address {address}: {error}") from None
+    except BaseException:
+        if started:
+            ray.shutdown()  # a cluster too small for a run
         raise
     return ray
 

@@ -665,3 +665,52 @@ def test_train_py_passes_the_ray_address_on(train_script, monkeypatch, tmp_path)
     monkeypatch.setattr(train_script, "run_experiment", fake_run_experiment)
     assert train_script.main(["--agent", "apex", "--distributed", "--ray-address", "head:6379", "--runs", str(tmp_path)]) == 0
     assert seen["ray_address"] == "head:6379" and seen["distributed"]
+
+
+class FakeRay:
+    """Records what ``ray.init`` is asked for; ``fail`` makes it raise as Ray does on a bad address."""
+
+    def __init__(self, initialized: bool = False, fail: Exception | None = None):
+        self.initialized, self.fail, self.inits, self.shutdowns = initialized, fail, [], 0
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def init(self, **options) -> None:
+        self.inits.append(options)
+        if self.fail is not None:
+            raise self.fail
+        self.initialized = True
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+@pytest.mark.parametrize("address", [None, "local"])
+def test_a_local_ray_gets_the_usable_cores_and_at_least_one_cpu_per_actor(address, monkeypatch):
+    from rl_coordconv.agents.distributed import start_ray
+
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert start_ray(address, min_cpus=2) is True
+    assert start_ray(address, min_cpus=5) is False  # already up: left as it is
+    fake.initialized = False
+    assert start_ray(address, min_cpus=5, quiet=True) is True
+    assert fake.inits == [
+        {"num_cpus": 3, "include_dashboard": False},
+        {"num_cpus": 5, "include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"},
+    ]
+
+
+def test_joining_a_cluster_passes_the_address_and_a_failure_is_one_clear_error(monkeypatch):
+    from rl_coordconv.agents.distributed import start_ray
+
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    assert start_ray("auto") is True and fake.inits == [{"address": "auto"}]
+    fake = FakeRay(fail=ConnectionError("no cluster"))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    with pytest.raises(ValueError, match=r"cannot join the Ray cluster at --ray-address auto: no cluster"):
+        start_ray("auto")
+    assert fake.shutdowns == 1  # nothing half-started is left

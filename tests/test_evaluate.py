@@ -17,10 +17,10 @@ from stable_baselines3.common.vec_env import VecEnvWrapper, VecFrameStack, VecTr
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rl_coordconv import rundir
-from rl_coordconv.agents import evaluation
+from rl_coordconv.agents import evaluation, videos
 from rl_coordconv.agents.apex import ApeXConfig, make_apex
 from rl_coordconv.agents.dqn import DQNConfig, make_dqn
-from rl_coordconv.agents.evaluation import action_saliency, policy_action_scores
+from rl_coordconv.agents.videos import action_saliency, policy_action_scores
 from rl_coordconv.commands import evaluate, train
 from rl_coordconv.envs import get_game, make_atari_vec_env
 from rl_coordconv.envs.atari import AleVecEnv, _make_registered_env
@@ -90,7 +90,7 @@ def record_envs(monkeypatch) -> dict[str, list[GameRecorder]]:
         return env
 
     monkeypatch.setattr(evaluation, "make_atari_vec_env", recorded)  # the scored games
-    monkeypatch.setattr(evaluate, "make_atari_vec_env", recorded)  # the videos
+    monkeypatch.setattr(videos, "make_atari_vec_env", recorded)  # the videos
     return made
 
 
@@ -134,6 +134,8 @@ def test_evaluation_scores_whole_games_in_raw_points_and_logs_them(run_dir, monk
     assert result["human_normalized_mean"] == pytest.approx((scores.mean() - 307.3) / (6951.6 - 307.3))
     assert result["policy"]["deterministic"] is False and result["policy"]["epsilon"] is None
     assert result["videos"] == [] and not (run_dir / "videos").exists()
+    assert (result["agent"], result["arch"], result["game"], result["seed"]) == ("a2c", "conv", "MsPacman", 0 + 10_000)
+    assert Path(result["checkpoint"]) == run_dir / "checkpoints" / "model_300_steps.zip"
 
     events = tensorboard(run_dir)
     for tag, value in [
@@ -324,12 +326,12 @@ def test_each_agent_evaluates_with_its_own_policy(tmp_path):
     dqn.save(tmp_path / "dqn.zip")
     loaded = DQN.load(tmp_path / "dqn.zip", device="cpu")
     assert loaded.exploration_rate == 0.37  # SB3 restores it with the checkpoint, and predict uses it
-    assert evaluate.evaluation_policy(loaded, deterministic=False)[1]["epsilon"] == 0.37
-    assert evaluate.evaluation_policy(loaded, deterministic=True)[1]["epsilon"] == 0.0
+    assert evaluation.evaluation_policy(loaded, deterministic=False)[1]["epsilon"] == 0.37
+    assert evaluation.evaluation_policy(loaded, deterministic=True)[1]["epsilon"] == 0.0
     apex = make_apex(make_atari_vec_env("MsPacman", 2, seed=0), "conv", SMALL_APEX, device="cpu")
-    assert evaluate.evaluation_policy(apex, deterministic=False)[1]["epsilon"] == ApeXConfig.eval_epsilon == 0.001
+    assert evaluation.evaluation_policy(apex, deterministic=False)[1]["epsilon"] == ApeXConfig.eval_epsilon == 0.001
     a2c = A2C("CnnPolicy", env, device="cpu")
-    assert evaluate.evaluation_policy(a2c, deterministic=False)[1] == {
+    assert evaluation.evaluation_policy(a2c, deterministic=False)[1] == {
         "deterministic": False,
         "epsilon": None,
         "description": "actions sampled from the policy",

@@ -10,9 +10,10 @@ from helpers import GOAL_PIXEL, assert_learns_goal_pixel, goal_pixel_success_rat
 from stable_baselines3.common.env_util import make_vec_env
 
 from rl_coordconv import precision
+from rl_coordconv.agents import evaluation
 from rl_coordconv.agents.a2c import A2CConfig, make_a2c
 from rl_coordconv.agents.apex import make_apex
-from rl_coordconv.commands import evaluate, train
+from rl_coordconv.commands import train
 from rl_coordconv.envs import GOAL_PIXEL_ID, make_atari_vec_env
 from rl_coordconv.layers import AddCoords, CoordConv2d
 from rl_coordconv.precision import check_precision, precision_of, use_precision
@@ -170,13 +171,13 @@ def test_the_precision_is_recorded_resumed_as_it_was_and_evaluated_in_it(tmp_pat
     err = capsys.readouterr().err
     assert "differ from the saved run" in err and "'precision'" in err, err
     assert train.main([*argv, "--timesteps", "400", "--resume", "--set", "precision=bf16"]) == 0
-    model = evaluate.load_model(
-        evaluate.load_run_config(run_dir, "cpu"), run_dir / "checkpoints" / "model_400_steps.zip", "cpu"
+    model = evaluation.load_for_evaluation(
+        evaluation.run_config_for_evaluation(run_dir, "cpu"), run_dir / "checkpoints" / "model_400_steps.zip"
     )
     assert precision_of(model.policy) == "bf16"
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"sse2", "avx2"})  # evaluated where bf16 is emulated
     capsys.readouterr()
-    config = evaluate.load_run_config(run_dir, "cpu")
+    config = evaluation.run_config_for_evaluation(run_dir, "cpu")
     assert config.precision == "fp32" and "Evaluating in fp32 rather than the run's bf16" in capsys.readouterr().out
 
 

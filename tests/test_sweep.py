@@ -428,7 +428,7 @@ def test_a_ray_sweep_refuses_an_explicit_device_index_before_anything_starts(
     def ray_started(*args):
         raise AssertionError(f"--device {device} was accepted and Ray started")
 
-    monkeypatch.setattr(sweep_command, "start_ray", ray_started)
+    monkeypatch.setattr(sweep_command, "ray_for_runs", ray_started)
     code = sweep_command.main(
         [
             "--games",

@@ -158,6 +158,9 @@ def test_ms_pacman_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
     assert (run_dir / "checkpoints" / "model_1000_steps.zip").exists()
     record = json.loads((run_dir / "evaluation.json").read_text())
     assert record["episodes"] == 1 and record["scores"][0] % 10 == 0
+    assert (record["agent"], record["arch"], record["timesteps"]) == ("a2c", "coordconv", 3000)
+    assert Path(record["checkpoint"]) == run_dir / "checkpoints" / "model_3000_steps.zip"
+    assert record["policy"]["description"] == "actions sampled from the policy"
     tags = scalars(run_dir)
     for tag in (
         "train/value_loss",

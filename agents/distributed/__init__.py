@@ -109,29 +109,40 @@ def check_reachable(address: str, timeout_seconds: float = 10) -> None:
         ) from None
 
 
-def start_ray(address: str | None, n_actors: int) -> bool:
-    """Join the Ray cluster at ``address`` (``auto``, ``HOST:PORT``), or start a local Ray sized
-    to the machine with a CPU for each of ``n_actors`` rollout actors; nothing when Ray is
-    already up. Returns whether this call started the session (its caller shuts it down)."""
-    ray = require_ray()
-    if address is not None:
+def start_ray(
+    address: str | None = None, *, min_cpus: int = 1, quiet: bool = False, purpose: str = "distributed training"
+) -> bool:
+    """Join the Ray cluster at ``address`` (``auto``, ``HOST:PORT``), or start a local Ray
+    (``None`` or ``local``) with a CPU for each core this process may use, and at least
+    ``min_cpus``; nothing when Ray is already up. ``quiet`` leaves the workers' output out of this
+    process's (the runs of a sweep log to their own train.log).
+
+    :return: whether this call started the session (its caller shuts it down).
+    :raises ImportError: Ray is not installed (the message names ``purpose`` and the install command).
+    :raises ValueError: nothing answers at ``address``, or Ray cannot join it.
+    """
+    ray = require_ray(purpose)
+    if address not in (None, "local"):
         check_reachable(address)
     if ray.is_initialized():
         return False
-    if address is None:
-        ray.init(num_cpus=max(os.cpu_count() or 1, n_actors), include_dashboard=False)
-        return True
+    logging = {"log_to_driver": False, "logging_level": "WARNING"} if quiet else {}
     try:
-        ray.init(address=address)
-    except ConnectionError as error:
+        if address in (None, "local"):
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            ray.init(num_cpus=max(cpus, min_cpus), include_dashboard=False, **logging)
+        else:
+            ray.init(address=address, **logging)
+    except (ConnectionError, RuntimeError, ValueError) as error:  # ValueError: Ray's "Invalid address"
+        ray.shutdown()  # a half-started session
         raise ValueError(f"cannot join the Ray cluster at --ray-address {address}: {error}") from None
     return True
 
 
-def require_ray():
+def require_ray(purpose: str = "distributed training"):
     """``import ray``, or stop with the command that installs it."""
     try:
         import ray
     except ImportError:
-        raise ImportError(f"distributed training needs Ray, an optional extra: {INSTALL_HINT}") from None
+        raise ImportError(f"{purpose} needs Ray, which is not installed; install it with: {INSTALL_HINT}") from None
     return ray

@@ -56,7 +56,7 @@ class RayTrainer:
         """Join the Ray cluster at ``ray_address`` (or start a local one) for the run; a Ray this
         started is shut down after it. Before the run directory exists: a cluster that cannot be
         joined leaves nothing behind."""
-        started = start_ray(ray_address, config.distributed.resolved_actors())
+        started = start_ray(ray_address, min_cpus=config.distributed.resolved_actors())
         try:
             yield
         finally:

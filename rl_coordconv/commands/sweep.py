@@ -33,10 +33,9 @@ import sys
 
 import torch
 
-from rl_coordconv.agents.distributed import check_address_form
+from rl_coordconv.agents.distributed import INSTALL_HINT, check_address_form
 from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.agents.sweep import (
-    RAY_INSTALL,
     TRAIN_COMMAND,
     LocalLauncher,
     RayLauncher,
@@ -47,7 +46,7 @@ from rl_coordconv.agents.sweep import (
     log_tail,
     machine_cores,
     plan,
-    start_ray,
+    ray_for_runs,
 )
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.envs import GAMES
@@ -105,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--ray-address",
         default=None,
         metavar="auto|HOST:PORT|local",
-        help=f"run each run as a task on a Ray cluster (auto: the running one; local: start one here); needs {RAY_INSTALL}",
+        help=f"run each run as a task on a Ray cluster (auto: the running one; local: start one here); needs {INSTALL_HINT}",
     )
     parser.add_argument(
         "--gpus-per-run",
@@ -193,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.ray_address:
             try:
-                ray = start_ray(args.ray_address, args.threads, args.gpus_per_run)
+                ray = ray_for_runs(args.ray_address, args.threads, args.gpus_per_run)
             except ValueError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
