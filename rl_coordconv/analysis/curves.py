@@ -2,7 +2,7 @@
 across seeds with its 95 % bootstrap band.
 
 The rules (grid, trailing window, no extrapolation) are stated in the report's method
-(:func:`rl_coordconv.analysis.rendering.method_text`).
+(:func:`rl_coordconv.analysis.markdown.method_text`).
 """
 
 from __future__ import annotations

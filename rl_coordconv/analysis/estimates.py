@@ -5,7 +5,7 @@
 :class:`Estimate` (a value with its 95 % interval: three columns, value, low, high) or one plain
 value (one column). Adding a statistic is one entry here and its function, usually one of
 :mod:`rl_coordconv.analysis.statistics` wrapped by :func:`with_ci`, :func:`difference_with_ci` or
-:func:`against_baseline`; rendering.py decides whether summary.md shows it.
+:func:`against_baseline`; summary.md shows it once markdown.py's ``TABLE_COLUMNS`` has a column for it.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ agent and arch (:mod:`~rl_coordconv.analysis.estimates`), aggregates over games
     tensorboard/       the same curves as scalars (mean, lower, upper) + a custom-scalars layout
 
 The rules (smoothing, grid, final score, AUC, confidence intervals, verdicts) are stated in
-:func:`rl_coordconv.analysis.rendering.method_text`, which summary.md repeats.
+:func:`rl_coordconv.analysis.markdown.method_text`, which summary.md repeats.
 """
 
 from __future__ import annotations
