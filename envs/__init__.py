@@ -3,7 +3,7 @@
 import gymnasium as gym
 
 from rl_coordconv.envs.atari import BACKENDS, AleVecEnv, make_atari_vec_env
-from rl_coordconv.envs.suite import GAMES, Game, get_game
+from rl_coordconv.games import GAMES, Game, get_game
 
 GOAL_PIXEL_ID = "GoalPixel-v0"
 if GOAL_PIXEL_ID not in gym.registry:

@@ -46,7 +46,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from rl_coordconv.envs.suite import get_game
+from rl_coordconv.games import get_game
 
 Backend = Literal["ale_vector", "sb3"]
 BACKENDS: tuple[str, ...] = ("ale_vector", "sb3")

@@ -18,18 +18,12 @@ from torch.utils.tensorboard import SummaryWriter
 
 from rl_coordconv.agents.experiment import ExperimentConfig
 from rl_coordconv.analysis import statistics as stats
-from rl_coordconv.analysis.report import (
-    COLUMNS,
-    GRID_POINTS,
-    NO_BASELINE_VERDICT,
-    SINGLE_SEED_VERDICT,
-    SMOOTHING_FRACTION,
-    agent_section,
-    build_report,
-    plot_curves,
-    summary_markdown,
-    write_report,
-)
+from rl_coordconv.analysis.curves import GRID_POINTS, SMOOTHING_FRACTION
+from rl_coordconv.analysis.estimates import COLUMNS, NO_BASELINE_VERDICT, SINGLE_SEED_VERDICT
+from rl_coordconv.analysis.figures import plot_curves
+from rl_coordconv.analysis.markdown import agent_section, summary_markdown
+from rl_coordconv.analysis.rendering import write_report
+from rl_coordconv.analysis.report import build_report
 from rl_coordconv.analysis.runs import NoRunsError, find_runs, read_scalars
 from rl_coordconv.commands import compare
 from rl_coordconv.envs import GAMES
@@ -875,7 +869,7 @@ def test_refresh_rewrites_a_pages_report_blocks_and_leaves_the_rest(grid_runs, t
 
 
 def test_table_numbers_keep_two_significant_digits_below_a_tenth():
-    from rl_coordconv.analysis.report import _number
+    from rl_coordconv.analysis.markdown import _number
 
     assert [_number(v) for v in (1234.4, 12.34, 1.404, 0.56, 0.0123, -0.05, 0.00837, 0.0, float("nan"))] == [
         "1,234",

@@ -16,7 +16,14 @@ import rl_coordconv
 ROOT = Path(__file__).resolve().parents[1]
 # Source folder -> installed package name (setup.py's package_dir).
 PACKAGE_FOLDERS = {"rl_coordconv": "rl_coordconv", "agents": "rl_coordconv.agents", "envs": "rl_coordconv.envs"}
-CORE = ("rl_coordconv", "rl_coordconv.layers", "rl_coordconv.extractors", "rl_coordconv.rundir", "rl_coordconv.devices")
+CORE = (
+    "rl_coordconv",
+    "rl_coordconv.layers",
+    "rl_coordconv.extractors",
+    "rl_coordconv.rundir",
+    "rl_coordconv.devices",
+    "rl_coordconv.games",
+)
 FIXTURE = ROOT / "tests" / "fixtures" / "apex_coordconv_goal_pixel_416_steps"
 
 

@@ -18,7 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rl_coordconv.analysis.report import Report, agent_section, build_report, plot_curves
+from rl_coordconv.analysis.figures import plot_curves
+from rl_coordconv.analysis.markdown import agent_section
+from rl_coordconv.analysis.report import Report, build_report
 from rl_coordconv.analysis.runs import find_runs
 
 BLOCK = re.compile(r"(<!-- report: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- end report -->)", re.S)
@@ -47,18 +49,19 @@ def _quoted(match: re.Match) -> QuotedReport:
 
 
 def render(report: Report, agent: str, figure: Path | None) -> str:
-    """A block's text: the figure link, then :func:`~rl_coordconv.analysis.report.agent_section`."""
+    """A block's text: the figure link, then :func:`~rl_coordconv.analysis.markdown.agent_section`."""
     lines = [f"![{agent}, conv vs CoordConv]({figure.as_posix()})", ""] if figure else []
     return "\n".join([*lines, *agent_section(report, agent)]) + "\n"
 
 
-def report_for(root: Path, quoted: QuotedReport, reference_scores: Mapping[str, tuple[float, float]]) -> Report:
-    """The report of the block's records, as ``rl-coordconv compare`` computes it (seed 0)."""
+def report_for(root: Path, quoted: QuotedReport, reference_scores: Mapping[str, tuple[float, float]] | None = None) -> Report:
+    """The report of the block's records, as ``rl-coordconv compare`` computes it (seed 0; the
+    suite's reference scores unless ``reference_scores``)."""
     return build_report(find_runs(root / quoted.records), reference_scores=reference_scores, seed=0)
 
 
 def stale_blocks(
-    page: Path | str, root: Path | str, reference_scores: Mapping[str, tuple[float, float]]
+    page: Path | str, root: Path | str, reference_scores: Mapping[str, tuple[float, float]] | None = None
 ) -> list[tuple[QuotedReport, str]]:
     """The blocks of ``page`` whose text is not what their records give now, each with that text."""
     root = Path(root)
@@ -70,7 +73,7 @@ def stale_blocks(
     return stale
 
 
-def refresh(page: Path | str, root: Path | str, reference_scores: Mapping[str, tuple[float, float]]) -> int:
+def refresh(page: Path | str, root: Path | str, reference_scores: Mapping[str, tuple[float, float]] | None = None) -> int:
     """Rewrite every block of ``page`` from its records and redraw its figure; returns the blocks."""
     page, root = Path(page), Path(root)
     text = page.read_text()

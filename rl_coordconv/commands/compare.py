@@ -13,14 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rl_coordconv.analysis.report import build_report, check_output_folder, write_report
+from rl_coordconv.analysis.rendering import ReportFiles, check_output_folder, write_report
+from rl_coordconv.analysis.report import DEFAULT_METRIC, FALLBACK_METRIC, Report, build_report
 from rl_coordconv.analysis.runs import NoRunsError, find_runs
 from rl_coordconv.analysis.statistics import RESAMPLES
 from rl_coordconv.commands import HelpFormatter
-from rl_coordconv.envs import GAMES
-
-DEFAULT_METRIC, FALLBACK_METRIC = "episode/score", "eval/mean_score"
-RAW_SCORE_METRICS = (DEFAULT_METRIC, FALLBACK_METRIC)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,45 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    # Human-normalization needs raw game scores; other metrics are aggregated as they are.
-    references = (
-        {name: (game.random_score, game.human_score) for name, game in GAMES.items()}
-        if args.metric in RAW_SCORE_METRICS
-        else None
-    )
-    try:
-        if args.seed < 0 or args.resamples < 1:  # before the runs are read, which can take minutes
-            raise ValueError(f"--seed must be >= 0 (got {args.seed}) and --resamples >= 1 (got {args.resamples})")
-        check_output_folder(args.out, overwrite=args.overwrite)
-        found = find_runs(args.runs_dir, progress=not args.no_progress)
-        try:
-            report = build_report(
-                found,
-                baseline=args.baseline,
-                metric=args.metric,
-                reference_scores=references,
-                seed=args.seed,
-                resamples=args.resamples,
-            )
-        except NoRunsError:
-            if args.metric != DEFAULT_METRIC:
-                raise
-            # Runs too short to finish a game still have their final evaluation over whole games.
-            print(f"note: no run has finished a game yet ({DEFAULT_METRIC}); comparing {FALLBACK_METRIC} instead")
-            report = build_report(
-                found,
-                baseline=args.baseline,
-                metric=FALLBACK_METRIC,
-                reference_scores=references,
-                seed=args.seed,
-                resamples=args.resamples,
-            )
-        files = write_report(report, args.out, overwrite=args.overwrite)
-    except (NoRunsError, ValueError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+def print_report(report: Report, files: ReportFiles) -> None:
+    """What ``compare`` (and ``demo``) print once the report is written: the notes, the headlines
+    and where the files are."""
+    if report.fallback:
+        print(f"note: {report.fallback}")
     for note in report.notes:
         print(f"note: {note}")
     for agent, lines in report.headlines.items():
@@ -88,6 +51,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Curves:      {files.curves_png}")
     print(f"Summary:     {files.summary_md}")
     print(f"TensorBoard: tensorboard --logdir {files.tensorboard}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.seed < 0 or args.resamples < 1:  # before the runs are read, which can take minutes
+            raise ValueError(f"--seed must be >= 0 (got {args.seed}) and --resamples >= 1 (got {args.resamples})")
+        check_output_folder(args.out, overwrite=args.overwrite)
+        report = build_report(
+            find_runs(args.runs_dir, progress=not args.no_progress),
+            baseline=args.baseline,
+            metric=args.metric,
+            seed=args.seed,
+            resamples=args.resamples,
+        )
+        files = write_report(report, args.out, overwrite=args.overwrite)
+    except (NoRunsError, ValueError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_report(report, files)
     return 0
 
 

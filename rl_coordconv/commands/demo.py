@@ -2,7 +2,8 @@
 
 A small budget (default 100k agent steps each, about 10 minutes on 2 CPU cores) under
 ``runs/demo/<date-time>/``, so a new demo never touches an earlier one. Ends with the comparison
-report of the two runs (``rl-coordconv compare``: curves, table, TensorBoard) and where to find it.
+report of the two runs (``rl_coordconv.analysis.build_report``, as ``rl-coordconv compare`` makes it:
+curves, table, TensorBoard) and where to find it.
 
     rl-coordconv demo [--timesteps 100k] [--game MsPacman] [--device auto]
 """
@@ -17,7 +18,9 @@ from pathlib import Path
 from rl_coordconv import rundir
 from rl_coordconv.agents.config import parse_steps
 from rl_coordconv.agents.experiment import ExperimentConfig, run_experiment
-from rl_coordconv.commands import HelpFormatter, compare
+from rl_coordconv.analysis import build_report, find_runs, write_report
+from rl_coordconv.commands import HelpFormatter
+from rl_coordconv.commands.compare import print_report
 from rl_coordconv.rundir import stops_on_signals
 
 ARCHS = ("conv", "coordconv")
@@ -59,7 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     for run_dir in run_dirs:
         print(f"  {run_dir}   (final evaluation: {rundir.evaluation_path(run_dir)})")
     print("\n== Comparison report (one seed per arch: no confidence intervals) ==")
-    return compare.main([str(root), "--out", str(root / "report"), "--no-progress"])
+    try:
+        report = build_report(find_runs(root, progress=False))
+        files = write_report(report, root / "report")
+    except ValueError as error:  # NoRunsError included
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_report(report, files)
+    return 0
 
 
 if __name__ == "__main__":
