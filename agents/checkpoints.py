@@ -25,7 +25,7 @@ from typing import TypeVar
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rl_coordconv import rundir
+from rl_coordconv import interrupts, rundir
 
 LEGACY_PACKAGES = {"agents": "rl_coordconv.agents", "envs": "rl_coordconv.envs"}
 Algorithm = TypeVar("Algorithm", bound=BaseAlgorithm)
@@ -74,7 +74,7 @@ def save_checkpoint(model: BaseAlgorithm, run_dir: Path, with_replay: bool = Fal
     """Save ``checkpoints/model_<steps>_steps.zip`` and, ``with_replay``, the replay beside it;
     each written under a temporary name and renamed, with Ctrl-C held back until both are complete
     (saving the replay prunes the previous one, so a model must never be left without its replay)."""
-    with rundir.interrupts_deferred():
+    with interrupts.interrupts_deferred():
         if with_replay:
             save_replay(model, run_dir)
         return rundir.save_atomically(rundir.checkpoint_path(run_dir, model.num_timesteps), model.save)

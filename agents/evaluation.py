@@ -284,7 +284,7 @@ def log_evaluation(run_dir: Path, record: dict[str, Any], announce: Announce = p
         if record["videos"] and not moviepy_video_support():
             announce(
                 "TensorBoard: 8 stills per video (SummaryWriter.add_video needs moviepy 1.x); "
-                f"the mp4 files are in {run_dir / 'videos'}"
+                f"the mp4 files are in {rundir.videos_dir(run_dir)}"
             )
         add_videos(writer, record["videos"], step)
     finally:
@@ -344,7 +344,7 @@ def evaluate_checkpoint(
         predict, _ = evaluation_policy(model, deterministic)
         label = config.arch if saliency else None
         record["videos"] = write_videos(
-            model, predict, config.game, record["seed"], run_dir / "videos", path.stem, video_games, label, progress
+            model, predict, config.game, record["seed"], rundir.videos_dir(run_dir), path.stem, video_games, label, progress
         )
         record["videos_note"] = (
             f"separate games on the {VIDEO_BACKEND!r} backend (full-colour screens), not among the scores above"

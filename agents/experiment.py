@@ -42,6 +42,7 @@ from rl_coordconv.agents.trainers import Trainer, trainer_for
 from rl_coordconv.envs import make_atari_vec_env
 from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.precision import use_precision
+from rl_coordconv.rundir import run_directory
 
 __all__ = ["ExperimentConfig", "config_from_dict", "run_experiment", "run_directory", "check_overrides", "agent_of"]
 
@@ -64,11 +65,6 @@ def check_overrides(overrides: list[str], agents: list[str], options: dict[str, 
             raise ValueError(
                 f"--set {item!r}: a setting of {agent_of(item)}, which does not run here (the agents are {', '.join(agents)})"
             )
-
-
-def run_directory(runs: Path | str, config: ExperimentConfig) -> Path:
-    """``<runs>/<game>/<agent>-<arch>/seed<k>``."""
-    return Path(runs) / config.game / f"{config.agent}-{config.arch}" / f"seed{config.seed}"
 
 
 def run_experiment(

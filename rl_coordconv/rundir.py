@@ -9,6 +9,7 @@ One run of one agent, arch, game and seed lives in ``<runs>/<game>/<agent>-<arch
     evaluation.json             the training's final evaluation over full games
     evaluation_<steps>.json     later evaluations of a checkpoint (``evaluate``)
     train.log                   the console output, when the sweep started the run
+    videos/                     mp4 videos of games (``evaluate --video``)
 
 Training, the sweep, the report and ``evaluate`` all read a run through this module, so that
 "finished" and "the latest checkpoint" mean one thing everywhere. It imports neither torch nor
@@ -17,21 +18,19 @@ the agents: the report reads run directories copied from a cluster without them.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
 import shutil
-import signal
-import threading
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from rl_coordconv import interrupts
 
 CONFIG_FILE = "config.json"
 TENSORBOARD_DIR = "tb"
@@ -39,6 +38,7 @@ CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "model"
 REPLAY_PREFIX = "replay"
 LOG_FILE = "train.log"
+VIDEOS_DIR = "videos"
 FINAL_EVALUATION = "evaluation.json"
 _CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)_steps\.zip$")
 _EVALUATION_NAME = re.compile(r"^evaluation(?:_(\d+))?\.json$")
@@ -67,6 +67,12 @@ class RunConfig:
     precision: str  # "fp32" or "bf16" (records written before the setting existed: fp32)
     settings: dict[str, Any]
     record: dict[str, Any]
+
+
+def run_directory(runs: Path | str, run: Any) -> Path:
+    """``<runs>/<game>/<agent>-<arch>/seed<k>``: the folder of ``run``, anything with ``game``,
+    ``agent``, ``arch`` and ``seed`` (an ``ExperimentConfig``, a :class:`RunConfig`)."""
+    return Path(runs) / run.game / f"{run.agent}-{run.arch}" / f"seed{run.seed}"
 
 
 def config_path(run_dir: Path | str) -> Path:
@@ -115,6 +121,11 @@ def write_config(run_dir: Path | str, record: dict[str, Any]) -> Path:
 def tensorboard_dir(run_dir: Path | str) -> Path:
     """``run_dir/tb``: the run's TensorBoard events, training's and later evaluations'."""
     return Path(run_dir) / TENSORBOARD_DIR
+
+
+def videos_dir(run_dir: Path | str) -> Path:
+    """``run_dir/videos``: the mp4 videos ``evaluate --video`` writes."""
+    return Path(run_dir) / VIDEOS_DIR
 
 
 def replay_path(run_dir: Path | str, steps: int, suffix: str = ".npz") -> Path:
@@ -287,51 +298,6 @@ def state_of(run: RunConfig, run_dir: Path | str) -> RunState:
     return run_state(run_dir, run.timesteps, run.eval_episodes) if run.timesteps is not None else RunState.STARTED
 
 
-# The signals that stop a long job the way Ctrl-C does: SIGTERM is what ``kill``, a job
-# scheduler's time limit and a container's stop send.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def stops_on_signals(main: Callable[..., int]) -> Callable[..., int]:
-    """Decorate a command's ``main``: while it runs, Ctrl-C (SIGINT) and ``kill`` (SIGTERM) both
-    raise ``KeyboardInterrupt`` in the main thread, so a training run stops either way with a
-    checkpoint. A shell starts background jobs (``nohup ... &`` in a script) with SIGINT ignored,
-    and Python leaves it ignored: this takes it back. The handlers from before return after."""
-
-    @functools.wraps(main)
-    def main_stopped_by_signals(*args: Any, **kwargs: Any) -> int:
-        if threading.current_thread() is not threading.main_thread():
-            return main(*args, **kwargs)
-        previous = {signum: signal.signal(signum, signal.default_int_handler) for signum in STOP_SIGNALS}
-        try:
-            return main(*args, **kwargs)
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    return main_stopped_by_signals
-
-
-@contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C or ``kill`` (:data:`STOP_SIGNALS`) back until the block has ended, then
-    deliver it: a write inside cannot be cut in half, and the signal still stops the program right
-    after. Blocks may nest. Only the main thread handles signals; elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        # Each signal once, in the order it came: an ignored Ctrl-C first must not hide a kill.
-        for signum in dict.fromkeys(received):
-            signal.raise_signal(signum)  # now handled by the handler that was there before
-
-
 def save_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:
     """``write(partial)`` to a temporary name beside ``path``, then rename it to ``path``, with
     Ctrl-C held back meanwhile: ``path`` is always either the old file or a complete new one.
@@ -341,7 +307,7 @@ def save_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.stem}.partial{path.suffix}")
-    with interrupts_deferred():
+    with interrupts.interrupts_deferred():
         try:
             write(partial)
             os.replace(partial, path)

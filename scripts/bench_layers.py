@@ -12,14 +12,19 @@ rounds is reported, so slow drifts of a noisy machine cancel out. A second, iden
 precomputed coordinate term, i.e. what any broadcast-add CoordConv costs if the term were free.
 
     python scripts/bench_layers.py [--device cuda] [--rounds 61] [--window 0.02] [--precision bf16]
+    python scripts/bench_layers.py --memory-format [--precision bf16]
 
 ``--precision bf16`` runs every variant under bfloat16 autocast, as ``precision=bf16`` runs the
 agents' feature extractors (:mod:`rl_coordconv.precision`): the ratios are then within bf16.
+``--memory-format`` times the conv and CoordConv networks in channels_last memory (weights and
+input) against the same networks in the default layout, and prints the largest difference of
+their outputs and weight gradients (equal up to float rounding, or the layout is of no use).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import random
 import statistics
@@ -179,6 +184,50 @@ def bench(device: torch.device, rounds: int, window: float, precision: str = "fp
     return rows
 
 
+def bench_memory_format(device: torch.device, rounds: int, window: float, precision: str = "fp32") -> list[dict]:
+    """channels_last / default-layout time of the conv and CoordConv networks on each workload."""
+    torch.manual_seed(0)
+    defaults = {"conv": NatureCNN(ATARI).to(device), "coordconv": CoordConvNatureCNN(ATARI).to(device)}
+    channels_last = {name: copy.deepcopy(net).to(memory_format=torch.channels_last) for name, net in defaults.items()}
+    rows = []
+    for mode, batch, make_plain_fn in [("train", 80, train_step), ("inference", 16, inference)]:
+        x = torch.rand(batch, 4, 84, 84, device=device)
+        x_last = x.contiguous(memory_format=torch.channels_last)
+        for name in defaults:
+            variants = {
+                "default": in_precision(make_plain_fn(defaults[name], x), device, precision),
+                "channels_last": in_precision(make_plain_fn(channels_last[name], x_last), device, precision),
+            }
+            iterations = max(1, math.ceil(window / time_call(variants["default"], 3, device)))
+            seconds = {variant: [] for variant in variants}
+            for _ in range(rounds):
+                for variant in random.sample(list(variants), len(variants)):
+                    seconds[variant].append(time_call(variants[variant], iterations, device))
+            ratio = statistics.median(last / default for last, default in zip(seconds["channels_last"], seconds["default"]))
+            difference = largest_difference(defaults[name], channels_last[name], x, x_last, device, precision)
+            rows.append({"mode": mode, "batch": batch, "network": name, "ratio": ratio, "difference": difference})
+            print(
+                f"{mode:9s} B={batch:<3d} {name:9s} default {1e3 * statistics.median(seconds['default']):7.2f} ms | "
+                f"channels_last {ratio:.3f}x | largest output/gradient difference {difference:.2e}",
+                flush=True,
+            )
+    return rows
+
+
+def largest_difference(
+    default: nn.Module, channels_last: nn.Module, x: torch.Tensor, x_last: torch.Tensor, device: torch.device, precision: str
+) -> float:
+    """The largest absolute difference of the two networks' outputs and weight gradients on one batch."""
+    results = []
+    for net, inputs in ((default, x), (channels_last, x_last)):
+        net.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            output = net(inputs)
+        output.float().square().mean().backward()
+        results.append([output.float(), *(p.grad.float() for p in net.parameters())])
+    return max((a - b).abs().max().item() for a, b in zip(*results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -187,6 +236,9 @@ def main() -> None:
         "--window", type=float, default=0.02, help="seconds timed per variant per round; short windows interleave finely"
     )
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="compute precision of every variant")
+    parser.add_argument(
+        "--memory-format", action="store_true", help="channels_last against the default layout, conv and CoordConv"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -197,7 +249,7 @@ def main() -> None:
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     print(f"Nature CNN on (B, 4, 84, 84); {name}; torch {torch.__version__}; {args.precision}; median of {args.rounds} rounds")
-    bench(device, args.rounds, args.window, args.precision)
+    (bench_memory_format if args.memory_format else bench)(device, args.rounds, args.window, args.precision)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rl_coordconv import rundir
+from rl_coordconv import interrupts, rundir
 from rl_coordconv.commands import records
 from rl_coordconv.rundir import RunState, run_state
 
@@ -116,7 +116,7 @@ def test_a_ctrl_c_or_kill_during_an_atomic_save_lands_after_the_write(tmp_path, 
             file.write(b"second half")
         written.append(True)
 
-    @rundir.stops_on_signals
+    @interrupts.stops_on_signals
     def main() -> int:
         rundir.save_atomically(path, write_with_a_signal)
         return 0
@@ -129,7 +129,7 @@ def test_a_ctrl_c_or_kill_during_an_atomic_save_lands_after_the_write(tmp_path, 
 def test_a_command_started_with_ctrl_c_ignored_still_stops_on_it_and_puts_the_handlers_back():
     """A script's ``nohup ... &`` starts its job with SIGINT ignored; a command must stop on it anyway."""
 
-    @rundir.stops_on_signals
+    @interrupts.stops_on_signals
     def main() -> int:
         os.kill(os.getpid(), signal.SIGINT)
         return 0
@@ -160,7 +160,7 @@ def recorded_stop_signals():
 
 def test_held_back_signals_are_each_delivered_once_as_themselves_to_the_handlers_from_before(recorded_stop_signals):
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    with rundir.interrupts_deferred():
+    with interrupts.interrupts_deferred():
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
             os.kill(os.getpid(), signum)
         assert recorded_stop_signals == []
@@ -169,8 +169,8 @@ def test_held_back_signals_are_each_delivered_once_as_themselves_to_the_handlers
 
 
 def test_a_signal_held_back_by_nested_blocks_waits_for_the_outermost(recorded_stop_signals):
-    with rundir.interrupts_deferred():
-        with rundir.interrupts_deferred():
+    with interrupts.interrupts_deferred():
+        with interrupts.interrupts_deferred():
             os.kill(os.getpid(), signal.SIGTERM)
         assert recorded_stop_signals == []
     assert recorded_stop_signals == [signal.SIGTERM]
@@ -178,7 +178,7 @@ def test_a_signal_held_back_by_nested_blocks_waits_for_the_outermost(recorded_st
 
 def test_an_ignored_ctrl_c_stays_ignored_and_does_not_hide_a_kill(recorded_stop_signals):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with rundir.interrupts_deferred():
+    with interrupts.interrupts_deferred():
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGTERM)
     assert recorded_stop_signals == [signal.SIGTERM]

@@ -23,6 +23,8 @@ CORE = (
     "rl_coordconv.rundir",
     "rl_coordconv.devices",
     "rl_coordconv.games",
+    "rl_coordconv.interrupts",
+    "rl_coordconv.precision",
 )
 FIXTURE = ROOT / "tests" / "fixtures" / "apex_coordconv_goal_pixel_416_steps"
 

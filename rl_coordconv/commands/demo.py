@@ -21,7 +21,7 @@ from rl_coordconv.agents.experiment import ExperimentConfig, run_experiment
 from rl_coordconv.analysis import build_report, find_runs, write_report
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.commands.compare import print_report
-from rl_coordconv.rundir import stops_on_signals
+from rl_coordconv.interrupts import stops_on_signals
 
 ARCHS = ("conv", "coordconv")
 

@@ -51,7 +51,8 @@ from rl_coordconv.agents.sweep import (
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.envs import GAMES
 from rl_coordconv.extractors import ARCHS
-from rl_coordconv.rundir import RunState, stops_on_signals
+from rl_coordconv.interrupts import stops_on_signals
+from rl_coordconv.rundir import RunState
 
 # The devices a Ray sweep accepts: inside a task Ray narrows CUDA_VISIBLE_DEVICES to the GPUs it
 # reserved for that task, so an explicit cuda:<index> would name another GPU, or none.

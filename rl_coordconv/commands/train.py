@@ -19,7 +19,7 @@ from rl_coordconv.agents.registry import AGENTS
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.envs import BACKENDS, GAMES
 from rl_coordconv.extractors import ARCHS
-from rl_coordconv.rundir import stops_on_signals
+from rl_coordconv.interrupts import stops_on_signals
 
 # The settings that have an option of their own here; a --set of one would overrule it unseen.
 TRAIN_OPTIONS = {name: f"--{name}" for name in ("game", "agent", "arch", "seed", "timesteps", "device", "backend")}
