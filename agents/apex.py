@@ -41,7 +41,7 @@ EPSILON_BANDS = ("exploratory", "middle", "greedy")
 
 @dataclass
 class ApeXConfig:
-    """Ape-X's Atari settings (PAPER.md), scaled to one machine. SB3's names where SB3 has one."""
+    """Ape-X's Atari settings (Horgan et al., 2018), scaled to one machine. SB3's names where SB3 has one."""
 
     n_envs: int = 32  # env copies = actors, each with its own epsilon
     buffer_size: int = 1_000_000  # transitions over all envs (Ape-X: 2M)
