@@ -44,27 +44,7 @@ from rl_coordconv.layers import CoordConv2d
 from rl_coordconv.precision import use_precision
 from rl_coordconv.rundir import run_directory
 
-__all__ = ["ExperimentConfig", "config_from_dict", "run_experiment", "run_directory", "check_overrides", "agent_of"]
-
-
-def agent_of(override: str) -> str | None:
-    """The agent whose settings ``override`` changes (``"apex.batch_size=64"`` -> ``"apex"``), or None."""
-    prefix = override.split("=", 1)[0].strip().split(".")[0]
-    return prefix if prefix in AGENTS else None
-
-
-def check_overrides(overrides: list[str], agents: list[str], options: dict[str, str]) -> None:
-    """Refuse a ``--set`` that would be ignored or would go behind a command's option: one for an
-    agent not in ``agents``, or one of ``options``' keys (a setting -> the option that sets it,
-    e.g. ``{"seed": "--seeds"}``)."""
-    for item in overrides:
-        key = item.split("=", 1)[0].strip()
-        if key in options:
-            raise ValueError(f"--set {item!r}: use {options[key]} for the {key}")
-        if agent_of(item) not in (None, *agents):
-            raise ValueError(
-                f"--set {item!r}: a setting of {agent_of(item)}, which does not run here (the agents are {', '.join(agents)})"
-            )
+__all__ = ["ExperimentConfig", "config_from_dict", "run_experiment", "run_directory"]
 
 
 def run_experiment(

@@ -92,3 +92,23 @@ def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
         if nested is not None and field_.name in values:
             values[field_.name] = nested(**with_current_names(nested, values[field_.name]))
     return ExperimentConfig(**values)
+
+
+def agent_of(override: str) -> str | None:
+    """The agent whose settings ``override`` changes (``"apex.batch_size=64"`` -> ``"apex"``), or None."""
+    prefix = override.split("=", 1)[0].strip().split(".")[0]
+    return prefix if prefix in AGENTS else None
+
+
+def check_overrides(overrides: list[str], agents: list[str], options: dict[str, str]) -> None:
+    """Refuse a ``--set`` that would be ignored or would go behind a command's option: one for an
+    agent not in ``agents``, or one of ``options``' keys (a setting -> the option that sets it,
+    e.g. ``{"seed": "--seeds"}``)."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key in options:
+            raise ValueError(f"--set {item!r}: use {options[key]} for the {key}")
+        if agent_of(item) not in (None, *agents):
+            raise ValueError(
+                f"--set {item!r}: a setting of {agent_of(item)}, which does not run here (the agents are {', '.join(agents)})"
+            )

@@ -25,11 +25,11 @@ from tqdm.auto import tqdm
 
 from rl_coordconv.agents.config import apply_overrides, parse_steps
 from rl_coordconv.agents.distributed import require_ray, start_ray
-from rl_coordconv.agents.experiment import ExperimentConfig, agent_of, check_overrides, run_directory
 from rl_coordconv.agents.registry import AGENTS
+from rl_coordconv.agents.run_config import ExperimentConfig, agent_of, check_overrides
 from rl_coordconv.envs import GAMES
 from rl_coordconv.extractors import ARCHS
-from rl_coordconv.rundir import LOG_FILE, RunState, run_state
+from rl_coordconv.rundir import LOG_FILE, RunState, run_directory, run_state
 
 # The train command, run in a process of its own by every job (any node with the venv has it).
 TRAIN_COMMAND = [sys.executable, "-m", "rl_coordconv", "train"]

@@ -14,12 +14,14 @@ import sys
 
 from rl_coordconv.agents.config import apply_overrides, parse_steps, setting_names
 from rl_coordconv.agents.distributed import DistributedTrainingStopped, check_address_form
-from rl_coordconv.agents.experiment import ExperimentConfig, check_overrides, run_directory, run_experiment
+from rl_coordconv.agents.experiment import run_experiment
 from rl_coordconv.agents.registry import AGENTS
+from rl_coordconv.agents.run_config import ExperimentConfig, check_overrides
 from rl_coordconv.commands import HelpFormatter
 from rl_coordconv.envs import BACKENDS, GAMES
 from rl_coordconv.extractors import ARCHS
 from rl_coordconv.interrupts import stops_on_signals
+from rl_coordconv.rundir import run_directory
 
 # The settings that have an option of their own here; a --set of one would overrule it unseen.
 TRAIN_OPTIONS = {name: f"--{name}" for name in ("game", "agent", "arch", "seed", "timesteps", "device", "backend")}
