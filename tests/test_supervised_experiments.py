@@ -480,6 +480,7 @@ def test_the_classification_command_writes_its_report(tmp_path):
     assert rows[0] == "experiment,arch,seed,parameters,epochs,seconds,train_accuracy,test_accuracy" and len(rows) == 5
     assert "CoordConv - conv, paired by seed" in (out / "results.md").read_text()
     assert len(list((out / "tb").iterdir())) == 4
+    assert (out / "measures.png").stat().st_size > 0  # test and train accuracy against epochs
 
 
 def test_not_so_clevr_runs_in_worker_processes(tmp_path):
