@@ -323,3 +323,24 @@ def test_the_command_gives_both_gan_models_the_settings_it_is_given():
     }
     vae = experiments.plan("vae", args)  # the VAE takes the measure interval, not the GAN's settings
     assert {(c.measure_every, c.discriminator_steps, c.spectral_norm) for c in vae} == {(4, 1, True)}
+
+
+def test_the_report_states_the_settings_both_models_got():
+    from rl_coordconv.supervised.generative import GenerativeResult
+    from rl_coordconv.supervised.generative_report import settings_line
+
+    def line(config):
+        return settings_line(GenerativeResult(config, 1, 1.0, {}, torch.zeros(1, 3, 32, 32), torch.zeros(1, 2, 3, 32, 32)))
+
+    gan = GenerativeConfig(
+        "gan", epochs=200, learning_rate=1e-4, discriminator_learning_rate=4e-4, discriminator_steps=2, r1_penalty=0.5
+    )
+    assert line(gan) == (
+        "Settings: 200 epochs of 4,000 scenes, batch 64, Adam learning rate 0.0001, measured every 20 epochs (and after "
+        "the last) on 1,000 samples from fixed codes, 16 fixed interpolations of 16 frames; the discriminator: learning "
+        "rate 0.0004, width 16 (the generator's 16), 2 update(s) per generator update, spectral norm on, R1 penalty 0.5."
+    )
+    assert line(GenerativeConfig("vae")).startswith(
+        "Settings: 30 epochs of 4,000 scenes, batch 64, Adam learning rate 0.001, "
+    )
+    assert "discriminator" not in line(GenerativeConfig("vae"))

@@ -12,7 +12,7 @@ import torch
 
 from rl_coordconv.analysis.statistics import mean_interval
 from rl_coordconv.supervised.curves import save_measures_figure
-from rl_coordconv.supervised.generative import DEFAULT_LEARNING_RATES, GAN_SETTINGS, GenerativeResult
+from rl_coordconv.supervised.generative import DEFAULT_LEARNING_RATES, GenerativeResult
 from rl_coordconv.supervised.plateau import PLATEAU_TOLERANCE, history_series, plateau, plateau_section, same_budget
 
 # The measures of the table, in its order, and what each says.
@@ -161,14 +161,20 @@ def plateau_markdown(results: list[GenerativeResult], tolerance: float = PLATEAU
 def settings_line(result: GenerativeResult) -> str:
     """The run's training settings, as both models of an experiment got them."""
     config = result.config
+    learning_rate = config.learning_rate or DEFAULT_LEARNING_RATES[config.experiment]
     line = (
         f"Settings: {config.epochs} epochs of {config.train_scenes:,} scenes, batch {config.batch_size}, Adam learning rate "
-        f"{config.learning_rate or DEFAULT_LEARNING_RATES[config.experiment]}, "
+        f"{learning_rate}, "
         f"measured every {config.measure_every} epochs (and after the last) on {config.samples:,} samples from fixed "
         f"codes, {config.interpolations} fixed interpolations of {config.steps} frames"
     )
     if config.experiment == "gan":
-        line += ", " + ", ".join(f"{name} {getattr(config, name)}" for name in GAN_SETTINGS)
+        line += (
+            f"; the discriminator: learning rate {config.discriminator_learning_rate or learning_rate}, width "
+            f"{config.discriminator_width or config.width} (the generator's {config.width}), {config.discriminator_steps} "
+            f"update(s) per generator update, spectral norm {'on' if config.spectral_norm else 'off'}, R1 penalty "
+            f"{config.r1_penalty:g}"
+        )
     return line + "."
 
 
