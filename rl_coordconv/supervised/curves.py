@@ -46,13 +46,17 @@ def save_measures_figure(runs: dict[str, Sequence[History]], measures: dict[str,
     figure = Figure(figsize=(4.2 * columns, 3.0 * rows + 0.6))
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for axis, (tag, name) in zip(axes, shown.items()):
+        valued = False
         for label, histories in runs.items():
             epochs, mean, low, high = seed_curve(histories, tag)
+            valued = valued or bool(np.isfinite(mean).any())
             (line,) = axis.plot(
                 epochs, mean, marker=".", label=f"{label} ({len(histories)} seed{'s' if len(histories) > 1 else ''})"
             )
             if len(histories) > 1:
                 axis.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        if not valued:  # e.g. no object found to follow: the jump has no value
+            axis.text(0.5, 0.5, "no value at any epoch", ha="center", va="center", transform=axis.transAxes, fontsize=8)
         axis.set_title(name, fontsize=9)
         axis.set_xlabel("epoch", fontsize=8)
         axis.tick_params(labelsize=7)
