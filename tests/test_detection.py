@@ -148,6 +148,26 @@ def test_the_report_pairs_by_seed_and_the_relative_change_is_over_conv():
     assert differences == [pytest.approx(0.1), pytest.approx(-0.2)] and relative == [pytest.approx(0.25), pytest.approx(-0.25)]
 
 
+def test_the_plateau_rule_watches_the_per_epoch_test_mean_iou_of_every_seed():
+    from rl_coordconv.supervised import detection_report
+
+    def curve(ious, maps):  # epochs 1-5; the last fifth is epochs 4-5
+        return [{"epoch": float(k + 1), "test/mean_iou": iou, "test/map_50": m} for k, (iou, m) in enumerate(zip(ious, maps))]
+
+    results = [_result("conv", seed) for seed in (0, 1)] + [_result("coordconv", seed) for seed in (0, 1)]
+    for r in results:
+        r.config.epochs = 5
+    results[0].history = curve([0.2, 0.5, 0.7, 0.80, 0.81], [0.1, 0.2, 0.3, 0.4, 0.5])  # 0.01 / 0.81: met
+    results[1].history = curve([0.2, 0.5, 0.7, 0.74, 0.80], [0.5] * 5)  # 0.06 / 0.8: not met
+    results[2].history = curve([0.2, 0.5, 0.6, 0.6, 0.6], [0.5] * 5)
+    results[3].history = curve([0.2, 0.5, 0.6], [0.5] * 3)  # one seed short
+    section = detection_report.plateau_markdown(results, tolerance=0.02)
+    assert "| 0 | met (1.2 %) | met (0.0 %) |" in section
+    assert "| 1 | not met (7.5 %) | cannot tell: stopped at epoch 3 of 5 |" in section
+    assert "Met by 2 of 4 runs; not by conv seed 1 (not met), coordconv seed 1 (cannot tell)." in section
+    assert "test mean IoU (on the first 100 test canvases, after each epoch)" in section
+
+
 def test_the_csv_columns_hold_their_values(tmp_path):
     import csv
 
@@ -233,7 +253,7 @@ def test_without_torchvision_the_command_says_how_to_get_it(monkeypatch, tmp_pat
 
 
 def test_all_leaves_detection_out_only_where_torchvision_does_not_load(monkeypatch, capsys):
-    from rl_coordconv.commands import supervised as command
+    from rl_coordconv.supervised import experiments as command
 
     if detection.available():
         assert command.chosen_experiments("all") == ["not-so-clevr", "vae", "gan", "classification", "detection"]
@@ -244,15 +264,15 @@ def test_all_leaves_detection_out_only_where_torchvision_does_not_load(monkeypat
 
 
 @needs_torchvision
-def test_the_command_plans_three_seeds_and_a_quick_one():
+def test_the_command_plans_five_seeds_and_a_quick_one():
     from types import SimpleNamespace
 
-    from rl_coordconv.commands import supervised as command
+    from rl_coordconv.supervised import experiments as command
 
     args = SimpleNamespace(quick=False, seeds=None, seed=2, epochs=None, learning_rate=None, batch_size=None, device="cpu")
     configs = command.plan("detection", args)
     assert [(c.arch, c.seed, c.epochs, c.batch_size) for c in configs] == [
-        (arch, seed, detection.DetectionConfig.epochs, 16) for seed in (2, 3, 4) for arch in ("conv", "coordconv")
+        (arch, seed, detection.DetectionConfig.epochs, 16) for seed in (2, 3, 4, 5, 6) for arch in ("conv", "coordconv")
     ]
     args.quick, args.epochs, args.batch_size = True, 2, 4
     quick = command.plan("detection", args)
@@ -271,3 +291,7 @@ def test_the_quick_command_writes_its_report_figure_and_logs(tmp_path):
     assert rows[0].startswith("experiment,arch,seed") and len(rows) == 1 + 4
     assert (out / "detection-examples.png").stat().st_size > 0
     assert len(list((out / "tb").glob("detection-*-seed*/events.out.tfevents.*"))) == 4
+    assert (out / "measures.png").stat().st_size > 0
+    assert "Relative change of the mean IoU, CoordConv over conv, paired by seed: " in report
+    why = "cannot tell: 1 measure in epochs 0.8-1; measure more often"  # --quick: one epoch
+    assert f"| 0 | {why} | {why} |" in report and f"| 1 | {why} | {why} |" in report

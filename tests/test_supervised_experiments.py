@@ -10,7 +10,8 @@ import torch
 
 from rl_coordconv.analysis.statistics import mean_interval
 from rl_coordconv.layers import CoordConv2d
-from rl_coordconv.supervised import shapes
+from rl_coordconv.supervised import experiments as registry
+from rl_coordconv.supervised import parallel, shapes
 from rl_coordconv.supervised.generative import (
     VAE,
     Decoder,
@@ -320,29 +321,27 @@ def test_the_command_runs_the_seeds_it_is_asked_for_and_refuses_bad_counts(capsy
         no_early_stop=False,
         checks_per_epoch=4,
     )
-    assert [(c.arch, c.seed) for c in command.plan("vae", args)] == [("conv", 3), ("coordconv", 3)]
-    assert sorted({c.seed for c in command.plan("classification", args)}) == [3, 4]  # --quick: 2 seeds
+    assert [(c.arch, c.seed) for c in registry.plan("vae", args)] == [("conv", 3), ("coordconv", 3)]
+    assert sorted({c.seed for c in registry.plan("classification", args)}) == [3, 4]  # --quick: 2 seeds
     args.quick = False
-    assert sorted({c.seed for c in command.plan("classification", args)}) == [3, 4, 5, 6, 7]
-    assert [(c.arch, c.seed, c.epochs) for c in command.plan("vae", args)][-2:] == [("conv", 5, 30), ("coordconv", 5, 30)]
-    assert [c.seed for c in command.plan("gan", args)] == [3, 3, 4, 4, 5, 5]
+    assert sorted({c.seed for c in registry.plan("classification", args)}) == [3, 4, 5, 6, 7]
+    assert [(c.arch, c.seed, c.epochs) for c in registry.plan("vae", args)][-2:] == [("conv", 5, 30), ("coordconv", 5, 30)]
+    assert [c.seed for c in registry.plan("gan", args)] == [3, 3, 4, 4, 5, 5]
     args.seeds = 2
-    assert [(c.arch, c.seed) for c in command.plan("gan", args)] == [
+    assert [(c.arch, c.seed) for c in registry.plan("gan", args)] == [
         ("conv", 3),
         ("coordconv", 3),
         ("conv", 4),
         ("coordconv", 4),
     ]
     with pytest.raises(ValueError, match="the Not-so-Clevr report is of one seed"):
-        command.plan("not-so-clevr", args)
+        registry.plan("not-so-clevr", args)
     assert command.main(["--experiment", "vae", "--seeds", "0"]) == 2
     assert "--seeds must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_the_budget_options_reach_every_experiment_when_given_and_only_then():
     from types import SimpleNamespace
-
-    from rl_coordconv.commands import supervised as command
 
     args = SimpleNamespace(
         quick=False,
@@ -359,12 +358,12 @@ def test_the_budget_options_reach_every_experiment_when_given_and_only_then():
         checks_per_epoch=4,
     )
     experiments = ("not-so-clevr", "vae", "gan", "classification")
-    defaults = [command.plan(experiment, args)[0] for experiment in experiments]
+    defaults = [registry.plan(experiment, args)[0] for experiment in experiments]
     assert [config.batch_size for config in defaults] == [16, 64, 64, 64]
     assert [config.epochs for config in defaults[1:]] == [30, 20, 15]
     args.epochs, args.learning_rate, args.batch_size = 2, 0.01, 8
     for experiment in experiments:
-        (config, *_) = command.plan(experiment, args)
+        (config, *_) = registry.plan(experiment, args)
         assert (config.epochs, config.learning_rate, config.batch_size) == (2, 0.01, 8), experiment
 
 
@@ -385,6 +384,20 @@ def test_the_budget_options_reach_every_experiment_when_given_and_only_then():
                 ("detection", ["--checks-per-epoch", "2"]),
             )
         ],
+        (["--experiment", "vae", "--r1-penalty", "1"], "--r1-penalty applies to --experiment gan only"),
+        (
+            ["--experiment", "classification", "--measure-every", "2"],
+            "--measure-every applies to --experiment vae or gan only",
+        ),
+        (
+            ["--experiment", "classification", "--plateau-tolerance", "0.05"],
+            "--plateau-tolerance applies to --experiment vae, gan or detection only",
+        ),
+        (
+            ["--experiment", "gan", "--plateau-tolerance", "0"],
+            "plateau tolerance must be a fraction > 0 (0.02 is 2 %), got 0.0",
+        ),
+        (["--experiment", "gan", "--discriminator-steps", "0"], "discriminator_steps must be >= 1, got 0"),
         (["--device", "gpu"], "unknown device 'gpu'; use cpu, cuda or cuda:<index>"),
         (["--device", "auto"], "unknown device 'auto'; use cpu, cuda or cuda:<index>"),
     ],
@@ -395,8 +408,7 @@ def test_bad_command_lines_are_refused_before_anything_is_written(argv, message,
     def training_started(*args):
         raise AssertionError(f"{argv} was accepted and training started")
 
-    for runner in ("run_not_so_clevr", "run_classification", "run_detection", "run_generative"):
-        monkeypatch.setattr(command, runner, training_started)
+    monkeypatch.setattr(registry, "train_runs", training_started)
     assert command.main([*argv, "--out", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -468,6 +480,7 @@ def test_the_classification_command_writes_its_report(tmp_path):
     assert rows[0] == "experiment,arch,seed,parameters,epochs,seconds,train_accuracy,test_accuracy" and len(rows) == 5
     assert "CoordConv - conv, paired by seed" in (out / "results.md").read_text()
     assert len(list((out / "tb").iterdir())) == 4
+    assert (out / "measures.png").stat().st_size > 0  # test and train accuracy against epochs
 
 
 def test_not_so_clevr_runs_in_worker_processes(tmp_path):
@@ -500,7 +513,7 @@ def test_not_so_clevr_runs_in_worker_processes(tmp_path):
 def test_runs_in_parallel_give_the_results_of_runs_one_at_a_time_in_order(tmp_path, monkeypatch, capsys):
     from rl_coordconv.commands import supervised as command
 
-    monkeypatch.setattr(command.os, "cpu_count", lambda: 2)  # two workers of one thread each
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 2)  # two workers of one thread each
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -533,11 +546,9 @@ def _slow_first(config, progress, writer):  # a train function for the spawned w
 def test_train_runs_keep_the_configs_order_and_give_each_worker_its_share_of_threads(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from rl_coordconv.commands import supervised as command
-
-    monkeypatch.setattr(command.os, "cpu_count", lambda: 6)  # 2 jobs -> 3 threads each
-    results = command.train_runs(_slow_first, [0, 1, 2, 3], [tmp_path / str(i) for i in range(4)], 2, lambda result: None)
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 6)  # 2 jobs -> 3 threads each
+    results = parallel.train_runs(_slow_first, [0, 1, 2, 3], [tmp_path / str(i) for i in range(4)], 2, lambda result: None)
     assert results == [(0, 3), (1, 3), (2, 3), (3, 3)]
-    assert command.jobs("classification", SimpleNamespace(jobs=2)) == 2
-    assert command.jobs("detection", SimpleNamespace(jobs=1)) == 1
-    assert command.jobs("detection", SimpleNamespace(jobs=None)) == 2
+    assert registry.jobs("classification", SimpleNamespace(jobs=2)) == 2
+    assert registry.jobs("detection", SimpleNamespace(jobs=1)) == 1
+    assert registry.jobs("detection", SimpleNamespace(jobs=None)) == 2

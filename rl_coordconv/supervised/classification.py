@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +113,7 @@ class ClassificationResult:
     seconds: float
     train_accuracy: float
     test_accuracy: float
+    history: list[dict[str, float]] = field(default_factory=list, repr=False)  # fit's records, one per epoch
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -123,7 +124,7 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
 
 def train_classifier(config: ClassificationConfig, progress: bool = True, writer=None) -> ClassificationResult:
     """Train one :class:`SmallResNet` on the digit canvases of ``config.seed`` (Adam, cosine decay),
-    checking the test accuracy after each epoch."""
+    checking the test and train accuracies (``test/accuracy``, ``train/accuracy``) after each epoch."""
     config.validate()
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
@@ -146,7 +147,10 @@ def train_classifier(config: ClassificationConfig, progress: bool = True, writer
         batch_size=config.batch_size,
         generator=torch.Generator().manual_seed(config.seed),
         schedule=schedule,
-        check=lambda: {"test/accuracy": accuracy(model, test_images, test_labels)},
+        check=lambda: {
+            "test/accuracy": accuracy(model, test_images, test_labels),
+            "train/accuracy": accuracy(model, train_images, train_labels),
+        },
         device=device,
         progress=progress,
         description=f"classification/{config.arch}/seed{config.seed}",
@@ -158,6 +162,7 @@ def train_classifier(config: ClassificationConfig, progress: bool = True, writer
         fitted.seconds,
         accuracy(model, train_images, train_labels),
         accuracy(model, test_images, test_labels),
+        fitted.history,
     )
 
 

@@ -270,7 +270,7 @@ class DetectionConfig:
     seed: int = 0
     train_canvases: int = 2000
     test_canvases: int = 500
-    epochs: int = 7
+    epochs: int = 7  # the same for both archs: the report's plateau rule is stated over it
     batch_size: int = 16
     learning_rate: float = 1e-3  # Adam, cosine-decayed to 0
     width: int = 16  # channels of the backbone's first convolution (its output 4x)
@@ -290,6 +290,7 @@ class DetectionResult:
     examples: torch.Tensor = field(repr=False)  # (E, 1, 64, 64) the first test canvases
     example_targets: list[dict[str, torch.Tensor]] = field(repr=False)
     example_predictions: list[dict[str, torch.Tensor]] = field(repr=False)
+    history: list[dict[str, float]] = field(default_factory=list, repr=False)  # fit's records: the per-epoch curve
 
 
 @torch.no_grad()
@@ -348,4 +349,5 @@ def train_detector(config: DetectionConfig, progress: bool = True, writer=None, 
         test_set.images[:examples],
         test_targets[:examples],
         predictions[:examples],
+        fitted.history,
     )

@@ -1,4 +1,4 @@
-"""Table and figure of the detection experiment."""
+"""Table, figures and plateau verdicts of the detection experiment."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from matplotlib.patches import Rectangle
 
 from rl_coordconv.analysis.statistics import mean_interval
 from rl_coordconv.supervised.archs import ARCHS
-from rl_coordconv.supervised.detection import SCORE_THRESHOLD, DetectionResult
+from rl_coordconv.supervised.curves import save_measures_figure
+from rl_coordconv.supervised.detection import MONITORED, SCORE_THRESHOLD, DetectionResult
+from rl_coordconv.supervised.plateau import PLATEAU_TOLERANCE, history_series, plateau, plateau_section, same_budget
 
 METRICS = {
     "mean_iou": "mean IoU of each true box with its best prediction",
@@ -19,6 +21,9 @@ METRICS = {
     "recall_50": "recall at IoU 0.5 (right digit)",
 }
 PAPER_RELATIVE_IOU = 0.24  # the paper: CoordConv raises the mean IoU by about 24 %
+PRIMARY = "test/mean_iou"  # the plateau rule's measure: the per-epoch curve's
+MEASURES_FIGURE = "measures.png"
+EXAMPLES_FIGURE = "detection-examples.png"
 
 
 def write_csv(results: list[DetectionResult], path: Path) -> None:
@@ -125,3 +130,35 @@ def save_figure(results: list[DetectionResult], path: Path, score_threshold: flo
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     return path
+
+
+def plateau_markdown(results: list[DetectionResult], tolerance: float = PLATEAU_TOLERANCE) -> str:
+    """The plateau rule's verdict for every run on the test mean IoU of its per-epoch curve."""
+    budget = same_budget([r.config for r in results])
+    verdicts = {
+        (r.config.arch, r.config.seed): plateau(*history_series(r.history, PRIMARY), budget, tolerance) for r in results
+    }
+    return plateau_section(
+        verdicts, f"test mean IoU (on the first {MONITORED} test canvases, after each epoch)", budget, tolerance
+    )
+
+
+def save_measures(results: list[DetectionResult], path: Path) -> Path:
+    """``path``: the per-epoch test measures against epochs, a line per arch, mean over seeds with a band."""
+    runs: dict[str, list] = {}
+    for r in results:
+        runs.setdefault(r.config.arch, []).append(r.history)
+    measures = {f"test/{name}": f"{name} (first {MONITORED} test canvases)" for name in METRICS}
+    return save_measures_figure(runs, measures, path, "detection")
+
+
+def write_report(results: list[DetectionResult], out_dir: Path, machine: str, tolerance: float = PLATEAU_TOLERANCE) -> str:
+    """Write ``results.csv``, ``results.md`` and the two figures into ``out_dir``; return the report."""
+    write_csv(results, out_dir / "results.csv")
+    report = "\n".join(
+        [markdown(results, machine), plateau_markdown(results, tolerance), f"Measures against epochs: `{MEASURES_FIGURE}`.\n"]
+    )
+    (out_dir / "results.md").write_text(report)
+    save_figure(results, out_dir / EXAMPLES_FIGURE)
+    save_measures(results, out_dir / MEASURES_FIGURE)
+    return report

@@ -66,6 +66,7 @@ def fit(
     schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
     check: Callable[[], Mapping[str, float]] | None = None,
     checks_per_epoch: int = 1,
+    check_every: int = 1,
     stop: Callable[[dict[str, float]], bool] | None = None,
     device: torch.device | str = "cpu",
     progress: bool = True,
@@ -83,12 +84,16 @@ def fit(
         whatever mode it sets, put back in training mode after; returns values by TensorBoard tag
         (``{"test/accuracy": 0.98}``). Each check point appends a record to the history (see
         :class:`FitResult`), with or without a ``check``.
+    :param check_every: run ``check`` in every ``check_every``-th epoch (epochs ``check_every``,
+        ``2 check_every``, ...) and in the last; the other epochs' check points record without it.
     :param stop: ends training at a check point whose record it is true of.
     :param progress: show a tqdm bar of the steps, with the last record's values.
     :param writer: TensorBoard ``SummaryWriter``: each step's losses as ``train/<name>`` and each
         record's ``seconds`` and check values, at the step count (1-based).
     :return: the steps and training seconds (the clock stops during checks) and the history.
     """
+    if check_every < 1:
+        raise ValueError(f"check_every must be >= 1 epoch, got {check_every!r}")
     steps_per_epoch = batches_per_epoch(train_size, batch_size)
     checked_after = check_steps(steps_per_epoch, checks_per_epoch)
     history: list[dict[str, float]] = []
@@ -113,7 +118,8 @@ def fit(
                 if epoch_step not in checked_after:
                     continue
                 check_start = time.perf_counter()
-                checked = check() if check is not None else {}
+                checking = check is not None and ((epoch + 1) % check_every == 0 or epoch + 1 == epochs)
+                checked = check() if checking else {}
                 model.train()
                 checking_seconds += time.perf_counter() - check_start
                 record = {

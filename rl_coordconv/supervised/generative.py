@@ -16,7 +16,7 @@ random latent codes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -32,6 +32,12 @@ from rl_coordconv.supervised.shapes import SIZE, Scenes, generate, moving_object
 
 EXPERIMENTS = ("vae", "gan")
 DEFAULT_EPOCHS = {"vae": 30, "gan": 20}
+DEFAULT_LEARNING_RATES = {"vae": 1e-3, "gan": 2e-4}
+# GenerativeConfig's settings of the GAN alone; their defaults are the committed runs' DCGAN: equal
+# learning rates, a discriminator as wide as the generator, one update each per batch, spectral
+# norm, no penalty.
+GAN_SETTINGS = ("discriminator_learning_rate", "discriminator_width", "discriminator_steps", "spectral_norm", "r1_penalty")
+MEASURE_SEED_OFFSET = 30_000  # the fixed codes of the measures: seed + this (test scenes 10_000, VAE pairs 20_000)
 
 
 class Encoder(nn.Module):
@@ -100,7 +106,11 @@ class VAE(nn.Module):
 
 @dataclass
 class GenerativeConfig:
-    """One model's training; the defaults fit both archs of one experiment in minutes on 2 cores."""
+    """One model's training; the defaults fit both archs of one experiment in minutes on 2 cores.
+
+    The GAN's stabilisers (``discriminator_*``, ``spectral_norm``, ``r1_penalty``) apply to both
+    archs alike; their defaults are the DCGAN set-up of the committed runs, and the VAE refuses
+    any other value."""
 
     experiment: str = "vae"
     arch: str = "coordconv"
@@ -110,26 +120,57 @@ class GenerativeConfig:
     batch_size: int = 64
     latent: int = 16
     width: int = 16  # channels of the first encoder and last decoder convolutions (the others 2x)
-    learning_rate: float | None = None  # VAE 1e-3, GAN 2e-4 (DCGAN's)
+    learning_rate: float | None = None  # VAE 1e-3, GAN 2e-4 (DCGAN's; the GAN's generator's)
     samples: int = 1000  # generated images for the position measures
     interpolations: int = 16
     steps: int = 16  # frames per interpolation
+    measure_every: int | None = None  # epochs between measures (and the last epoch); None: a tenth of the budget, >= 1
+    discriminator_learning_rate: float | None = None  # None: the generator's (two time-scale updates: a larger one)
+    discriminator_width: int | None = None  # None: width
+    discriminator_steps: int = 1  # discriminator updates per generator update (the generator rests between)
+    spectral_norm: bool = True  # on every weight of the discriminator
+    r1_penalty: float = 0.0  # gamma of the R1 penalty gamma / 2 E_real |grad_x D(x)|^2 (Mescheder et al. 2018)
     seed: int = 0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.epochs is None:
             self.epochs = DEFAULT_EPOCHS.get(self.experiment, 1)
+        if self.measure_every is None and isinstance(self.epochs, int):
+            self.measure_every = max(1, self.epochs // 10)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and what is accepted."""
         validate_settings(
             self,
             {"experiment": EXPERIMENTS, "arch": ARCHS},
-            ("train_scenes", "test_scenes", "epochs", "batch_size", "latent", "width", "samples", "interpolations"),
+            (
+                "train_scenes",
+                "test_scenes",
+                "epochs",
+                "batch_size",
+                "latent",
+                "width",
+                "samples",
+                "interpolations",
+                "measure_every",
+                "discriminator_width",
+                "discriminator_steps",
+            ),
         )
         if self.steps < 2:
             raise ValueError(f"steps must be >= 2 frames per interpolation, got {self.steps!r}")
+        if self.discriminator_learning_rate is not None and not self.discriminator_learning_rate > 0:
+            raise ValueError(f"discriminator_learning_rate must be > 0, got {self.discriminator_learning_rate!r}")
+        if not self.r1_penalty >= 0:
+            raise ValueError(f"r1_penalty must be >= 0 (0: none), got {self.r1_penalty!r}")
+        if self.experiment != "gan":
+            defaults = {setting.name: setting.default for setting in fields(self)}
+            for name in GAN_SETTINGS:
+                if getattr(self, name) != defaults[name]:
+                    raise ValueError(
+                        f"{name} applies to experiment 'gan' only, got {getattr(self, name)!r} for {self.experiment!r}"
+                    )
 
 
 @dataclass
@@ -164,24 +205,100 @@ def _decode(decoder: Decoder, codes: torch.Tensor, batch: int = 256) -> torch.Te
         return torch.cat([torch.sigmoid(decoder(part)) for part in codes.split(batch)]).cpu()
 
 
+def build_discriminator(config: GenerativeConfig) -> Encoder:
+    """The GAN's discriminator, ``(B, 3, 32, 32)`` -> ``(B, 1)`` logits: ``discriminator_width``
+    channels (``width`` when ``None``), spectrally normalized when ``spectral_norm``."""
+    discriminator = Encoder(config.arch, 1, config.discriminator_width or config.width)
+    return spectrally_normalized(discriminator) if config.spectral_norm else discriminator
+
+
+@dataclass(frozen=True)
+class MeasureInputs:
+    """What every measure of one run is taken on, fixed before training so that the measures of
+    successive epochs differ by the model alone.
+
+    :ivar codes: ``(samples, latent)`` prior draws decoded into the samples.
+    :ivar interpolations: how many; the GAN's run between the two ``(interpolations, latent)``
+        codes of ``ends``, the VAE's (``ends`` ``None``) between the encodings, at each measure, of
+        the scene pairs ``moving_object_pairs(interpolations, pairs_seed)``.
+    :ivar data_centres: ``(M, 2)`` object centres of the training scenes, the samples' reference.
+    :ivar test_set: the VAE's held-out scenes (``None`` for the GAN).
+    """
+
+    codes: torch.Tensor
+    interpolations: int
+    ends: tuple[torch.Tensor, torch.Tensor] | None
+    pairs_seed: int
+    data_centres: np.ndarray
+    test_set: Scenes | None
+
+
+def measure_inputs(config: GenerativeConfig, train_set: Scenes, test_set: Scenes, device: torch.device) -> MeasureInputs:
+    """The fixed inputs of ``config``'s measures, the codes drawn from a generator of their own
+    (seeded from ``config.seed``): neither the batch order nor the training noise depends on them."""
+    draws = torch.Generator().manual_seed(MEASURE_SEED_OFFSET + config.seed)
+    codes = torch.randn(config.samples, config.latent, generator=draws).to(device)
+    if config.experiment == "vae":
+        return MeasureInputs(codes, config.interpolations, None, 20_000 + config.seed, train_set.centres(), test_set)
+    ends = tuple(torch.randn(config.interpolations, config.latent, generator=draws).to(device) for _ in range(2))
+    return MeasureInputs(codes, config.interpolations, ends, 20_000 + config.seed, train_set.centres(), None)
+
+
+def measure(
+    model: nn.Module, decoder: Decoder, inputs: MeasureInputs, steps: int, device: torch.device
+) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """The measures of the model as it is now (put in eval mode), with its samples ``(samples, 3,
+    32, 32)`` and interpolation frames ``(interpolations, steps, 3, 32, 32)``; the global random
+    state is left as it was (the VAE's held-out ELBO draws its noise from a fixed seed)."""
+    model.eval()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        samples = _decode(decoder, inputs.codes)
+        generated_centres = np.array([(o.row, o.col) for image in samples for o in find_objects(image)]).reshape(-1, 2)
+        metrics = {
+            f"samples_{name}": value for name, value in position_coverage(inputs.data_centres, generated_centres).items()
+        }
+        metrics["objects_per_sample"] = len(generated_centres) / len(samples)
+        ends = inputs.ends
+        if ends is None:  # the VAE
+            ends = _vae_interpolation_ends(model, inputs.interpolations, inputs.pairs_seed, device)
+            metrics.update(_vae_test_metrics(model, inputs.test_set, device))
+        frames = _decode(decoder, interpolate(*ends, steps).flatten(0, 1)).view(inputs.interpolations, steps, 3, SIZE, SIZE)
+    metrics.update(
+        {
+            f"interpolation_{name}": value
+            for name, value in interpolation_measures([[find_objects(frame) for frame in path] for path in frames]).items()
+        }
+    )
+    return metrics, samples, frames
+
+
 def train_generative(config: GenerativeConfig, progress: bool = True, writer=None) -> GenerativeResult:
-    """Train ``config.arch``'s model of ``config.experiment`` and measure it (see the module docstring)."""
+    """Train ``config.arch``'s model of ``config.experiment``, measuring it (see :func:`measure`)
+    every ``config.measure_every`` epochs and after the last; each measure is logged as
+    ``test/<name>`` at its step and kept in the history, and the last is the result's metrics."""
     config.validate()
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     train_set = generate(config.train_scenes, seed=config.seed)
-    test_set = generate(config.test_scenes, seed=10_000 + config.seed)
+    test_set = generate(config.test_scenes, seed=10_000 + config.seed)  # held out: the VAE's reconstructions
     images = train_set.images.to(device)
-    generator = torch.Generator().manual_seed(config.seed)  # the batch order, then the sampled codes
+    generator = torch.Generator().manual_seed(config.seed)  # the batch order
     if config.experiment == "vae":
         model: nn.Module = VAE(config.arch, config.latent, config.width).to(device)
         decoder = model.decoder
-        step = _vae_step(model, images, config.learning_rate or 1e-3)
+        step = _vae_step(model, images, config.learning_rate or DEFAULT_LEARNING_RATES["vae"])
     else:
         decoder = Decoder(config.arch, config.latent, config.width, batch_norm=True).to(device)  # DCGAN's generator norm
-        discriminator = spectrally_normalized(Encoder(config.arch, 1, config.width)).to(device)
+        discriminator = build_discriminator(config).to(device)
         model = nn.ModuleDict({"generator": decoder, "discriminator": discriminator})
-        step = _gan_step(decoder, discriminator, images, config.latent, config.learning_rate or 2e-4)
+        step = _gan_step(decoder, discriminator, images, config)
+    inputs = measure_inputs(config, train_set, test_set, device)
+    latest: dict[str, torch.Tensor] = {}
+
+    def check() -> dict[str, float]:
+        metrics, latest["samples"], latest["frames"] = measure(model, decoder, inputs, config.steps, device)
+        return {f"test/{name}": value for name, value in metrics.items()}
+
     fitted = fit(
         model,
         step,
@@ -189,36 +306,18 @@ def train_generative(config: GenerativeConfig, progress: bool = True, writer=Non
         epochs=config.epochs,
         batch_size=config.batch_size,
         generator=generator,
+        check=check,
+        check_every=config.measure_every,
         device=device,
         progress=progress,
         description=f"{config.experiment}/{config.arch}",
         writer=writer,
     )
     model.eval()
-
-    codes = torch.randn(config.samples, config.latent, generator=generator).to(device)
-    samples = _decode(decoder, codes)
-    generated_centres = np.array([(o.row, o.col) for image in samples for o in find_objects(image)]).reshape(-1, 2)
-    metrics = {f"samples_{name}": value for name, value in position_coverage(train_set.centres(), generated_centres).items()}
-    metrics["objects_per_sample"] = len(generated_centres) / config.samples
-    if config.experiment == "vae":
-        ends = _vae_interpolation_ends(model, config.interpolations, 20_000 + config.seed, device)
-        metrics.update(_vae_test_metrics(model, test_set, device))
-    else:
-        ends = tuple(torch.randn(config.interpolations, config.latent, generator=generator).to(device) for _ in range(2))
-    frames = _decode(decoder, interpolate(*ends, config.steps).flatten(0, 1)).view(
-        config.interpolations, config.steps, 3, SIZE, SIZE
+    metrics = {tag.removeprefix("test/"): value for tag, value in fitted.history[-1].items() if tag.startswith("test/")}
+    return GenerativeResult(
+        config, count_parameters(model), fitted.seconds, metrics, latest["samples"][:64], latest["frames"], fitted.history
     )
-    metrics.update(
-        {
-            f"interpolation_{name}": value
-            for name, value in interpolation_measures([[find_objects(frame) for frame in path] for path in frames]).items()
-        }
-    )
-    if writer is not None:
-        for name, value in metrics.items():
-            writer.add_scalar(f"test/{name}", value, fitted.steps)
-    return GenerativeResult(config, count_parameters(model), fitted.seconds, metrics, samples[:64], frames, fitted.history)
 
 
 def _vae_step(model: VAE, images: torch.Tensor, learning_rate: float):
@@ -232,24 +331,41 @@ def _vae_step(model: VAE, images: torch.Tensor, learning_rate: float):
     return step
 
 
-def _gan_step(generator: Decoder, discriminator: Encoder, images: torch.Tensor, latent: int, learning_rate: float):
-    """DCGAN's alternating updates with the non-saturating generator loss."""
-    generator_optimizer, discriminator_optimizer = (
-        torch.optim.Adam(net.parameters(), lr=learning_rate, betas=(0.5, 0.999)) for net in (generator, discriminator)
-    )
+def _gan_step(generator: Decoder, discriminator: Encoder, images: torch.Tensor, config: GenerativeConfig):
+    """DCGAN's alternating updates with the non-saturating generator loss, and ``config``'s
+    stabilisers: the discriminator's own learning rate, ``discriminator_steps`` discriminator
+    updates per generator update, and the R1 penalty on real images (logged as ``r1_penalty``)."""
+    generator_rate = config.learning_rate or DEFAULT_LEARNING_RATES["gan"]
+    discriminator_rate = config.discriminator_learning_rate or generator_rate
+    generator_optimizer = torch.optim.Adam(generator.parameters(), lr=generator_rate, betas=(0.5, 0.999))
+    discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=discriminator_rate, betas=(0.5, 0.999))
+    updates = 0
 
     def step(indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        nonlocal updates
         batch = images[indices]
-        fake = torch.sigmoid(generator(torch.randn(len(batch), latent, device=batch.device)))
+        fake = torch.sigmoid(generator(torch.randn(len(batch), config.latent, device=batch.device)))
+        if config.r1_penalty > 0:
+            batch = batch.detach().requires_grad_(True)
         real_logits, fake_logits = discriminator(batch), discriminator(fake.detach())
         d_loss = F.binary_cross_entropy_with_logits(
             real_logits, torch.ones_like(real_logits)
         ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        losses = {}
+        if config.r1_penalty > 0:
+            (gradient,) = torch.autograd.grad(real_logits.sum(), batch, create_graph=True)
+            losses["r1_penalty"] = config.r1_penalty / 2 * gradient.pow(2).flatten(1).sum(dim=1).mean()
+            d_loss = d_loss + losses["r1_penalty"]
         minimize(discriminator_optimizer, d_loss)
+        losses["discriminator_loss"] = d_loss
+        updates += 1
+        if updates % config.discriminator_steps:
+            return losses
         fooled = discriminator(fake)
         g_loss = F.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled))
         minimize(generator_optimizer, g_loss)
-        return {"discriminator_loss": d_loss, "generator_loss": g_loss}
+        losses["generator_loss"] = g_loss
+        return losses
 
     return step
 

@@ -1,5 +1,5 @@
 """Tables and figures of the generative experiments: sample grids, interpolation strips and an
-animated interpolation per model."""
+animated interpolation per model, the measures against epochs, and the plateau rule's verdicts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from rl_coordconv.analysis.statistics import mean_interval
-from rl_coordconv.supervised.generative import GenerativeResult
+from rl_coordconv.supervised.curves import save_measures_figure
+from rl_coordconv.supervised.generative import DEFAULT_LEARNING_RATES, GenerativeResult
+from rl_coordconv.supervised.plateau import PLATEAU_TOLERANCE, history_series, plateau, plateau_section, same_budget
 
 # The measures of the table, in its order, and what each says.
 METRICS = {
@@ -25,6 +27,12 @@ METRICS = {
     "test_object_miscount": "objects missed or added per held-out reconstruction (VAE)",
 }
 STRIP_ROWS = 6  # interpolations shown in a strip and in the animation
+# Each experiment's primary measure, the one the plateau rule watches: (name in METRICS, in words).
+PRIMARY = {
+    "vae": ("test_negative_elbo", "held-out negative ELBO"),
+    "gan": ("samples_histogram_distance", "object-centre histogram distance to the data"),
+}
+MEASURES_FIGURE = "measures.png"
 
 
 def _row(result: GenerativeResult) -> dict[str, object]:
@@ -126,3 +134,64 @@ def save_figures(results: list[GenerativeResult], out_dir: Path) -> list[Path]:
         imageio.mimsave(paths[2], frames + frames[::-1], duration=0.12, loop=0)
         written += paths
     return written
+
+
+def save_measures(results: list[GenerativeResult], path: Path) -> Path:
+    """``path``: every measure of :data:`METRICS` against epochs, a line per model (see
+    :func:`~.curves.save_measures_figure`)."""
+    runs: dict[str, list] = {}
+    for result in results:
+        runs.setdefault(f"{result.config.experiment} {result.config.arch}", []).append(result.history)
+    experiments = "/".join(dict.fromkeys(result.config.experiment.upper() for result in results))
+    return save_measures_figure(runs, {f"test/{name}": name for name in METRICS}, path, f"{experiments} measures")
+
+
+def plateau_markdown(results: list[GenerativeResult], tolerance: float = PLATEAU_TOLERANCE) -> str:
+    """The plateau rule's verdict for every run of one experiment on its primary measure."""
+    experiment = results[0].config.experiment
+    name, words = PRIMARY[experiment]
+    budget = same_budget([r.config for r in results])
+    verdicts = {
+        (result.config.arch, result.config.seed): plateau(*history_series(result.history, f"test/{name}"), budget, tolerance)
+        for result in results
+    }
+    return plateau_section(verdicts, words, budget, tolerance)
+
+
+def settings_line(result: GenerativeResult) -> str:
+    """The run's training settings, as both models of an experiment got them."""
+    config = result.config
+    learning_rate = config.learning_rate or DEFAULT_LEARNING_RATES[config.experiment]
+    line = (
+        f"Settings: {config.epochs} epochs of {config.train_scenes:,} scenes, batch {config.batch_size}, Adam learning rate "
+        f"{learning_rate}, "
+        f"measured every {config.measure_every} epochs (and after the last) on {config.samples:,} samples from fixed "
+        f"codes, {config.interpolations} fixed interpolations of {config.steps} frames"
+    )
+    if config.experiment == "gan":
+        line += (
+            f"; the discriminator: learning rate {config.discriminator_learning_rate or learning_rate}, width "
+            f"{config.discriminator_width or config.width} (the generator's {config.width}), {config.discriminator_steps} "
+            f"update(s) per generator update, spectral norm {'on' if config.spectral_norm else 'off'}, R1 penalty "
+            f"{config.r1_penalty:g}"
+        )
+    return line + "."
+
+
+def write_report(results: list[GenerativeResult], out_dir: Path, machine: str, tolerance: float = PLATEAU_TOLERANCE) -> str:
+    """Write ``results.csv``, ``results.md``, the figures and :data:`MEASURES_FIGURE` of one
+    experiment's runs into ``out_dir``; return the report."""
+    write_csv(results, out_dir / "results.csv")
+    report = "\n".join(
+        [
+            f"## {results[0].config.experiment.upper()} on Sort-of-CLEVR scenes ({machine})\n",
+            settings_line(results[0]) + "\n",
+            markdown(results),
+            plateau_markdown(results, tolerance),
+            f"Measures against epochs: `{MEASURES_FIGURE}`.\n",
+        ]
+    )
+    (out_dir / "results.md").write_text(report)
+    save_figures(results, out_dir)
+    save_measures(results, out_dir / MEASURES_FIGURE)
+    return report

@@ -165,3 +165,12 @@ def save_figures(results: list[TrainResult], out_dir: Path, examples: int = 4) -
         plt.close(figure)
         paths.append(path)
     return paths
+
+
+def write_report(results: list[TrainResult], out_dir: Path, machine: str) -> str:
+    """Write ``results.csv``, ``results.md`` and the figures into ``out_dir``; return the report."""
+    write_csv(results, out_dir / "results.csv")
+    report = markdown(results, machine)
+    (out_dir / "results.md").write_text(report)
+    save_figures(results, out_dir)
+    return report
