@@ -151,6 +151,7 @@ main() {
   step run-directories ls -R "$work/runs"
   step bench-layers "$PYTHON" scripts/bench_layers.py --device cuda --rounds 11
   step bench-layers-bf16 "$PYTHON" scripts/bench_layers.py --device cuda --rounds 11 --precision bf16
+  step bench-layers-memory-format "$PYTHON" scripts/bench_layers.py --device cuda --rounds 11 --memory-format --precision bf16
   step bench-train "$PYTHON" scripts/bench_train.py --device cuda --rounds 3 --steps 2000 --precision fp32,bf16
   step apex-learner-bench "$PYTHON" scripts/bench_train.py --agent apex-learner --device cuda --rounds 5 --precision fp32,bf16
   step bench-sweep "$PYTHON" scripts/bench_sweep.py --device cuda --runs 1,4,8

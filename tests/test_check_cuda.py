@@ -28,6 +28,7 @@ STEPS = {
     "run-directories": "ls -R {work}/runs",
     "bench-layers": "{python} scripts/bench_layers.py --device cuda --rounds 11",
     "bench-layers-bf16": "{python} scripts/bench_layers.py --device cuda --rounds 11 --precision bf16",
+    "bench-layers-memory-format": "{python} scripts/bench_layers.py --device cuda --rounds 11 --memory-format --precision bf16",
     "bench-train": "{python} scripts/bench_train.py --device cuda --rounds 3 --steps 2000 --precision fp32,bf16",
     "apex-learner-bench": "{python} scripts/bench_train.py --agent apex-learner --device cuda --rounds 5 "
     "--precision fp32,bf16",
