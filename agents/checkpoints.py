@@ -105,17 +105,23 @@ def restore_replay(model: BaseAlgorithm, run_dir: Path) -> None:
 
 
 class RunCheckpointCallback(BaseCallback):
-    """Every ``save_freq`` calls (env steps of all envs at once), :func:`save_checkpoint` into
-    ``run_dir/checkpoints``, the replay too when ``with_replay``; as SB3's ``CheckpointCallback``,
-    but each file saved atomically, so that a Ctrl-C during the save cannot leave half of it."""
+    """A :func:`save_checkpoint` into ``run_dir/checkpoints`` (the replay too when ``with_replay``)
+    each time the agent steps pass a multiple of ``every`` (agent steps), counted from 0, not from
+    where a resumed run started: a run interrupted and resumed anywhere still leaves
+    ``model_<k x every>_steps.zip`` (with ``every`` a multiple of the env count). Each file is
+    saved atomically, so that a Ctrl-C during the save cannot leave half of it."""
 
-    def __init__(self, save_freq: int, run_dir: Path, with_replay: bool) -> None:
+    def __init__(self, every: int, run_dir: Path, with_replay: bool) -> None:
         super().__init__()
-        self.save_freq = save_freq
+        self.every = every
         self.run_dir = run_dir
         self.with_replay = with_replay
 
+    def _on_training_start(self) -> None:
+        self.next_save = (self.model.num_timesteps // self.every + 1) * self.every
+
     def _on_step(self) -> bool:
-        if self.n_calls % self.save_freq == 0:
+        if self.model.num_timesteps >= self.next_save:
             save_checkpoint(self.model, self.run_dir, self.with_replay)
+            self.next_save = (self.model.num_timesteps // self.every + 1) * self.every
         return True

@@ -85,11 +85,10 @@ class LocalTrainer:
         remaining = until - self.model.num_timesteps
         if remaining <= 0:
             return
-        every = max(self.config.checkpoint_every // self.config.n_envs, 1)  # callback calls: steps of all envs
         callbacks = CallbackList(
             [
                 EpisodeScoreCallback(get_game(self.config.game)),
-                RunCheckpointCallback(every, self.run_dir, saves_replay(self.config)),
+                RunCheckpointCallback(self.config.checkpoint_every, self.run_dir, saves_replay(self.config)),
             ]
         )
         self.model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=progress_bar)

@@ -177,6 +177,13 @@ def test_ms_pacman_smoke_run_writes_the_expected_files_and_scalars(tmp_path):
     assert [e.step for e in scores] == sorted(e.step for e in scores) and scores[-1].step <= 3000
 
 
+def test_a_run_resumed_off_the_checkpoint_grid_still_checkpoints_at_every_multiple(tmp_path):
+    run_dir = run_experiment(small_config(timesteps=700), tmp_path, progress_bar=False)  # stops at 700, off the grid
+    run_experiment(small_config(timesteps=1600), tmp_path, resume=True, progress_bar=False)
+    saved = sorted(int(path.stem.split("_")[1]) for path in (run_dir / "checkpoints").glob("model_*_steps.zip"))
+    assert saved == [500, 700, 1000, 1500, 1600]  # the grid of 500 steps, and where each session ended
+
+
 def test_existing_run_is_refused_and_resume_continues_the_step_counter(tmp_path):
     config = small_config()
     run_dir = run_experiment(config, tmp_path, progress_bar=False)
