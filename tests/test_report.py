@@ -182,7 +182,7 @@ def test_refresh_rewrites_each_block_of_a_page_from_its_own_records_and_agent(tm
     between, rest = rest.split("<!-- report: results/two agent=apex -->\n")
     two, after = rest.split("<!-- end report -->")
     assert (before, between, after) == ("# Results\n\nIntro.\n\n", "\n\nBetween the blocks.\n\n", "\n\nThe end.\n")
-    assert one.startswith("![a2c, conv vs CoordConv](figures/one.png)\n\n**coordconv better on 1 of 1 game, similar on 0")
+    assert one.startswith("![a2c, conv vs coordconv](figures/one.png)\n\n**coordconv better on 1 of 1 game, similar on 0")
     assert "| MsPacman | conv | 2 | 1,000 | 1,001 [1,000, 1,002] | 1,001 [1,000, 1,002] | - | - | (baseline) |" in one
     assert (
         "| MsPacman | coordconv | 2 | 1,000 | 1,501 [1,500, 1,502] | 1,501 [1,500, 1,502] | 500.0 [498.0, 502.0] | "

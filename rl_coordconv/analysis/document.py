@@ -50,7 +50,8 @@ def _quoted(match: re.Match) -> QuotedReport:
 
 def render(report: Report, agent: str, figure: Path | None) -> str:
     """A block's text: the figure link, then :func:`~rl_coordconv.analysis.markdown.agent_section`."""
-    lines = [f"![{agent}, conv vs CoordConv]({figure.as_posix()})", ""] if figure else []
+    archs = " vs ".join(dict.fromkeys(row.arch for row in report.rows if row.agent == agent))  # the baseline first
+    lines = [f"![{agent}, {archs}]({figure.as_posix()})", ""] if figure else []
     return "\n".join([*lines, *agent_section(report, agent)]) + "\n"
 
 
