@@ -714,3 +714,15 @@ def test_joining_a_cluster_passes_the_address_and_a_failure_is_one_clear_error(m
     with pytest.raises(ValueError, match=r"cannot join the Ray cluster at --ray-address auto: no cluster"):
         start_ray("auto")
     assert fake.shutdowns == 1  # nothing half-started is left
+
+
+def test_an_actor_is_restarted_up_to_max_actor_restarts_times_then_dropped(monkeypatch):
+    loop = RayLearnerLoop.__new__(RayLearnerLoop)
+    loop.distributed = DistributedConfig(max_actor_restarts=1)
+    loop._recovering, loop._lives, loop._sent_version, loop.restarts, loop.alive = set(), [0], [None], 0, {0}
+    resubmitted = []
+    monkeypatch.setattr(loop, "_submit_rollout", lambda actor, until: resubmitted.append(actor), raising=False)
+    loop._actor_failed(learner._Flight("rollout", 0, None, life=0, sent_recovering=False), RuntimeError("killed"), until=1000)
+    assert (loop.alive, loop.restarts, resubmitted) == ({0}, 1, [0])  # the one restart allowed
+    loop._actor_failed(learner._Flight("rollout", 0, None, life=1, sent_recovering=False), RuntimeError("killed"), until=1000)
+    assert (loop.alive, loop.restarts, resubmitted) == (set(), 1, [0])  # none left: dropped

@@ -597,3 +597,34 @@ def test_ale_vector_backend_says_where_the_frames_are():
             call()
     with pytest.raises(ValueError, match="render_mode='rgb_array': .*no full-colour screens"):
         make_atari_vec_env("MsPacman", 1, render_mode="rgb_array")
+
+
+def test_videos_and_scored_games_are_seeded_the_run_seed_plus_ten_thousand(run_dir, monkeypatch):
+    seeds = {}
+
+    def recorded(*args, **kwargs):
+        seeds.setdefault(kwargs.get("backend", "ale_vector"), []).append(kwargs["seed"])
+        return make_atari_vec_env(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "make_atari_vec_env", recorded)
+    monkeypatch.setattr(videos, "make_atari_vec_env", recorded)
+    argv = [str(run_dir), "--episodes", "1", "--video", "--video-games", "1", "--no-progress"]
+    assert evaluate.main(argv) == 0
+    assert seeds == {"ale_vector": [0 + 10_000], "sb3": [0 + 10_000]}  # the run's seed 0
+
+
+def test_a_checkpoint_named_without_its_folder_is_found_in_the_runs_checkpoints(run_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not where the run is
+    found = evaluation.resolve_checkpoint(run_dir, "model_300_steps.zip")
+    assert found == run_dir / "checkpoints" / "model_300_steps.zip"
+
+
+def test_a_bf16_run_is_evaluated_in_fp32_where_the_cpu_lacks_bfloat16(run_dir, monkeypatch, capsys):
+    from rl_coordconv import precision
+
+    record = json.loads((run_dir / "config.json").read_text())
+    record["config"]["precision"] = "bf16"
+    (run_dir / "config.json").write_text(json.dumps(record))
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"sse2", "avx2"})
+    assert evaluation.run_config_for_evaluation(run_dir, "cpu").precision == "fp32"
+    assert "Evaluating in fp32 rather than the run's bf16" in capsys.readouterr().out

@@ -38,10 +38,12 @@ SUITE_REFERENCES = {
 FALLBACK_NOTE = "note: no run has finished a game yet (episode/score); comparing eval/mean_score instead"
 
 
-def write_run(root: Path, game: str, agent: str, arch: str, seed: int, scalars: dict[str, float], end: int = 1000) -> None:
+def write_run(
+    root: Path, game: str, agent: str, arch: str, seed: int, scalars: dict[str, float], end: int = 1000, timesteps: int = 1000
+) -> None:
     """A run directory (config.json, tb/) whose every tag in ``scalars`` holds its constant value
     at steps 100, 200, ..., ``end``."""
-    config = ExperimentConfig(game=game, agent=agent, arch=arch, seed=seed, timesteps=1000, device="cpu")
+    config = ExperimentConfig(game=game, agent=agent, arch=arch, seed=seed, timesteps=timesteps, device="cpu")
     run_dir = root / game / f"{agent}-{arch}" / f"seed{seed}"
     run_dir.mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps({"config": dataclasses.asdict(config)}))
@@ -296,3 +298,34 @@ def test_game_scores_are_normalized_with_the_suites_random_and_human_scores(tmp_
     pooled = sorted(pong + breakout)  # 4 runs: one cut at each end
     assert conv.normalized and conv.games == ["Breakout", "Pong"]
     assert conv.iqm == pytest.approx((pooled[1] + pooled[2]) / 2)
+
+
+def test_a_row_is_configured_for_the_most_steps_any_of_its_seeds_was(tmp_path):
+    write_run(tmp_path, "MsPacman", "a2c", "conv", 0, {"episode/score": 1.0}, timesteps=1000)
+    write_run(tmp_path, "MsPacman", "a2c", "conv", 1, {"episode/score": 1.0}, timesteps=2000)
+    assert build_report(find_runs(tmp_path), resamples=100).row("MsPacman", "a2c", "conv").configured_steps == 2000
+
+
+def test_the_eval_cell_names_how_many_seeds_were_evaluated_only_when_not_all(tmp_path):
+    from rl_coordconv.analysis.markdown import agent_section
+
+    for seed in range(3):
+        write_run(tmp_path, "MsPacman", "a2c", "conv", seed, {"episode/score": 1.0})
+        write_run(tmp_path, "MsPacman", "a2c", "coordconv", seed, {"episode/score": 2.0})
+    evaluation = {"timesteps": 1000, "episodes": 2, "mean_score": 5.0, "scores": [5.0, 5.0]}
+    for arch, seeds in (("conv", range(3)), ("coordconv", range(2))):
+        for seed in seeds:
+            (tmp_path / "MsPacman" / f"a2c-{arch}" / f"seed{seed}" / "evaluation.json").write_text(json.dumps(evaluation))
+    rows = {
+        line.split("|")[2].strip(): line
+        for line in agent_section(build_report(find_runs(tmp_path), resamples=100), "a2c")
+        if line.startswith("| MsPacman")
+    }
+    assert "of 3 seeds" not in rows["conv"]
+    assert rows["coordconv"].rstrip(" |").endswith("(2 of 3 seeds)")
+
+
+def test_a_block_without_an_agent_quotes_a2c(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("<!-- report: results/one -->\n<!-- end report -->\n")
+    assert quoted_reports(page)[0].agent == "a2c"

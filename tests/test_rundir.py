@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -320,3 +321,17 @@ def test_the_run_directory_names_its_files_in_one_place(tmp_path):
     (run_dir / "config.json").unlink()
     with pytest.raises(FileNotFoundError, match="has no config.json: not a run directory"):
         rundir.read_config(run_dir)
+
+
+def test_the_run_directory_layout_and_an_old_records_precision(tmp_path):
+    run = types.SimpleNamespace(game="Pong", agent="dqn", arch="coordconv", seed=3)
+    assert rundir.run_directory(tmp_path, run) == tmp_path / "Pong" / "dqn-coordconv" / "seed3"
+    (tmp_path / "config.json").write_text(json.dumps({"config": {"game": "Pong", "agent": "a2c", "arch": "conv", "seed": 0}}))
+    assert rundir.read_config(tmp_path).precision == "fp32"  # written before the setting existed
+
+
+def test_an_evaluation_counts_only_when_one_was_asked_for(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "evaluation.json").write_text(json.dumps({"timesteps": 1000, "episodes": 2, "mean_score": 1.0}))
+    assert run_state(tmp_path, 1000, eval_episodes=0) == RunState.STARTED  # no checkpoint, no evaluation asked
+    assert run_state(tmp_path, 1000, eval_episodes=2) == RunState.FINISHED

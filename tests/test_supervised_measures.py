@@ -344,3 +344,20 @@ def test_the_report_states_the_settings_both_models_got():
         "Settings: 30 epochs of 4,000 scenes, batch 64, Adam learning rate 0.001, "
     )
     assert "discriminator" not in line(GenerativeConfig("vae"))
+
+
+def test_a_change_of_exactly_the_tolerance_is_not_a_plateau():
+    # range 0.125 over the last value 4.0: exactly 1/32 in binary, which "less than 1/32" does not admit
+    assert plateau([8, 9, 10], [4.125, 4.0625, 4.0], budget=10, tolerance=1 / 32).met is False
+    assert plateau([8, 9, 10], [4.12, 4.0625, 4.0], budget=10, tolerance=1 / 32).met is True
+
+
+def test_each_experiment_plans_its_stated_seeds_and_jobs():
+    planned = {name: (e.seeds, e.quick_seeds, e.jobs) for name, e in experiments.EXPERIMENTS.items()}
+    assert planned == {
+        "not-so-clevr": (1, 1, 1),
+        "vae": (3, 1, 1),
+        "gan": (3, 1, 1),
+        "classification": (5, 2, 1),
+        "detection": (5, 1, 2),
+    }

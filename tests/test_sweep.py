@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import torch
 from rl_coordconv.agents import sweep
 from rl_coordconv.commands import sweep as sweep_command
 from rl_coordconv.envs import GAMES
-from rl_coordconv.rundir import latest_checkpoint
+from rl_coordconv.rundir import RunState, latest_checkpoint
 
 TINY = ["--set", "a2c.n_envs=2", "--set", "eval_episodes=0", "--set", "checkpoint_every=100", "--max-parallel", "2"]
 
@@ -738,3 +739,61 @@ def test_a_ray_sweep_without_ray_says_how_to_install_it(tmp_path, monkeypatch, c
         in capsys.readouterr().err
     )
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_grid_is_planned_seed_major(tmp_path):
+    jobs = sweep.plan("MsPacman,Breakout", "a2c", "conv,coordconv", "0-1", "1k", tmp_path)
+    assert [(job.config.seed, job.config.game, job.config.arch) for job in jobs] == [
+        (0, "MsPacman", "conv"),
+        (0, "MsPacman", "coordconv"),
+        (0, "Breakout", "conv"),
+        (0, "Breakout", "coordconv"),
+        (1, "MsPacman", "conv"),
+        (1, "MsPacman", "coordconv"),
+        (1, "Breakout", "conv"),
+        (1, "Breakout", "coordconv"),
+    ]
+
+
+def test_a_run_trained_to_its_steps_but_not_evaluated_is_resumed_to_evaluate_it(tmp_path):
+    run_dir = tmp_path / "MsPacman" / "a2c-conv" / "seed0"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text(
+        json.dumps({"config": {"game": "MsPacman", "agent": "a2c", "arch": "conv", "seed": 0}})
+    )
+    with zipfile.ZipFile(run_dir / "checkpoints" / "model_1000_steps.zip", "w") as checkpoint:
+        checkpoint.writestr("data", "{}")
+    (job,) = sweep.plan("MsPacman", "a2c", "conv", "0", "1000", tmp_path)  # the default eval_episodes, 10
+    assert job.state == RunState.RESUMABLE and "--resume" in job.argv
+
+
+class RecordingRay:
+    """A stand-in for the ``ray`` module: records the options a remote function is given."""
+
+    def __init__(self):
+        self.options = None
+
+    def remote(self, function):
+        ray = self
+
+        class Remote:
+            def options(self, **options):
+                ray.options = options
+                return self
+
+        return Remote()
+
+
+def test_each_ray_task_asks_for_the_runs_threads_and_gpus_and_is_not_retried():
+    ray = RecordingRay()
+    sweep.RayLauncher(ray, threads=4, gpus=0.5)
+    assert ray.options == {"num_cpus": 4, "num_gpus": 0.5, "max_retries": 0}
+
+
+def test_a_sweep_on_ray_starts_it_quiet_and_checks_a_node_fits_a_run(monkeypatch):
+    started, checked = [], []
+    monkeypatch.setattr(sweep, "require_ray", lambda purpose: "the ray module")
+    monkeypatch.setattr(sweep, "start_ray", lambda address, **options: started.append((address, options)) or True)
+    monkeypatch.setattr(sweep, "check_cluster_fits", lambda ray, cpus, gpus: checked.append((ray, cpus, gpus)))
+    assert sweep.ray_for_runs("local", 4, 0.5) == "the ray module"
+    assert started == [("local", {"quiet": True})] and checked == [("the ray module", 4, 0.5)]

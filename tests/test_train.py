@@ -272,6 +272,10 @@ def test_sb3_dqn_uses_the_rl_zoo_hyperparameters():
     assert (model.target_update_interval, model.train_freq.frequency, model.gradient_steps) == (1000, 4, 1)
     assert (model.exploration_fraction, model.exploration_initial_eps, model.exploration_final_eps) == (0.1, 1.0, 0.01)
     assert model.policy.net_args["net_arch"] == [] and isinstance(model.policy.optimizer, torch.optim.Adam)
+    assert model.replay_buffer.handle_timeout_termination is True and model.seed == config.seed == 0
+    config.dqn.optimize_memory_usage, config.seed = True, 7
+    model = experiment.build_agent(config, env)
+    assert model.replay_buffer.handle_timeout_termination is False and model.optimize_memory_usage and model.seed == 7
     env.close()
 
 
