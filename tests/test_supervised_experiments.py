@@ -547,8 +547,75 @@ def test_train_runs_keep_the_configs_order_and_give_each_worker_its_share_of_thr
     from types import SimpleNamespace
 
     monkeypatch.setattr(parallel.os, "cpu_count", lambda: 6)  # 2 jobs -> 3 threads each
-    results = parallel.train_runs(_slow_first, [0, 1, 2, 3], [tmp_path / str(i) for i in range(4)], 2, lambda result: None)
+    reported = {}
+    results = parallel.train_runs(_slow_first, [0, 1, 2, 3], [tmp_path / str(i) for i in range(4)], 2, reported.__setitem__)
     assert results == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert reported == {0: (0, 3), 1: (1, 3), 2: (2, 3), 3: (3, 3)}  # each result reported with its config's index
     assert registry.jobs("classification", SimpleNamespace(jobs=2)) == 2
     assert registry.jobs("detection", SimpleNamespace(jobs=1)) == 1
     assert registry.jobs("detection", SimpleNamespace(jobs=None)) == 2
+
+
+# ------------------------------------------------------------------ an interrupted command resumed
+
+
+def _vae_trained_by(monkeypatch, trained: list[str], interrupt_at: str | None = None) -> None:
+    """Make the VAE experiment record the arch of each run it trains, and raise KeyboardInterrupt
+    as the run of arch ``interrupt_at`` starts."""
+    import dataclasses
+
+    def train(config, **kwargs):
+        if config.arch == interrupt_at:
+            raise KeyboardInterrupt
+        trained.append(config.arch)
+        return train_generative(config, **kwargs)
+
+    monkeypatch.setitem(registry.EXPERIMENTS, "vae", dataclasses.replace(registry.EXPERIMENTS["vae"], train=train))
+
+
+def test_an_interrupted_command_resumes_training_only_the_runs_that_did_not_finish(tmp_path, monkeypatch, capsys):
+    from rl_coordconv.commands import supervised as command
+
+    out, trained = tmp_path / "vae", []
+    argv = ["--experiment", "vae", "--quick", "--out", str(out)]
+    _vae_trained_by(monkeypatch, trained, interrupt_at="coordconv")
+    assert command.main(argv) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert trained == ["conv"] and sorted(path.name for path in (out / "finished").iterdir()) == ["vae-conv-seed0.pt"]
+    conv_first = torch.load(out / "finished" / "vae-conv-seed0.pt", weights_only=False)["result"]
+    stale = out / "tb" / "vae-coordconv-seed0" / "events.out.tfevents.stale"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("events of the interrupted attempt")
+
+    trained.clear()
+    _vae_trained_by(monkeypatch, trained)
+    assert command.main([*argv, "--resume"]) == 0
+    assert trained == ["coordconv"]  # the conv run was read, not trained again
+    assert not stale.exists() and list(stale.parent.glob("events.out.tfevents.*"))
+    rows = (out / "results.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    conv_row = dict(zip(header, next(row for row in rows if row.split(",")[1] == "conv").split(",")))
+    assert float(conv_row["parameters"]) == conv_first.parameters
+    for name, value in conv_first.metrics.items():
+        assert float(conv_row[name]) == pytest.approx(value, rel=1e-3, abs=1e-4, nan_ok=True)  # the CSV keeps 4 digits
+    assert {"vae-conv-seed0.pt", "vae-coordconv-seed0.pt"} == {path.name for path in (out / "finished").iterdir()}
+
+
+def test_a_resume_refuses_other_settings_and_folders_that_do_not_hold_the_command(tmp_path, monkeypatch, capsys):
+    from rl_coordconv.commands import supervised as command
+
+    out, trained = tmp_path / "vae", []
+    _vae_trained_by(monkeypatch, trained, interrupt_at="coordconv")
+    assert command.main(["--experiment", "vae", "--quick", "--out", str(out)]) == 130
+    trained.clear()
+    _vae_trained_by(monkeypatch, trained)
+    capsys.readouterr()
+    assert command.main(["--experiment", "vae", "--quick", "--epochs", "2", "--out", str(out), "--resume"]) == 2
+    assert "other settings than the finished run vae-conv-seed0 (epochs 1 -> 2" in capsys.readouterr().err
+    assert command.main(["--experiment", "vae", "--quick", "--out", str(out)]) == 2
+    assert "is not empty; choose another --out, or continue its runs with --resume" in capsys.readouterr().err
+    assert command.main(["--experiment", "vae", "--quick", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "nothing to resume: " in capsys.readouterr().err
+    assert command.main(["--experiment", "vae", "--quick", "--resume"]) == 2
+    assert "--resume needs the --out" in capsys.readouterr().err
+    assert trained == []

@@ -12,12 +12,15 @@
                                                           # (needs torchvision: make detection-venv)
     rl-coordconv supervised --experiment vae --seeds 1    # one seed per model (no intervals)
     rl-coordconv supervised --experiment all --quick   # everything, tiny budgets (a smoke test)
+    rl-coordconv supervised --experiment vae --epochs 200 --out runs/vae --resume   # continue an interrupted command
 
 Writes ``<out>/results.md``, ``results.csv``, the figures (``measures.png``: the measures against
 epochs, but for Not-so-Clevr), and TensorBoard logs under ``<out>/tb/``; the VAE's, the GAN's
 and detection's reports say for each run whether it met the plateau rule
 (:mod:`rl_coordconv.supervised.plateau`); with ``--experiment all`` each experiment in ``<out>/<experiment>/`` and the
 reports joined in ``<out>/results.md`` (detection only where torchvision loads; it says so when not). ``<out>`` defaults to a new ``runs/supervised/<date-time>``.
+Each run's result is kept in ``finished/<run>.pt`` beside them as it finishes, so that an
+interrupted command continues with ``--resume``: a run trains from its start or not at all.
 """
 
 from __future__ import annotations
@@ -122,6 +125,11 @@ def parser() -> argparse.ArgumentParser:
         "--r1-penalty", type=float, default=None, help="gamma of the R1 gradient penalty on real images (default: 0, none)"
     )
     parser.add_argument("--out", default=None, help="output folder (default: runs/supervised/<date-time>)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the command that wrote --out (give its options again): its finished runs are read, the rest trained",
+    )
     return parser
 
 
@@ -132,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     except experiments.RefusedOptions as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nInterrupted; the finished runs are kept: continue with the same command and --resume", file=sys.stderr)
+        return 130
     print(f"\n{written.read_text()}\nWritten: {written}; TensorBoard: tensorboard --logdir {written.parent}")
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from rl_coordconv.supervised.train import TASKS, TrainConfig, train
 NOT_SO_CLEVR = "not-so-clevr"
 CLASSIFICATION = "classification"
 DETECTION = "detection"
+FINISHED_FOLDER = "finished"  # an experiment folder's finished runs' results, for --resume
 BUDGET_OPTIONS = ("epochs", "learning_rate", "batch_size")  # every experiment's config has them
 # The Not-so-Clevr options and the values that mean "not given" (the command's defaults).
 NOT_SO_CLEVR_OPTIONS = {"task": "all", "split": "both", "model": "both", "checks_per_epoch": 4, "no_early_stop": False}
@@ -298,12 +300,64 @@ def jobs(name: str, options) -> int:
     return options.jobs if options.jobs is not None else EXPERIMENTS[name].jobs
 
 
-def run_experiment(name: str, configs: list, folder: Path, machine: str, jobs: int, tolerance: float) -> str:
+def finished_path(folder: Path, run_name: str) -> Path:
+    """Where a finished run's result is kept, for a resumed command to read instead of training it."""
+    return folder / FINISHED_FOLDER / f"{run_name}.pt"
+
+
+def _save_finished(config, result, path: Path) -> None:
+    path.parent.mkdir(exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save({"config": config, "result": result}, partial)
+    partial.replace(path)  # atomic: a run killed while saving leaves no half-written result
+
+
+def _load_finished(path: Path, config):
+    """The result kept in ``path``, refused unless the run was planned with ``config`` (a result's
+    own config may hold the defaults it resolved)."""
+    finished = torch.load(path, weights_only=False)  # our own file: dataclasses holding tensors
+    if finished["config"] != config:
+        differences = [
+            f"{name} {getattr(finished['config'], name, None)!r} -> {getattr(config, name)!r}"
+            for name in vars(config)
+            if getattr(finished["config"], name, None) != getattr(config, name)
+        ]
+        raise ValueError(
+            f"--resume with other settings than the finished run {path.stem} ({', '.join(differences)}); "
+            "resume with the command line that started it"
+        )
+    return finished["result"]
+
+
+def run_experiment(
+    name: str, configs: list, folder: Path, machine: str, jobs: int, tolerance: float, resume: bool = False
+) -> str:
     """Train the runs of ``configs``, ``jobs`` at once, logging each to ``folder/tb/<run>``; write
-    the experiment's files into ``folder`` and return its report."""
+    the experiment's files into ``folder`` and return its report.
+
+    Each run's result is kept in ``folder/finished/<run>.pt`` as it finishes. With ``resume``, a
+    run whose result is there is read rather than trained (its config must be the one planned);
+    the others train from the start, their TensorBoard folders cleared of the events an
+    interrupted attempt left."""
     experiment = EXPERIMENTS[name]
-    tb_dirs = [folder / "tb" / experiment.run_name(config) for config in configs]
-    results = train_runs(experiment.train, configs, tb_dirs, jobs, lambda result: tqdm.write(experiment.announce(result)))
+    paths = [finished_path(folder, experiment.run_name(config)) for config in configs]
+    results = [_load_finished(path, config) if resume and path.exists() else None for path, config in zip(paths, configs)]
+    to_train = [index for index, result in enumerate(results) if result is None]
+    for result in results:
+        if result is not None:
+            tqdm.write(f"{experiment.announce(result)} (finished before)")
+    tb_dirs = [folder / "tb" / experiment.run_name(configs[index]) for index in to_train]
+    for tb_dir in tb_dirs:
+        shutil.rmtree(tb_dir, ignore_errors=True)
+
+    def finished(trained_index: int, result) -> None:
+        index = to_train[trained_index]
+        _save_finished(configs[index], result, paths[index])
+        tqdm.write(experiment.announce(result))
+
+    trained = train_runs(experiment.train, [configs[index] for index in to_train], tb_dirs, jobs, finished)
+    for index, result in zip(to_train, trained, strict=True):
+        results[index] = result
     return experiment.write(results, folder, machine, tolerance)
 
 
@@ -316,17 +370,34 @@ def _prepare(options) -> tuple[dict[str, list], Path, float]:
     tolerance = PLATEAU_TOLERANCE if getattr(options, "plateau_tolerance", None) is None else options.plateau_tolerance
     check_rule(tolerance)
     plans = {name: plan(name, options) for name in chosen}
+    resume = getattr(options, "resume", False)
+    if resume and not options.out:
+        raise ValueError("--resume needs the --out of the command to continue")
     out = Path(options.out or Path("runs/supervised") / time.strftime("%Y%m%d-%H%M%S"))
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} is not empty; choose another --out")
+    if resume and not out.is_dir():
+        raise ValueError(f"nothing to resume: {out} does not exist")
+    if not resume and out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty; choose another --out, or continue its runs with --resume")
+    for name, configs in plans.items():
+        for config in configs:
+            path = finished_path(experiment_folder(out, name, len(plans)), EXPERIMENTS[name].run_name(config))
+            if resume and path.exists():
+                _load_finished(path, config)  # refuses other settings before anything trains
     return plans, out, tolerance
+
+
+def experiment_folder(out: Path, name: str, experiments: int) -> Path:
+    """Experiment ``name``'s folder in the command's ``out``: ``out`` itself when it runs alone."""
+    return out / name if experiments > 1 else out
 
 
 def run(options) -> Path:
     """Run the experiments the command's ``options`` choose and write their files under
     ``options.out`` (default ``runs/supervised/<date-time>``): each experiment's ``results.md``,
     ``results.csv``, figures and ``tb/``, in ``<out>/<experiment>/`` when there are several, their
-    reports joined in ``<out>/results.md``. Returns the path of that ``results.md``.
+    reports joined in ``<out>/results.md``. Returns the path of that ``results.md``. With
+    ``options.resume``, the runs of ``options.out`` that finished are read, not trained again
+    (see :func:`run_experiment`).
 
     :raises RefusedOptions: before anything is trained or written, naming the bad option and what
         is accepted (or why the experiment cannot run here).
@@ -339,9 +410,11 @@ def run(options) -> Path:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {options.device}"
     reports = []
     for name, configs in plans.items():
-        folder = out / name if len(plans) > 1 else out
+        folder = experiment_folder(out, name, len(plans))
         folder.mkdir(exist_ok=True)
-        reports.append(run_experiment(name, configs, folder, machine, jobs(name, options), tolerance))
+        reports.append(
+            run_experiment(name, configs, folder, machine, jobs(name, options), tolerance, getattr(options, "resume", False))
+        )
     if len(plans) > 1:
         (out / "results.md").write_text("\n\n".join(reports))
     return out / "results.md"
