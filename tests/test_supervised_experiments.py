@@ -224,10 +224,11 @@ def test_vae_interpolations_start_and_end_at_the_encodings_of_one_object_at_two_
 
 def test_the_budgets_by_default():
     assert (GenerativeConfig("vae").epochs, GenerativeConfig("gan").epochs, GenerativeConfig("gan", epochs=3).epochs) == (
-        30,
-        20,
+        100,
+        120,
         3,
     )
+    assert (GenerativeConfig("vae").measure_every, GenerativeConfig("gan").measure_every) == (10, 12)
     assert (GenerativeConfig().width, GenerativeConfig().latent) == (16, 16)
 
 

@@ -274,6 +274,43 @@ def test_each_network_gets_its_own_learning_rate(monkeypatch):
     assert rates == {"generator": 2e-4, "discriminator": 2e-4}  # today's DCGAN: one rate for both
 
 
+# The rate of batch k of T = 2 epochs x 2 batches: rate * (1 + cos(pi k / T)) / 2, k = 0..3.
+COSINE_OF_FOUR_BATCHES = [1.0, 0.8535533905932737, 0.5, 0.14644660940672624]
+
+
+def test_the_vae_learning_rate_decays_along_a_half_cosine_batch_by_batch():
+    from rl_coordconv.supervised.generative import _vae_step
+
+    torch.manual_seed(0)
+    images = shapes.generate(8, seed=0).images
+    step = _vae_step(
+        VAE("conv", latent=4, width=4), images, GenerativeConfig("vae", epochs=2, batch_size=4, learning_rate=1e-3)
+    )
+    rates = [step(torch.arange(4))["learning_rate"] for _ in range(4)]
+    assert rates == pytest.approx([1e-3 * factor for factor in COSINE_OF_FOUR_BATCHES], rel=1e-9)
+
+
+def test_both_gan_learning_rates_decay_along_a_half_cosine_also_on_the_generators_resting_batches(monkeypatch):
+    optimizers, adam = [], torch.optim.Adam
+
+    def keep(parameters, **kwargs):
+        optimizers.append(adam(parameters, **kwargs))
+        return optimizers[-1]
+
+    monkeypatch.setattr(torch.optim, "Adam", keep)
+    config = GenerativeConfig(
+        "gan", latent=4, epochs=2, batch_size=4, learning_rate=1e-4, discriminator_learning_rate=4e-4, discriminator_steps=2
+    )
+    step = _gan_step(*_gan_pair(), shapes.generate(8, seed=0).images, config)
+    generator_rates, discriminator_rates = [], []
+    for _ in range(4):
+        generator_rates.append(step(torch.arange(4))["learning_rate"])
+        discriminator_rates.append(optimizers[1].param_groups[0]["lr"])
+    assert generator_rates == pytest.approx([1e-4 * factor for factor in COSINE_OF_FOUR_BATCHES], rel=1e-9)
+    # read after each batch: the rate the next batch trains at, 0 after the last
+    assert discriminator_rates == pytest.approx([4e-4 * factor for factor in [*COSINE_OF_FOUR_BATCHES[1:], 0.0]], abs=1e-12)
+
+
 def test_the_discriminator_has_the_width_and_normalization_asked_for():
     narrow = build_discriminator(GenerativeConfig("gan", "conv", discriminator_width=8))
     # 4x4 convs 3->8 (392), 8->16 (2,064), 16->16 (4,112), linear 16 * 16 -> 1 (257).
@@ -336,12 +373,13 @@ def test_the_report_states_the_settings_both_models_got():
         "gan", epochs=200, learning_rate=1e-4, discriminator_learning_rate=4e-4, discriminator_steps=2, r1_penalty=0.5
     )
     assert line(gan) == (
-        "Settings: 200 epochs of 4,000 scenes, batch 64, Adam learning rate 0.0001, measured every 20 epochs (and after "
+        "Settings: 200 epochs of 4,000 scenes, batch 64, Adam learning rate 0.0001 decayed to 0 along a half cosine, "
+        "measured every 20 epochs (and after "
         "the last) on 1,000 samples from fixed codes, 16 fixed interpolations of 16 frames; the discriminator: learning "
         "rate 0.0004, width 16 (the generator's 16), 2 update(s) per generator update, spectral norm on, R1 penalty 0.5."
     )
     assert line(GenerativeConfig("vae")).startswith(
-        "Settings: 30 epochs of 4,000 scenes, batch 64, Adam learning rate 0.001, "
+        "Settings: 30 epochs of 4,000 scenes, batch 64, Adam learning rate 0.001 decayed to 0 along a half cosine, "
     )
     assert "discriminator" not in line(GenerativeConfig("vae"))
 

@@ -190,7 +190,7 @@ def _announce_generative(result) -> str:
 def _generative(experiment: str, settings: tuple[str, ...]) -> Experiment:
     return Experiment(
         experiment,
-        seeds=3,  # on 2 CPU cores the three of both models take about 12 minutes
+        seeds=3,
         quick_seeds=1,
         jobs=1,
         quick=QUICK_GENERATIVE,

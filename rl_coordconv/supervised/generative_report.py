@@ -164,7 +164,7 @@ def settings_line(result: GenerativeResult) -> str:
     learning_rate = config.learning_rate or DEFAULT_LEARNING_RATES[config.experiment]
     line = (
         f"Settings: {config.epochs} epochs of {config.train_scenes:,} scenes, batch {config.batch_size}, Adam learning rate "
-        f"{learning_rate}, "
+        f"{learning_rate} decayed to 0 along a half cosine, "
         f"measured every {config.measure_every} epochs (and after the last) on {config.samples:,} samples from fixed "
         f"codes, {config.interpolations} fixed interpolations of {config.steps} frames"
     )
