@@ -499,6 +499,40 @@ def test_script_writes_the_report_and_refuses_a_non_empty_out(grid_runs, tmp_pat
         assert "error: --seed must be >= 0 (got " in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
+def test_a_report_cut_at_a_budget_reads_the_runs_as_they_stood_then(grid_runs, tmp_path):
+    from rl_coordconv.analysis.runs import up_to
+
+    cut = build_report(up_to(find_runs(grid_runs), 6_000), baseline="conv", reference_scores=REFERENCES, seed=0)
+    for game, arch in itertools.product(("MsPacman", "Breakout"), ("conv", "coordconv")):
+        row = cut.row(game, "a2c", arch)
+        # the last tenth of 6,000 steps: the games that ended in (5,400, 6,000]
+        finals = [float(np.mean(synthetic_scores(game, arch, seed)[54:60])) for seed in range(3)]
+        assert row.final_scores == pytest.approx(finals)
+        assert (row.steps, row.incomplete_seeds, row.eval_seeds) == (6_000, 0, 0)  # evaluated at 10,000: left out
+    assert cut.panel("MsPacman", "a2c").steps[-1] == 6_000
+    assert "every run is cut at 6,000 agent steps: the points logged after it are left out" in cut.notes
+    assert "MsPacman a2c-conv seed0: left out evaluation.json (10,000 steps), after the cut" in cut.notes
+
+    short = tmp_path / "short"
+    write_run(short, "MsPacman", "conv", 0, EPISODE_STEPS[:40], synthetic_scores("MsPacman", "conv", 0)[:40])
+    write_run(short, "MsPacman", "conv", 1, EPISODE_STEPS, synthetic_scores("MsPacman", "conv", 1))
+    report = build_report(up_to(find_runs(short), 6_000), baseline="conv", seed=0)
+    assert report.row("MsPacman", "a2c", "conv").incomplete_seeds == 1
+    assert "MsPacman a2c-conv seed0: at 4,000 of the 6,000 steps of the cut" in report.notes
+    with pytest.raises(ValueError, match="the steps to cut the runs at must be >= 1, got 0"):
+        up_to(find_runs(short), 0)
+
+
+def test_compare_until_cuts_the_runs_and_refuses_a_step_count_it_cannot_read(grid_runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert compare.main([str(grid_runs), "--out", str(out), "--until", "6k", "--no-progress", "--resamples", "200"]) == 0
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert {row["steps"] for row in rows} == {"6000"}
+    capsys.readouterr()
+    assert compare.main([str(grid_runs), "--out", str(tmp_path / "other"), "--until", "six thousand"]) == 2
+    assert "cannot read a step count from 'six thousand'" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
 # ------------------------------------------------------------------------------------------------
 # What decides a verdict, an aggregate and a run's state
 

@@ -12,6 +12,7 @@ accumulator's default keeps a sample of 10,000 per tag).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,3 +215,38 @@ def find_runs(root: Path | str, *, progress: bool = False) -> FoundRuns:
                 f"{run.evaluation.path.name}, the latest checkpoint's"
             )
     return FoundRuns(root, found, notes)
+
+
+def up_to(found: FoundRuns, steps: int) -> FoundRuns:
+    """``found`` as it stood at ``steps`` agent steps, to compare runs at a smaller budget than
+    they trained to: every scalar point after ``steps`` left out, each run's budget ``steps`` (a run
+    that had not reached it counts as incomplete), and only the evaluations of checkpoints at or
+    before it. Notes say where the report is cut and what it left out.
+
+    :raises ValueError: ``steps`` is not a positive number of agent steps.
+    """
+    if steps < 1:
+        raise ValueError(f"the steps to cut the runs at must be >= 1, got {steps:,}")
+    notes = [*found.notes, f"every run is cut at {steps:,} agent steps: the points logged after it are left out"]
+    runs = []
+    for run in found.runs:
+        evaluations = [evaluation for evaluation in run.evaluations if evaluation.timesteps <= steps]
+        later = [evaluation for evaluation in run.evaluations if evaluation.timesteps > steps]
+        if later:
+            notes.append(
+                f"{run.name}: left out {', '.join(f'{e.path.name} ({e.timesteps:,} steps)' for e in later)}, after the cut"
+            )
+        cut = dataclasses.replace(
+            run,
+            timesteps=steps if run.timesteps is None else min(run.timesteps, steps),
+            scalars={
+                tag: Series(series.steps[series.steps <= steps], series.values[series.steps <= steps])
+                for tag, series in run.scalars.items()
+            },
+            checkpointed_steps=min(run.checkpointed_steps, steps),
+            evaluations=evaluations,
+        )
+        if cut.trained_steps < steps:
+            notes.append(f"{run.name}: at {cut.trained_steps:,} of the {steps:,} steps of the cut")
+        runs.append(cut)
+    return FoundRuns(found.root, runs, notes)

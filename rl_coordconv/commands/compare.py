@@ -2,6 +2,7 @@
 
     rl-coordconv compare runs/ --out report/
     rl-coordconv compare runs/ --out report/ --baseline conv --metric episode/score --seed 0
+    rl-coordconv compare runs/ --out report-5M/ --until 5M      # the runs as they stood at 5M steps
     tensorboard --logdir report/tensorboard
 
 Finds run directories under RUNS_DIR by their config.json and writes summary.csv, summary.md,
@@ -13,9 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rl_coordconv.agents.config import parse_steps
 from rl_coordconv.analysis.rendering import ReportFiles, check_output_folder, write_report
 from rl_coordconv.analysis.report import DEFAULT_METRIC, FALLBACK_METRIC, Report, build_report
-from rl_coordconv.analysis.runs import NoRunsError, find_runs
+from rl_coordconv.analysis.runs import NoRunsError, find_runs, up_to
 from rl_coordconv.analysis.statistics import RESAMPLES
 from rl_coordconv.commands import HelpFormatter
 
@@ -30,6 +32,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_METRIC,
         help=f"scalar tag to compare, against agent steps (default {DEFAULT_METRIC}; "
         f"{FALLBACK_METRIC} when no run has finished a game)",
+    )
+    parser.add_argument(
+        "--until",
+        default=None,
+        metavar="STEPS",
+        help="compare the runs as they stood at this many agent steps (e.g. 2.5M): later points and "
+        "evaluations left out (default: all of each run)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples")
@@ -59,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.seed < 0 or args.resamples < 1:  # before the runs are read, which can take minutes
             raise ValueError(f"--seed must be >= 0 (got {args.seed}) and --resamples >= 1 (got {args.resamples})")
         check_output_folder(args.out, overwrite=args.overwrite)
+        until = None if args.until is None else parse_steps(args.until)  # before the runs are read
+        found = find_runs(args.runs_dir, progress=not args.no_progress)
         report = build_report(
-            find_runs(args.runs_dir, progress=not args.no_progress),
+            found if until is None else up_to(found, until),
             baseline=args.baseline,
             metric=args.metric,
             seed=args.seed,
