@@ -272,7 +272,7 @@ def test_the_command_plans_five_seeds_and_a_quick_one():
     args = SimpleNamespace(quick=False, seeds=None, seed=2, epochs=None, learning_rate=None, batch_size=None, device="cpu")
     configs = command.plan("detection", args)
     assert [(c.arch, c.seed, c.epochs, c.batch_size) for c in configs] == [
-        (arch, seed, detection.DetectionConfig.epochs, 16) for seed in (2, 3, 4, 5, 6) for arch in ("conv", "coordconv")
+        (arch, seed, 20, 16) for seed in (2, 3, 4, 5, 6) for arch in ("conv", "coordconv")
     ]
     args.quick, args.epochs, args.batch_size = True, 2, 4
     quick = command.plan("detection", args)

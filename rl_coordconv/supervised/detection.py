@@ -264,13 +264,14 @@ def detection_metrics(
 
 @dataclass
 class DetectionConfig:
-    """One detector's training; the defaults fit both archs and three seeds in minutes on 2 cores."""
+    """One detector's training. At the 0.3.0 budget of 7 epochs the test mean IoU still rose by up
+    to 4 % over the last fifth (results/supervised/detection/tb of 0.3.0): the default is three times it."""
 
     arch: str = "coordconv"
     seed: int = 0
     train_canvases: int = 2000
     test_canvases: int = 500
-    epochs: int = 7  # the same for both archs: the report's plateau rule is stated over it
+    epochs: int = 20  # the same for both archs: the report's plateau rule is stated over it
     batch_size: int = 16
     learning_rate: float = 1e-3  # Adam, cosine-decayed to 0
     width: int = 16  # channels of the backbone's first convolution (its output 4x)
