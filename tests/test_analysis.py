@@ -512,6 +512,10 @@ def test_a_report_cut_at_a_budget_reads_the_runs_as_they_stood_then(grid_runs, t
     assert cut.panel("MsPacman", "a2c").steps[-1] == 6_000
     assert "every run is cut at 6,000 agent steps: the points logged after it are left out" in cut.notes
     assert "MsPacman a2c-conv seed0: left out evaluation.json (10,000 steps), after the cut" in cut.notes
+    assert not any("steps of the cut" in note for note in cut.notes)  # every run reached 6,000
+    at_the_end = build_report(up_to(find_runs(grid_runs), TIMESTEPS), baseline="conv", seed=0)
+    assert at_the_end.row("MsPacman", "a2c", "conv").eval_seeds == 3  # evaluated at the cut itself: kept
+    assert not any("after the cut" in note for note in at_the_end.notes)
 
     short = tmp_path / "short"
     write_run(short, "MsPacman", "conv", 0, EPISODE_STEPS[:40], synthetic_scores("MsPacman", "conv", 0)[:40])

@@ -552,6 +552,11 @@ def test_train_runs_keep_the_configs_order_and_give_each_worker_its_share_of_thr
     results = parallel.train_runs(_slow_first, [0, 1, 2, 3], [tmp_path / str(i) for i in range(4)], 2, reported.__setitem__)
     assert results == [(0, 3), (1, 3), (2, 3), (3, 3)]
     assert reported == {0: (0, 3), 1: (1, 3), 2: (2, 3), 3: (3, 3)}  # each result reported with its config's index
+    reported.clear()
+    one_at_a_time = parallel.train_runs(
+        _slow_first, [5, 6, 7], [tmp_path / f"one{i}" for i in range(3)], 1, reported.__setitem__
+    )
+    assert reported == dict(enumerate(one_at_a_time)) and [config for config, _ in one_at_a_time] == [5, 6, 7]
     assert registry.jobs("classification", SimpleNamespace(jobs=2)) == 2
     assert registry.jobs("detection", SimpleNamespace(jobs=1)) == 1
     assert registry.jobs("detection", SimpleNamespace(jobs=None)) == 2
@@ -562,14 +567,16 @@ def test_train_runs_keep_the_configs_order_and_give_each_worker_its_share_of_thr
 
 def _vae_trained_by(monkeypatch, trained: list[str], interrupt_at: str | None = None) -> None:
     """Make the VAE experiment record the arch of each run it trains, and raise KeyboardInterrupt
-    as the run of arch ``interrupt_at`` starts."""
+    as the run of arch ``interrupt_at`` starts. Its results hold the config as run, the default
+    learning rate filled in (as Not-so-Clevr's do), which is not the config planned."""
     import dataclasses
 
     def train(config, **kwargs):
         if config.arch == interrupt_at:
             raise KeyboardInterrupt
         trained.append(config.arch)
-        return train_generative(config, **kwargs)
+        result = train_generative(config, **kwargs)
+        return dataclasses.replace(result, config=dataclasses.replace(config, learning_rate=1e-3))
 
     monkeypatch.setitem(registry.EXPERIMENTS, "vae", dataclasses.replace(registry.EXPERIMENTS["vae"], train=train))
 
@@ -583,7 +590,9 @@ def test_an_interrupted_command_resumes_training_only_the_runs_that_did_not_fini
     assert command.main(argv) == 130
     assert "--resume" in capsys.readouterr().err
     assert trained == ["conv"] and sorted(path.name for path in (out / "finished").iterdir()) == ["vae-conv-seed0.pt"]
-    conv_first = torch.load(out / "finished" / "vae-conv-seed0.pt", weights_only=False)["result"]
+    finished = torch.load(out / "finished" / "vae-conv-seed0.pt", weights_only=False)
+    assert finished["config"] == GenerativeConfig("vae", "conv", seed=0, **registry.QUICK_GENERATIVE)  # as planned
+    conv_first = finished["result"]
     stale = out / "tb" / "vae-coordconv-seed0" / "events.out.tfevents.stale"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_text("events of the interrupted attempt")

@@ -284,10 +284,23 @@ def test_the_vae_learning_rate_decays_along_a_half_cosine_batch_by_batch():
     torch.manual_seed(0)
     images = shapes.generate(8, seed=0).images
     step = _vae_step(
-        VAE("conv", latent=4, width=4), images, GenerativeConfig("vae", epochs=2, batch_size=4, learning_rate=1e-3)
+        VAE("conv", latent=4, width=4), images, GenerativeConfig("vae", epochs=2, batch_size=4, learning_rate=5e-4)
     )
     rates = [step(torch.arange(4))["learning_rate"] for _ in range(4)]
-    assert rates == pytest.approx([1e-3 * factor for factor in COSINE_OF_FOUR_BATCHES], rel=1e-9)
+    assert rates == pytest.approx([5e-4 * factor for factor in COSINE_OF_FOUR_BATCHES], rel=1e-9)
+
+
+def test_the_decay_counts_the_short_last_batch_of_each_epoch():
+    from rl_coordconv.supervised.generative import _vae_step
+
+    torch.manual_seed(0)
+    images = shapes.generate(10, seed=0).images  # batches of 4, 4 and 2: 3 per epoch, T = 6 over 2 epochs
+    config = GenerativeConfig("vae", epochs=2, batch_size=4, learning_rate=1e-3)
+    step = _vae_step(VAE("conv", latent=4, width=4), images, config)
+    rates = [step(torch.arange(4))["learning_rate"] for _ in range(7)]
+    # 1e-3 * (1 + cos(pi k / 6)) / 2 for k = 0..5, then 0 at the end of the budget
+    expected = [1e-3, 0.9330127018922194e-3, 0.75e-3, 0.5e-3, 0.25e-3, 0.0669872981077807e-3, 0.0]
+    assert rates == pytest.approx(expected, abs=1e-12)
 
 
 def test_both_gan_learning_rates_decay_along_a_half_cosine_also_on_the_generators_resting_batches(monkeypatch):
@@ -353,7 +366,7 @@ def test_the_command_gives_both_gan_models_the_settings_it_is_given():
     configs = experiments.plan("gan", args)
     assert [(c.arch, c.seed) for c in configs] == [("conv", 0), ("coordconv", 0), ("conv", 1), ("coordconv", 1)]
     assert {(c.epochs, c.learning_rate, c.measure_every, c.discriminator_learning_rate) for c in configs} == {
-        (20, 1e-4, 4, 4e-4)
+        (120, 1e-4, 4, 4e-4)
     }
     assert {(c.discriminator_width, c.discriminator_steps, c.spectral_norm, c.r1_penalty) for c in configs} == {
         (32, 2, False, 1.0)
@@ -379,7 +392,7 @@ def test_the_report_states_the_settings_both_models_got():
         "rate 0.0004, width 16 (the generator's 16), 2 update(s) per generator update, spectral norm on, R1 penalty 0.5."
     )
     assert line(GenerativeConfig("vae")).startswith(
-        "Settings: 30 epochs of 4,000 scenes, batch 64, Adam learning rate 0.001 decayed to 0 along a half cosine, "
+        "Settings: 100 epochs of 4,000 scenes, batch 64, Adam learning rate 0.001 decayed to 0 along a half cosine, "
     )
     assert "discriminator" not in line(GenerativeConfig("vae"))
 

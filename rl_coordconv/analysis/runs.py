@@ -219,9 +219,10 @@ def find_runs(root: Path | str, *, progress: bool = False) -> FoundRuns:
 
 def up_to(found: FoundRuns, steps: int) -> FoundRuns:
     """``found`` as it stood at ``steps`` agent steps, to compare runs at a smaller budget than
-    they trained to: every scalar point after ``steps`` left out, each run's budget ``steps`` (a run
-    that had not reached it counts as incomplete), and only the evaluations of checkpoints at or
-    before it. Notes say where the report is cut and what it left out.
+    they trained to: every scalar point after ``steps`` left out, each run's budget ``steps`` (its
+    own where that is smaller), and only the evaluations of checkpoints at or before it. A run
+    that had not reached ``steps`` counts as incomplete unless it finished its own smaller budget.
+    Notes say where the report is cut, what it left out and which runs stop short of the cut.
 
     :raises ValueError: ``steps`` is not a positive number of agent steps.
     """
