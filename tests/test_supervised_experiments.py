@@ -228,7 +228,6 @@ def test_the_budgets_by_default():
         120,
         3,
     )
-    assert (GenerativeConfig("vae").measure_every, GenerativeConfig("gan").measure_every) == (10, 12)
     assert (GenerativeConfig().width, GenerativeConfig().latent) == (16, 16)
 
 
@@ -326,7 +325,7 @@ def test_the_command_runs_the_seeds_it_is_asked_for_and_refuses_bad_counts(capsy
     assert sorted({c.seed for c in registry.plan("classification", args)}) == [3, 4]  # --quick: 2 seeds
     args.quick = False
     assert sorted({c.seed for c in registry.plan("classification", args)}) == [3, 4, 5, 6, 7]
-    assert [(c.arch, c.seed, c.epochs) for c in registry.plan("vae", args)][-2:] == [("conv", 5, 30), ("coordconv", 5, 30)]
+    assert [(c.arch, c.seed, c.epochs) for c in registry.plan("vae", args)][-2:] == [("conv", 5, 100), ("coordconv", 5, 100)]
     assert [c.seed for c in registry.plan("gan", args)] == [3, 3, 4, 4, 5, 5]
     args.seeds = 2
     assert [(c.arch, c.seed) for c in registry.plan("gan", args)] == [
@@ -361,7 +360,7 @@ def test_the_budget_options_reach_every_experiment_when_given_and_only_then():
     experiments = ("not-so-clevr", "vae", "gan", "classification")
     defaults = [registry.plan(experiment, args)[0] for experiment in experiments]
     assert [config.batch_size for config in defaults] == [16, 64, 64, 64]
-    assert [config.epochs for config in defaults[1:]] == [30, 20, 15]
+    assert [config.epochs for config in defaults[1:]] == [100, 120, 15]
     args.epochs, args.learning_rate, args.batch_size = 2, 0.01, 8
     for experiment in experiments:
         (config, *_) = registry.plan(experiment, args)

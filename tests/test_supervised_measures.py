@@ -120,8 +120,9 @@ VAE_MEASURES = [
 
 
 def test_the_default_measure_interval_is_a_tenth_of_the_budget():
-    assert GenerativeConfig("vae").measure_every == 3  # 30 epochs
-    assert GenerativeConfig("gan").measure_every == 2  # 20 epochs
+    assert GenerativeConfig("vae").measure_every == 10  # 100 epochs
+    assert GenerativeConfig("gan").measure_every == 12  # 120 epochs
+    assert GenerativeConfig("gan", epochs=25).measure_every == 2
     assert GenerativeConfig("gan", epochs=5).measure_every == 1
     assert GenerativeConfig("gan", epochs=200, measure_every=5).measure_every == 5
 
