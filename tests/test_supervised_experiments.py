@@ -627,4 +627,9 @@ def test_a_resume_refuses_other_settings_and_folders_that_do_not_hold_the_comman
     assert "nothing to resume: " in capsys.readouterr().err
     assert command.main(["--experiment", "vae", "--quick", "--resume"]) == 2
     assert "--resume needs the --out" in capsys.readouterr().err
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "results.md").write_text("a finished command's report")
+    assert command.main(["--experiment", "vae", "--quick", "--out", str(done), "--resume"]) == 2
+    assert f"nothing to resume: {done} holds the results.md of a command that finished" in capsys.readouterr().err
     assert trained == []

@@ -378,11 +378,15 @@ def _prepare(options) -> tuple[dict[str, list], Path, float]:
         raise ValueError(f"nothing to resume: {out} does not exist")
     if not resume and out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; choose another --out, or continue its runs with --resume")
-    for name, configs in plans.items():
-        for config in configs:
-            path = finished_path(experiment_folder(out, name, len(plans)), EXPERIMENTS[name].run_name(config))
-            if resume and path.exists():
-                _load_finished(path, config)  # refuses other settings before anything trains
+    if resume:
+        for name, configs in plans.items():
+            folder = experiment_folder(out, name, len(plans))
+            if (folder / "results.md").exists():  # resuming would retrain into a finished command's records
+                raise ValueError(f"nothing to resume: {folder} holds the results.md of a command that finished")
+            for config in configs:
+                path = finished_path(folder, EXPERIMENTS[name].run_name(config))
+                if path.exists():
+                    _load_finished(path, config)  # refuses other settings before anything trains
     return plans, out, tolerance
 
 
