@@ -561,6 +561,30 @@ def test_train_runs_keep_the_configs_order_and_give_each_worker_its_share_of_thr
     assert registry.jobs("detection", SimpleNamespace(jobs=None)) == 2
 
 
+def test_no_progress_hides_the_bars_of_runs_one_at_a_time_and_of_runs_at_once(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from rl_coordconv.commands import supervised as command
+
+    shown = []
+
+    def train(config, progress, writer):
+        shown.append(progress)
+        return train_generative(config, progress=progress, writer=writer)
+
+    monkeypatch.setitem(registry.EXPERIMENTS, "vae", dataclasses.replace(registry.EXPERIMENTS["vae"], train=train))
+    assert command.main(["--experiment", "vae", "--quick", "--no-progress", "--out", str(tmp_path / "hidden")]) == 0
+    assert shown == [False, False]
+    assert command.main(["--experiment", "vae", "--quick", "--out", str(tmp_path / "shown")]) == 0
+    assert shown == [False, False, True, True]
+
+    capsys.readouterr()
+    parallel.train_runs(_slow_first, [1, 2], [tmp_path / "a1", tmp_path / "a2"], 2, lambda *_: None, progress=False)
+    assert "at a time" not in capsys.readouterr().err
+    parallel.train_runs(_slow_first, [1, 2], [tmp_path / "b1", tmp_path / "b2"], 2, lambda *_: None)
+    assert "runs, 2 at a time" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ an interrupted command resumed
 
 

@@ -130,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the command that wrote --out (give its options again): its finished runs are read, the rest trained",
     )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 
 

@@ -330,7 +330,14 @@ def _load_finished(path: Path, config):
 
 
 def run_experiment(
-    name: str, configs: list, folder: Path, machine: str, jobs: int, tolerance: float, resume: bool = False
+    name: str,
+    configs: list,
+    folder: Path,
+    machine: str,
+    jobs: int,
+    tolerance: float,
+    resume: bool = False,
+    progress: bool = True,
 ) -> str:
     """Train the runs of ``configs``, ``jobs`` at once, logging each to ``folder/tb/<run>``; write
     the experiment's files into ``folder`` and return its report.
@@ -355,7 +362,7 @@ def run_experiment(
         _save_finished(configs[index], result, paths[index])
         tqdm.write(experiment.announce(result))
 
-    trained = train_runs(experiment.train, [configs[index] for index in to_train], tb_dirs, jobs, finished)
+    trained = train_runs(experiment.train, [configs[index] for index in to_train], tb_dirs, jobs, finished, progress)
     for index, result in zip(to_train, trained, strict=True):
         results[index] = result
     return experiment.write(results, folder, machine, tolerance)
@@ -417,7 +424,16 @@ def run(options) -> Path:
         folder = experiment_folder(out, name, len(plans))
         folder.mkdir(exist_ok=True)
         reports.append(
-            run_experiment(name, configs, folder, machine, jobs(name, options), tolerance, getattr(options, "resume", False))
+            run_experiment(
+                name,
+                configs,
+                folder,
+                machine,
+                jobs(name, options),
+                tolerance,
+                resume=getattr(options, "resume", False),
+                progress=not getattr(options, "no_progress", False),
+            )
         )
     if len(plans) > 1:
         (out / "results.md").write_text("\n\n".join(reports))

@@ -15,16 +15,26 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 
-def train_runs(train: Callable, configs: list, tb_dirs: list[Path], jobs: int, report: Callable[[int, Any], None]) -> list:
+def train_runs(
+    train: Callable,
+    configs: list,
+    tb_dirs: list[Path],
+    jobs: int,
+    report: Callable[[int, Any], None],
+    progress: bool = True,
+) -> list:
     """``train(config, progress=..., writer=...)`` of each config, logging to its TensorBoard folder;
     the results in the configs' order, and ``report(index, result)`` as each finishes (``index``
     its config's). With ``jobs > 1``,
     that many run at once in worker processes of ``cpu_count // jobs`` torch threads each: on 2
-    cores, two one-thread detector runs get through 1.6x the steps of one two-thread run."""
+    cores, two one-thread detector runs get through 1.6x the steps of one two-thread run.
+
+    :param progress: a bar of each run's steps (one at a time) or of the finished runs (several).
+    """
     if jobs == 1:
         results = []
         for config, tb_dir in zip(configs, tb_dirs, strict=True):
-            results.append(_train_logged(train, config, tb_dir, progress=True))
+            results.append(_train_logged(train, config, tb_dir, progress))
             report(len(results) - 1, results[-1])
         return results
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -36,7 +46,10 @@ def train_runs(train: Callable, configs: list, tb_dirs: list[Path], jobs: int, r
             pool.submit(_train_logged, train, config, tb_dir, False): index
             for index, (config, tb_dir) in enumerate(zip(configs, tb_dirs, strict=True))
         }
-        for future in tqdm(as_completed(futures), total=len(futures), desc=f"runs, {jobs} at a time", leave=False):
+        bar = tqdm(
+            as_completed(futures), total=len(futures), desc=f"runs, {jobs} at a time", leave=False, disable=not progress
+        )
+        for future in bar:
             index = futures[future]
             results[index] = future.result()
             report(index, results[index])
