@@ -18,7 +18,9 @@ from rl_coordconv.supervised.generative import (
     Decoder,
     GenerativeConfig,
     _gan_step,
+    average_of,
     build_discriminator,
+    measure_inputs,
     train_generative,
 )
 from rl_coordconv.supervised.models import count_parameters
@@ -346,6 +348,58 @@ def test_the_gan_settings_are_checked_and_the_vae_refuses_them():
         GenerativeConfig("vae", measure_every=0).validate()
     with pytest.raises(ValueError, match="spectral_norm applies to experiment 'gan' only, got False for 'vae'"):
         GenerativeConfig("vae", spectral_norm=False).validate()
+    with pytest.raises(ValueError, match=r"generator_average must be in \[0, 1\) \(0: none\), got 1.0"):
+        GenerativeConfig("gan", generator_average=1.0).validate()
+    with pytest.raises(ValueError, match="generator_average applies to experiment 'gan' only, got 0.99 for 'vae'"):
+        GenerativeConfig("vae", generator_average=0.99).validate()
+
+
+def _float_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights and the batch-norm running statistics (not the integer batch counts)."""
+    return {name: value.detach().clone() for name, value in module.state_dict().items() if value.is_floating_point()}
+
+
+def test_the_generator_average_follows_each_generator_update_and_skips_the_discriminator_only_batches():
+    generator, discriminator = _gan_pair()
+    config = GenerativeConfig("gan", latent=4, discriminator_steps=2, generator_average=0.75)
+    average = average_of(generator, config.generator_average)
+    step = _gan_step(generator, discriminator, shapes.generate(8, seed=0).images, config, average)
+    expected = None
+    for _ in range(6):  # generator updates on batches 2, 4 and 6
+        if "generator_loss" not in step(torch.arange(8)):
+            continue
+        current = _float_state(generator)
+        if expected is None:  # the first update copies
+            expected = current
+        else:
+            expected = {name: 0.75 * expected[name] + 0.25 * current[name] for name in current}
+    averaged = _float_state(average.module)
+    assert set(averaged) == set(expected) and any("running_mean" in name for name in expected)
+    for name, value in expected.items():
+        torch.testing.assert_close(averaged[name], value, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(averaged["project.weight"], _float_state(generator)["project.weight"])
+    assert average_of(generator, 0.0) is None
+
+
+def test_the_gan_measures_and_samples_read_the_generator_average(monkeypatch):
+    from rl_coordconv.supervised import generative
+
+    made = []
+
+    def recorded(generator, decay):
+        made.append((generator, average_of(generator, decay)))
+        return made[-1][1]
+
+    monkeypatch.setattr(generative, "average_of", recorded)
+    config = GenerativeConfig("gan", "conv", **experiments.QUICK_GENERATIVE, generator_average=0.5)
+    result = train_generative(config, progress=False)
+    ((generator, average),) = made
+    train_set = shapes.generate(config.train_scenes, seed=config.seed)
+    codes = measure_inputs(config, train_set, None, torch.device("cpu")).codes[:64]
+    generator.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(result.samples, torch.sigmoid(average.module(codes)))
+        assert not torch.allclose(result.samples, torch.sigmoid(generator(codes)), atol=1e-3)
 
 
 def test_the_command_gives_both_gan_models_the_settings_it_is_given():
@@ -363,6 +417,7 @@ def test_the_command_gives_both_gan_models_the_settings_it_is_given():
         discriminator_steps=2,
         spectral_norm=False,
         r1_penalty=1.0,
+        generator_average=0.999,
     )
     configs = experiments.plan("gan", args)
     assert [(c.arch, c.seed) for c in configs] == [("conv", 0), ("coordconv", 0), ("conv", 1), ("coordconv", 1)]
@@ -372,8 +427,9 @@ def test_the_command_gives_both_gan_models_the_settings_it_is_given():
     assert {(c.discriminator_width, c.discriminator_steps, c.spectral_norm, c.r1_penalty) for c in configs} == {
         (32, 2, False, 1.0)
     }
+    assert {c.generator_average for c in configs} == {0.999}
     vae = experiments.plan("vae", args)  # the VAE takes the measure interval, not the GAN's settings
-    assert {(c.measure_every, c.discriminator_steps, c.spectral_norm) for c in vae} == {(4, 1, True)}
+    assert {(c.measure_every, c.discriminator_steps, c.spectral_norm, c.generator_average) for c in vae} == {(4, 1, True, 0.0)}
 
 
 def test_the_report_states_the_settings_both_models_got():
@@ -396,6 +452,11 @@ def test_the_report_states_the_settings_both_models_got():
         "Settings: 100 epochs of 4,000 scenes, batch 64, Adam learning rate 0.001 decayed to 0 along a half cosine, "
     )
     assert "discriminator" not in line(GenerativeConfig("vae"))
+    averaged = GenerativeConfig("gan", generator_average=0.999)
+    assert line(averaged).endswith(
+        "R1 penalty 0; the measures and samples from an exponential moving average of the generator's weights and "
+        "batch-norm statistics (decay 0.999)."
+    )
 
 
 def test_a_change_of_exactly_the_tolerance_is_not_a_plateau():

@@ -124,6 +124,13 @@ def parser() -> argparse.ArgumentParser:
     gan.add_argument(
         "--r1-penalty", type=float, default=None, help="gamma of the R1 gradient penalty on real images (default: 0, none)"
     )
+    gan.add_argument(
+        "--generator-average",
+        type=float,
+        default=None,
+        metavar="DECAY",
+        help="measure and sample an exponential moving average of the generator, e.g. 0.999 (default: 0, none)",
+    )
     parser.add_argument("--out", default=None, help="output folder (default: runs/supervised/<date-time>)")
     parser.add_argument(
         "--resume",

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from rl_coordconv.supervised.archs import ARCHS, conv_layer
 from rl_coordconv.supervised.fitting import batches_per_epoch, fit, minimize
@@ -38,7 +39,14 @@ DEFAULT_LEARNING_RATES = {"vae": 1e-3, "gan": 2e-4}
 # GenerativeConfig's settings of the GAN alone; their defaults are the committed runs' DCGAN: equal
 # learning rates, a discriminator as wide as the generator, one update each per batch, spectral
 # norm, no penalty.
-GAN_SETTINGS = ("discriminator_learning_rate", "discriminator_width", "discriminator_steps", "spectral_norm", "r1_penalty")
+GAN_SETTINGS = (
+    "discriminator_learning_rate",
+    "discriminator_width",
+    "discriminator_steps",
+    "spectral_norm",
+    "r1_penalty",
+    "generator_average",
+)
 MEASURE_SEED_OFFSET = 30_000  # the fixed codes of the measures: seed + this (test scenes 10_000, VAE pairs 20_000)
 
 
@@ -132,6 +140,9 @@ class GenerativeConfig:
     discriminator_steps: int = 1  # discriminator updates per generator update (the generator rests between)
     spectral_norm: bool = True  # on every weight of the discriminator
     r1_penalty: float = 0.0  # gamma of the R1 penalty gamma / 2 E_real |grad_x D(x)|^2 (Mescheder et al. 2018)
+    # Decay of an exponential moving average of the generator's weights and batch-norm statistics,
+    # updated after each generator update; the measures and samples read the average. 0: none.
+    generator_average: float = 0.0
     seed: int = 0
     device: str = "cpu"
 
@@ -166,6 +177,8 @@ class GenerativeConfig:
             raise ValueError(f"discriminator_learning_rate must be > 0, got {self.discriminator_learning_rate!r}")
         if not self.r1_penalty >= 0:
             raise ValueError(f"r1_penalty must be >= 0 (0: none), got {self.r1_penalty!r}")
+        if not 0 <= self.generator_average < 1:
+            raise ValueError(f"generator_average must be in [0, 1) (0: none), got {self.generator_average!r}")
         if self.experiment != "gan":
             defaults = {setting.name: setting.default for setting in fields(self)}
             for name in GAN_SETTINGS:
@@ -293,7 +306,10 @@ def train_generative(config: GenerativeConfig, progress: bool = True, writer=Non
         decoder = Decoder(config.arch, config.latent, config.width, batch_norm=True).to(device)  # DCGAN's generator norm
         discriminator = build_discriminator(config).to(device)
         model = nn.ModuleDict({"generator": decoder, "discriminator": discriminator})
-        step = _gan_step(decoder, discriminator, images, config)
+        average = average_of(decoder, config.generator_average)
+        step = _gan_step(decoder, discriminator, images, config, average)
+        if average is not None:  # the measures and samples read the average
+            decoder = average.module
     inputs = measure_inputs(config, train_set, test_set, device)
     latest: dict[str, torch.Tensor] = {}
 
@@ -347,12 +363,29 @@ def _vae_step(model: VAE, images: torch.Tensor, config: GenerativeConfig):
     return step
 
 
-def _gan_step(generator: Decoder, discriminator: Encoder, images: torch.Tensor, config: GenerativeConfig):
+def average_of(generator: Decoder, decay: float) -> AveragedModel | None:
+    """An exponential moving average of ``generator``'s weights and batch-norm statistics with
+    ``decay`` (``average = decay * average + (1 - decay) * current`` at each update, the first
+    update a copy), kept in eval mode; ``None`` for ``decay`` 0. Averaging a GAN generator's
+    weights steadies its samples, which otherwise follow the last steps of the adversarial game."""
+    if decay == 0:
+        return None
+    return AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True).eval()
+
+
+def _gan_step(
+    generator: Decoder,
+    discriminator: Encoder,
+    images: torch.Tensor,
+    config: GenerativeConfig,
+    average: AveragedModel | None = None,
+):
     """DCGAN's alternating updates with the non-saturating generator loss, and ``config``'s
     stabilisers: the discriminator's own learning rate, ``discriminator_steps`` discriminator
     updates per generator update, and the R1 penalty on real images (logged as ``r1_penalty``).
     Both rates decay by :func:`cosine_decay`, batch by batch (the generator's also on the batches
-    it rests); the step's losses include the generator's ``learning_rate``."""
+    it rests); the step's losses include the generator's ``learning_rate``. ``average`` (see
+    :func:`average_of`) is updated after each generator update."""
     generator_rate = config.learning_rate or DEFAULT_LEARNING_RATES["gan"]
     discriminator_rate = config.discriminator_learning_rate or generator_rate
     generator_optimizer = torch.optim.Adam(generator.parameters(), lr=generator_rate, betas=(0.5, 0.999))
@@ -389,6 +422,8 @@ def _gan_step(generator: Decoder, discriminator: Encoder, images: torch.Tensor, 
         fooled = discriminator(fake)
         g_loss = F.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled))
         minimize(generator_optimizer, g_loss)
+        if average is not None:
+            average.update_parameters(generator)
         losses["generator_loss"] = g_loss
         return losses
 

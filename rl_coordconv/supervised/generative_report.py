@@ -175,6 +175,11 @@ def settings_line(result: GenerativeResult) -> str:
             f"update(s) per generator update, spectral norm {'on' if config.spectral_norm else 'off'}, R1 penalty "
             f"{config.r1_penalty:g}"
         )
+        if config.generator_average > 0:
+            line += (
+                f"; the measures and samples from an exponential moving average of the generator's weights and "
+                f"batch-norm statistics (decay {config.generator_average:g})"
+            )
     return line + "."
 
 
