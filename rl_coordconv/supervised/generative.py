@@ -38,7 +38,7 @@ DEFAULT_EPOCHS = {"vae": 100, "gan": 120}
 DEFAULT_LEARNING_RATES = {"vae": 1e-3, "gan": 2e-4}
 # GenerativeConfig's settings of the GAN alone; their defaults are the committed runs' DCGAN: equal
 # learning rates, a discriminator as wide as the generator, one update each per batch, spectral
-# norm, no penalty.
+# norm, no penalty, no generator average.
 GAN_SETTINGS = (
     "discriminator_learning_rate",
     "discriminator_width",
